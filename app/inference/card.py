@@ -1,0 +1,172 @@
+"""The model card (`model.json`): the contract between training (writes) and the service (reads).
+
+A version folder `models/<name>/<version>/` holds `model.onnx` and `model.json`; every other file
+it names in `files` travels with it. The ONNX graph takes the *input scale* named here (for the
+pbmc68k demo: log-normalised values) in panel order and applies the per-sample preprocessing
+itself, so the service only aligns genes and fills the missing ones with `panel.fill_values`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+SCHEMA_VERSION = 1
+
+
+class ModelKind(StrEnum):
+    encoder = "encoder"
+    classifier = "classifier"
+    regressor = "regressor"
+    pipeline = "pipeline"
+
+
+class InputScale(StrEnum):
+    """What the values a model expects are; the graph starts from this scale."""
+
+    counts = "counts"  # raw integer counts
+    normalized = "normalized"  # linear, library-size normalised (CPM, TPM, ...)
+    log = "log"  # log1p of normalised values (scanpy's .raw.X, log2(1+x) arrays)
+    standardized = "standardized"  # per-gene z-scores
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GenePanel(_Frozen):
+    """The genes the graph's input columns stand for, in order."""
+
+    ids: list[str] = Field(min_length=1, description="Primary gene id of each input column.")
+    aliases: list[list[str]] = Field(
+        default_factory=list,
+        description="Other names of each column (symbols, Ensembl ids); empty or one list a gene.",
+    )
+    fill_values: list[float] = Field(
+        description="Value, on the input scale, given to a panel gene the request lacks.",
+    )
+    fill_policy: Literal["training_mean", "zero"] = "training_mean"
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        n = len(self.ids)
+        if len(set(self.ids)) != n:
+            raise ValueError("panel gene ids must be unique")
+        if self.aliases and len(self.aliases) != n:
+            raise ValueError(f"aliases has {len(self.aliases)} entries for {n} genes")
+        if len(self.fill_values) != n:
+            raise ValueError(f"fill_values has {len(self.fill_values)} entries for {n} genes")
+        return self
+
+
+class TensorSpec(_Frozen):
+    name: str
+    dtype: Literal["float32"] = "float32"
+    shape: list[int | str] = Field(description="Dimensions; a string names a dynamic axis.")
+
+
+class PreprocessStep(_Frozen):
+    """One fitted step; its arrays live in the file named by `params_file` (npz, no pickles)."""
+
+    name: str
+    params: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+
+
+class Preprocessing(_Frozen):
+    steps: list[PreprocessStep] = Field(default_factory=list)
+    params_file: str | None = Field(default=None, description="npz with the fitted arrays.")
+    fused_in_graph: bool = Field(
+        default=True, description="True: model.onnx applies these steps itself."
+    )
+
+
+class Metric(_Frozen):
+    name: str
+    value: float
+    split: str = Field(description="Which data: 'validation', 'test', 'cv', ...")
+    protocol: str = Field(description="How it was measured, in words a reviewer can repeat.")
+
+
+class ModelRef(_Frozen):
+    name: str
+    version: int
+    sha256: str = Field(description="sha256 of the parent's model.onnx.")
+
+
+class TrainingData(_Frozen):
+    name: str
+    fingerprint: str = Field(description="sha256 of the matrix, sample ids and gene ids.")
+    n_samples: int
+    n_genes: int
+    label_column: str | None = None
+    heldout_sample_ids: list[str] = Field(
+        default_factory=list, description="Samples kept out of training, for re-checking metrics."
+    )
+
+
+class ModelCard(_Frozen):
+    schema_version: int = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    version: int = Field(ge=1)
+    kind: ModelKind
+    description: str = ""
+    created_at: datetime
+    input_scale: InputScale
+    panel: GenePanel
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    labels: list[str] | None = None
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    training_data: TrainingData | None = None
+    metrics: list[Metric] = Field(default_factory=list)
+    parent: ModelRef | None = None
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str] = Field(description="File name → sha256, model.onnx included.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if ONNX_FILE not in self.files:
+            raise ValueError(f"files must list {ONNX_FILE}")
+        if self.kind is ModelKind.classifier and not self.labels:
+            raise ValueError("a classifier card needs labels")
+        return self
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.panel.ids)
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelCard:
+        """Parse `folder/model.json`."""
+        return cls.model_validate_json((folder / CARD_FILE).read_bytes())
+
+    def write(self, folder: Path) -> None:
+        """Write `folder/model.json` (the folder's other files must already be there)."""
+        (folder / CARD_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+    def verify_files(self, folder: Path) -> list[str]:
+        """Return a problem per file that is missing or whose sha256 differs; empty when intact."""
+        problems = []
+        for file_name, expected in self.files.items():
+            path = folder / file_name
+            if not path.is_file():
+                problems.append(f"{file_name}: missing")
+            elif sha256_file(path) != expected:
+                problems.append(f"{file_name}: sha256 differs from model.json")
+        return problems
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
