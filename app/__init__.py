@@ -1,0 +1,8 @@
+"""GeneXfer's HTTP service (no torch here)."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("genexfer")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,45 @@
+"""Dependencies as Annotated aliases, so route signatures read as prose."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.inference.registry import ModelRegistry
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; it owns the transaction: commit on success, roll back on error."""
+    with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+
+def get_request_id(request: Request) -> str:
+    request_id: str = request.state.request_id
+    return request_id
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+# scope="function": commit before the response is sent, so a failed commit is never a 200
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+RequestIdDep = Annotated[str, Depends(get_request_id)]

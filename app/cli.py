@@ -1,0 +1,124 @@
+"""`genexfer`: serve the API, manage the database, train and export models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from training.cli import register as register_training
+
+from app import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.config import get_settings
+    from app.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        proxy_headers=args.proxy_headers,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from sqlalchemy import inspect
+
+    from app.config import get_settings
+    from app.db import migrate
+    from app.db.session import make_engine
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        if args.db_command == "upgrade":
+            migrate.upgrade(engine, args.revision)
+            print(f"database {url} upgraded to {args.revision}")
+        elif args.db_command == "downgrade":
+            migrate.downgrade(engine, args.revision)
+            print(f"database {url} downgraded to {args.revision}")
+        else:
+            print(f"database {url}: tables {sorted(inspect(engine).get_table_names())}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genexfer",
+        description="GeneXfer: pretrain gene-expression encoders, fine-tune heads, and serve them. "
+        "Settings come from GENEXFER_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"genexfer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Run the HTTP API with uvicorn. Applies database migrations at start-up "
+        "when GENEXFER_AUTO_MIGRATE is true (the embedded default) and loads every model "
+        "version under GENEXFER_MODELS_DIR.",
+    )
+    serve.add_argument("--host", help="address to bind (default: GENEXFER_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: GENEXFER_PORT or 8000)")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-* headers (only behind a reverse proxy you run)",
+    )
+    serve.set_defaults(func=_serve)
+
+    db = commands.add_parser(
+        "db",
+        help="manage the database schema",
+        description="Apply or revert Alembic migrations on GENEXFER_DATABASE_URL.",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_commands.add_parser("upgrade", help="migrate up (default: to the newest revision)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_commands.add_parser("downgrade", help="migrate down to REVISION ('base': empty)")
+    down.add_argument("revision")
+    db_commands.add_parser("show", help="print the database URL (password hidden) and its tables")
+    db.set_defaults(func=_db)
+
+    train = commands.add_parser(
+        "train",
+        help="pretrain, fine-tune and export models (needs the 'train' extra)",
+        description="Offline training: needs `pip install genexfer[train]` (PyTorch). "
+        "Each command writes a new immutable version folder under --models-dir.",
+    )
+    train_commands = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
+    register_training(train_commands)  # imports only argparse: torch loads when a step runs
+    return parser
+
+
+TRAIN_EXTRA = {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "anndata", "scanpy", "tqdm"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `genexfer` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAIN_EXTRA:
+            raise
+        print(f"{exc.name} is not installed: pip install 'genexfer[train]'", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

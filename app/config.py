@@ -1,0 +1,70 @@
+"""One typed Settings object, read from GENEXFER_* environment variables (or a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KNOWN_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field is GENEXFER_<FIELD NAME> in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GENEXFER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    database_url: str = "sqlite:///./data/genexfer.db"
+    auto_migrate: bool = Field(
+        default=True, description="Apply Alembic migrations at start-up (embedded default)."
+    )
+    models_dir: Path = Path("models")
+
+    providers: list[str] = Field(
+        default=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="ONNX Runtime execution providers, in order of preference.",
+    )
+    allow_cpu_fallback: bool = Field(
+        default=True,
+        description="Serve on CPU when a configured GPU provider is unavailable; else not ready.",
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime chooses.")
+
+    min_gene_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_samples_per_request: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        unknown = [p for p in self.providers if p not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown execution providers {unknown}; known: {KNOWN_PROVIDERS}")
+        if not self.providers:
+            raise ValueError("providers must name at least one execution provider")
+        if self.environment == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError("production needs a server database (GENEXFER_DATABASE_URL)")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,166 @@
+"""Errors as RFC 9457 problem+json.
+
+AppError (500)
+├── NotFound (404)
+│   └── ModelNotFound
+├── InvalidRequest (422)
+│   ├── InvalidExpressionData   bad values; names the samples and genes at fault
+│   └── InsufficientGeneOverlap too few of the model's genes present
+├── PayloadTooLarge (413)
+└── ServiceUnavailable (503)    e.g. the database cannot be reached
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://genexfer.dev/problems/"
+
+
+class AppError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        problem: dict[str, Any] = {
+            "type": TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            problem["instance"] = instance
+        problem.update(self.extra)
+        return problem
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class ModelNotFound(NotFound):
+    slug = "model-not-found"
+    title = "Model not found"
+
+
+class InvalidRequest(AppError):
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class InvalidExpressionData(InvalidRequest):
+    slug = "invalid-expression-data"
+    title = "Invalid expression data"
+
+
+class InsufficientGeneOverlap(InvalidRequest):
+    slug = "insufficient-gene-overlap"
+    title = "Too few of the model's genes in the input"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+def documented(**statuses: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for problem+json answers, e.g. documented(e404="No such model")."""
+    return {
+        int(code.removeprefix("e")): {"description": text, "content": {PROBLEM_JSON: {}}}
+        for code, text in statuses.items()
+    }
+
+
+def problem_json(
+    problem: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A problem+json response (orjson-encoded)."""
+    return Response(orjson.dumps(problem), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def problem_response(error: AppError, request: Request) -> Response:
+    """Render an AppError as problem+json."""
+    return problem_json(error.to_problem(instance=request.url.path), error.status)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error answer problem+json, unexpected ones too (without leaking internals)."""
+
+    async def on_app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        error = InvalidRequest(f"The request body is malformed: {where}", errors=errors)
+        return problem_response(error, request)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error = AppError(str(exc.detail))
+        problem = error.to_problem(instance=request.url.path)
+        problem.update(type="about:blank", title=_reason(exc.status_code), status=exc.status_code)
+        return problem_json(problem, exc.status_code, exc.headers)
+
+    async def on_db_down(request: Request, exc: Exception) -> Response:
+        log.error("database unavailable: %s", exc)
+        error = ServiceUnavailable("The database cannot be reached; try again shortly.")
+        return problem_response(error, request)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        error = AppError("An unexpected error occurred; it has been logged.")
+        return problem_response(error, request)
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OperationalError, on_db_down)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,107 @@
+"""ONNX Runtime sessions: providers from settings, checked against the card, warmed up at load."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.errors import AppError
+from app.inference.backend import Array, BackendFactory, InferenceBackend
+from app.inference.card import ONNX_FILE, ModelCard
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(AppError):
+    slug = "model-load-error"
+    title = "Model could not be loaded"
+
+
+class OnnxBackend:
+    """One shared ONNX Runtime session for one model version (sessions are thread-safe to run)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        card: ModelCard,
+        *,
+        providers: list[str],
+        allow_cpu_fallback: bool,
+        intra_op_threads: int = 0,
+    ) -> None:
+        available = set(ort.get_available_providers())
+        usable = [p for p in providers if p in available]
+        if not usable:
+            raise ModelLoadError(f"none of the providers {providers} is available ({available})")
+        wants_gpu = any(p != "CPUExecutionProvider" for p in providers)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = intra_op_threads
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(folder / ONNX_FILE), sess_options=opts, providers=usable
+        )
+        self._requested = list(providers)
+        in_use = self._session.get_providers()
+        if wants_gpu and in_use == ["CPUExecutionProvider"]:
+            if not allow_cpu_fallback:
+                raise ModelLoadError(
+                    f"{card.name}/{card.version}: GPU providers {providers} requested, only CPU "
+                    "available, and GENEXFER_ALLOW_CPU_FALLBACK is off"
+                )
+            log.warning("%s/%s runs on CPU: %s not available", card.name, card.version, providers)
+        self._check_signature(card)
+        self._output_names = [o.name for o in card.outputs]
+        self.run(np.asarray([card.panel.fill_values], dtype=np.float32))  # warm-up
+
+    def _check_signature(self, card: ModelCard) -> None:
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != card.inputs[0].name:
+            names = [i.name for i in inputs]
+            raise ModelLoadError(f"graph inputs {names} do not match card {card.inputs[0].name}")
+        width = inputs[0].shape[-1]
+        if isinstance(width, int) and width != card.n_genes:
+            raise ModelLoadError(f"graph takes {width} genes, card panel has {card.n_genes}")
+        graph_outputs = {o.name for o in self._session.get_outputs()}
+        missing = [o.name for o in card.outputs if o.name not in graph_outputs]
+        if missing:
+            raise ModelLoadError(f"card outputs {missing} are not graph outputs {graph_outputs}")
+        self._input_name = inputs[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    @property
+    def requested_providers(self) -> list[str]:
+        return list(self._requested)
+
+    def run(self, x: Array) -> dict[str, Array]:
+        outputs = self._session.run(self._output_names, {self._input_name: x})
+        return {
+            name: np.asarray(value, dtype=np.float32)
+            for name, value in zip(self._output_names, outputs, strict=True)
+        }
+
+    def close(self) -> None:
+        del self._session
+
+
+def onnx_backend_factory(
+    providers: list[str], allow_cpu_fallback: bool, intra_op_threads: int
+) -> BackendFactory:
+    """A BackendFactory building OnnxBackends with these settings."""
+
+    def factory(folder: Path, card: ModelCard) -> InferenceBackend:
+        return OnnxBackend(
+            folder,
+            card,
+            providers=providers,
+            allow_cpu_fallback=allow_cpu_fallback,
+            intra_op_threads=intra_op_threads,
+        )
+
+    return factory

@@ -1,0 +1,99 @@
+"""Request id (echoed as X-Request-ID, carried in every log line) and the body-size limit."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_JSON, PayloadTooLarge
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id in and out; the body-size limit, before the body is read."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+
+        too_large = False
+        received = 0
+
+        async def limited_receive() -> Message:
+            # A chunked body has no Content-Length: count it as it arrives, and once over the
+            # limit tell the app the client left, so it stops reading; the 413 is ours to send.
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if too_large:
+                return  # whatever the app answers to the cut-off body is replaced by the 413
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                too_large = True
+            else:
+                try:
+                    await self.app(scope, limited_receive, send_with_id)
+                except Exception:
+                    if not too_large:
+                        raise
+            if too_large:
+                await self._too_large(scope, send, request_id)
+        finally:
+            request_id_var.reset(token)
+
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+        error = PayloadTooLarge(
+            f"request body exceeds {self.max_body_bytes} bytes", max_body_bytes=self.max_body_bytes
+        )
+        body = orjson.dumps(error.to_problem(instance=scope.get("path")))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,77 @@
+"""Request and response bodies of /v1/models/{name}/embed and /classify."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+SampleId = Annotated[str, Field(min_length=1, max_length=256)]
+GeneId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SampleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: SampleId
+    values: list[StrictFloat | StrictInt | None] = Field(
+        description="One value per entry of `genes`, on the model's input scale; null is refused."
+    )
+
+
+class ExpressionIn(BaseModel):
+    """Profiles as records: the gene names once, then each sample's values in that order."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "genes": ["CD3E", "CD14", "MS4A1"],
+                    "samples": [{"id": "S1", "values": [1.2, 0.0, 3.4]}],
+                }
+            ]
+        },
+    )
+
+    genes: list[GeneId] = Field(min_length=1)
+    samples: list[SampleIn] = Field(min_length=1)
+
+
+class ModelUsed(BaseModel):
+    name: str
+    version: int
+
+
+class GeneOverlap(BaseModel):
+    matched: int = Field(description="Panel genes found in the input.")
+    panel_size: int
+    fraction: float
+    missing_genes: list[str] = Field(description="Panel genes filled in (at most 50 listed).")
+    n_missing: int
+    n_unused_input_genes: int = Field(description="Input genes the model does not use.")
+
+
+class SamplePrediction(BaseModel):
+    id: str
+    label: str
+    probabilities: dict[str, float]
+
+
+class SampleEmbedding(BaseModel):
+    id: str
+    embedding: list[float]
+
+
+class ClassifyOut(BaseModel):
+    request_id: str
+    model: ModelUsed
+    gene_overlap: GeneOverlap
+    predictions: list[SamplePrediction]
+
+
+class EmbedOut(BaseModel):
+    request_id: str
+    model: ModelUsed
+    gene_overlap: GeneOverlap
+    embeddings: list[SampleEmbedding]

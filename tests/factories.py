@@ -1,0 +1,103 @@
+"""Keyword-only factories for test models: real ONNX graphs (built with onnx.helper) and cards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from app.inference.card import (
+    CARD_FILE,
+    ONNX_FILE,
+    GenePanel,
+    InputScale,
+    ModelCard,
+    ModelKind,
+    TensorSpec,
+    sha256_file,
+)
+
+
+def linear_onnx(
+    *, weights: npt.NDArray[np.float32], classifier: bool, opset: int = 17
+) -> onnx.ModelProto:
+    """expression (batch, genes) @ weights → embedding, or → logits + softmax probabilities."""
+    w = numpy_helper.from_array(weights.astype(np.float32), name="W")
+    out = "logits" if classifier else "embedding"
+    nodes = [helper.make_node("MatMul", ["expression", "W"], [out])]
+    outputs = [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", weights.shape[1]])]
+    if classifier:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+        outputs.append(
+            helper.make_tensor_value_info(
+                "probabilities", TensorProto.FLOAT, ["batch", weights.shape[1]]
+            )
+        )
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [
+            helper.make_tensor_value_info(
+                "expression", TensorProto.FLOAT, ["batch", weights.shape[0]]
+            )
+        ],
+        outputs,
+        initializer=[w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_model(
+    *,
+    root: Path,
+    name: str,
+    version: int = 1,
+    genes: list[str],
+    labels: list[str] | None = None,
+    latent: int = 2,
+    aliases: list[list[str]] | None = None,
+    fill_values: list[float] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write models/<name>/<version>/ with a real linear ONNX graph and a valid card."""
+    folder = root / name / str(version)
+    folder.mkdir(parents=True)
+    classifier = labels is not None
+    width = len(labels) if labels else latent
+    weights = np.random.default_rng(seed).normal(size=(len(genes), width)).astype(np.float32)
+    onnx.save(linear_onnx(weights=weights, classifier=classifier), folder / ONNX_FILE)
+    outputs = (
+        [
+            TensorSpec(name="logits", shape=["batch", width]),
+            TensorSpec(name="probabilities", shape=["batch", width]),
+        ]
+        if classifier
+        else [TensorSpec(name="embedding", shape=["batch", width])]
+    )
+    card = ModelCard(
+        name=name,
+        version=version,
+        kind=ModelKind.classifier if classifier else ModelKind.encoder,
+        description="test model",
+        created_at=datetime.now(UTC),
+        input_scale=InputScale.log,
+        panel=GenePanel(
+            ids=genes,
+            aliases=aliases or [],
+            fill_values=fill_values if fill_values is not None else [0.0] * len(genes),
+        ),
+        inputs=[TensorSpec(name="expression", shape=["batch", len(genes)])],
+        outputs=outputs,
+        labels=labels,
+        files={ONNX_FILE: sha256_file(folder / ONNX_FILE)},
+    )
+    card.write(folder)
+    assert (folder / CARD_FILE).is_file()
+    return folder
