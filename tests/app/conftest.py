@@ -34,12 +34,12 @@ def models_dir(tmp_path: Path) -> Path:
 
 
 def make_settings(database_url: str, models_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"providers": ["CPUExecutionProvider"], **overrides}
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
         models_dir=models_dir,
-        providers=["CPUExecutionProvider"],
-        **overrides,  # type: ignore[arg-type]
+        **values,  # type: ignore[arg-type]
     )
 
 

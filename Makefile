@@ -1,0 +1,53 @@
+# GeneXfer. Two commands do all set-up on a fresh machine:
+#   make serve   install the service and run it on http://127.0.0.1:8000 with the demo models
+#   make test    install everything, bring up PostgreSQL + Redis, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+DEMO   := models/pbmc68k-encoder/1/model.json models/pbmc68k-celltype/1/model.json
+
+.PHONY: serve test check lint format typecheck services models bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "GeneXfer needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+# the service alone: no torch
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[cpu]"
+	touch $@
+
+# everything: service, training stack (torch 2.13 CPU), test and lint tools
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[cpu,train,dev]"
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	@for f in $(DEMO); do [ -f $$f ] || { echo "demo models missing: training them"; \
+	  $(MAKE) --no-print-directory models; break; }; done
+	$(BIN)/genexfer serve
+
+models: $(VENV)/.dev
+	$(BIN)/genexfer train demo --models-dir models
+
+services:
+	bash .ci/services.sh
+
+test: $(VENV)/.dev services
+	$(BIN)/pytest -q
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format app training tests
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff format --check app training tests
+	$(BIN)/ruff check app training tests
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy --strict app training
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/

@@ -1,0 +1,143 @@
+"""End to end: the real server (uvicorn subprocess) classifies real pbmc68k cells it never saw."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import scanpy as sc
+from sklearn.metrics import balanced_accuracy_score
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import Prediction
+from app.inference.card import ModelCard
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+CLASSIFIER = "pbmc68k-celltype"
+ENCODER = "pbmc68k-encoder"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(engine: Engine, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GENEXFER_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "GENEXFER_MODELS_DIR": str(MODELS),
+        "GENEXFER_PROVIDERS": '["CPUExecutionProvider"]',
+    }
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server not ready in 60 s"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _heldout_cells() -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    card = ModelCard.read(MODELS / CLASSIFIER / "1")
+    assert card.training_data is not None
+    heldout = card.training_data.heldout_sample_ids
+    adata = sc.datasets.pbmc68k_reduced()
+    rows = adata.obs_names.get_indexer(heldout)
+    assert (rows >= 0).all()
+    x = adata.raw.X[rows]
+    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+    labels = adata.obs["bulk_labels"].astype(str).to_numpy()[rows].tolist()
+    return heldout, list(adata.raw.var_names), x, labels
+
+
+def test_classifies_heldout_pbmc_cells_and_records_them(server: str, engine: Engine) -> None:
+    sample_ids, genes, x, truth = _heldout_cells()
+    predicted: dict[str, str] = {}
+    request_ids = []
+    with httpx.Client(base_url=server, timeout=60) as client:
+        for start in range(0, len(sample_ids), 50):
+            body = {
+                "genes": genes,
+                "samples": [
+                    {"id": sid, "values": row.tolist()}
+                    for sid, row in zip(
+                        sample_ids[start : start + 50], x[start : start + 50], strict=True
+                    )
+                ],
+            }
+            r = client.post(f"/v1/models/{CLASSIFIER}/classify", json=body)
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["gene_overlap"]["fraction"] == 1.0
+            assert out["model"]["name"] == CLASSIFIER
+            request_ids.append(out["request_id"])
+            predicted.update({p["id"]: p["label"] for p in out["predictions"]})
+    score = balanced_accuracy_score(truth, [predicted[s] for s in sample_ids])
+    print(
+        f"\nheld-out pbmc68k cells: {len(sample_ids)}, balanced accuracy {score:.3f} (chance 0.100)"
+    )
+    assert score > 0.5
+    with Session(engine) as s:
+        rows = s.scalars(select(Prediction).where(Prediction.task == "classify")).all()
+    assert sorted(r.request_id for r in rows) == sorted(request_ids)
+    recorded = {
+        sid: out["label"]
+        for r in rows
+        for sid, out in zip(r.sample_ids, r.outputs or [], strict=True)
+    }
+    assert recorded == predicted
+
+
+def test_embeds_real_cells_and_refuses_a_poor_gene_match(server: str) -> None:
+    sample_ids, genes, x, _ = _heldout_cells()
+    with httpx.Client(base_url=server, timeout=60) as client:
+        meta = client.get(f"/v1/models/{ENCODER}").json()
+        latent = meta["outputs"][0]["shape"][-1]
+        body = {"genes": genes, "samples": [{"id": sample_ids[0], "values": x[0].tolist()}]}
+        r = client.post(f"/v1/models/{ENCODER}/embed", json=body)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["embeddings"][0]["embedding"]) == latent
+        keep = len(genes) // 3
+        body = {"genes": genes[:keep], "samples": [{"id": "cell", "values": x[0, :keep].tolist()}]}
+        r = client.post(f"/v1/models/{CLASSIFIER}/classify", json=body)
+        assert r.status_code == 422
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["matched"] == keep
+        ready = client.get("/readyz").json()
+        assert {(m["name"], m["version"]) for m in ready["models"]} >= {
+            (CLASSIFIER, 1),
+            (ENCODER, 1),
+        }
