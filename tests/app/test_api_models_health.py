@@ -21,7 +21,8 @@ def test_readyz_shows_providers_per_model_version(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["ready"] is True and body["database"] == "ok"
+    assert body["ready"] is True
+    assert body["database"] == "ok"
     loaded = {(m["name"], m["version"]): m for m in body["models"]}
     assert set(loaded) == {("toy-classifier", 1), ("toy-classifier", 2), ("toy-encoder", 1)}
     for m in loaded.values():
@@ -75,7 +76,9 @@ def test_list_models(client: TestClient) -> None:
     assert models["toy-classifier"]["latest_version"] == 2
     assert [v["version"] for v in models["toy-classifier"]["versions"]] == [1, 2]
     v = models["toy-classifier"]["versions"][0]
-    assert v["kind"] == "classifier" and v["labels"] == LABELS and v["n_genes"] == 10
+    assert v["kind"] == "classifier"
+    assert v["labels"] == LABELS
+    assert v["n_genes"] == 10
     assert models["toy-encoder"]["versions"][0]["outputs"][0]["name"] == "embedding"
 
 

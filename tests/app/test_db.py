@@ -40,7 +40,8 @@ def test_prediction_roundtrip_keeps_utc_and_json(engine: Engine) -> None:
         s.commit()
     with Session(engine) as s:
         (row,) = repository.predictions_by_request(s, "r1")
-    assert row.sample_ids == ["a", "b"] and row.n_samples == 2
+    assert row.sample_ids == ["a", "b"]
+    assert row.n_samples == 2
     assert row.outputs == [{"id": "a", "label": "x", "probabilities": {"x": 1.0}}]
     assert row.created_at.tzinfo is not None
     assert row.created_at.utcoffset() == UTC.utcoffset(None)
