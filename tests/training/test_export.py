@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from app.inference.card import ONNX_FILE, InputScale, ModelCard, ModelKind, TrainingData
+from training.config import TrainConfig
+from training.data.matrix import ExpressionMatrix
+from training.export import CardInfo, ClassifierGraph, export_classifier, export_encoder
+from training.finetune import finetune_classifier
+from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
+from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+from training.onnx_check import ExportVerificationError, export_onnx, verify_onnx
+from training.preprocess.pipeline import PreprocessPipeline
+from training.pretrain import pretrain
+from training.versions import model_ref, resolve_version
+
+Trained = tuple[DenseAutoencoder, ClassifierHead, list[str], PreprocessPipeline]
+
+
+@pytest.fixture(scope="module")
+def trained(counts: ExpressionMatrix) -> Trained:
+    pipe = PreprocessPipeline.fit(counts, "counts")
+    cfg = AutoencoderConfig(n_genes=counts.shape[1], hidden=(16,), latent=4)
+    quick = TrainConfig(epochs=3, batch_size=64, val_fraction=0.2, patience=2)
+    ae, _ = pretrain(counts, pipe, cfg, quick, progress=False)
+    result = finetune_classifier(
+        ae.encoder,
+        pipe,
+        counts,
+        "label",
+        ClassifierHeadConfig(n_in=4, n_classes=3),
+        quick,
+        progress=False,
+    )
+    return ae, result.head, result.labels, pipe
+
+
+def _info(counts: ExpressionMatrix) -> CardInfo:
+    data = TrainingData(
+        name="synthetic",
+        fingerprint=counts.fingerprint(),
+        n_samples=counts.shape[0],
+        n_genes=counts.shape[1],
+        heldout_sample_ids=["cell_00000"],
+    )
+    return CardInfo(description="test model", training_data=data, extra={"note": 1})
+
+
+def test_encoder_then_classifier(
+    tmp_path: Path, counts: ExpressionMatrix, trained: Trained
+) -> None:
+    ae, head, labels, pipe = trained
+    enc_dir = export_encoder(
+        ae, pipe, name="enc", models_dir=tmp_path, info=_info(counts), reference=counts.X
+    )
+    assert enc_dir == tmp_path / "enc" / "1"
+    card = ModelCard.read(enc_dir)
+    assert card.kind is ModelKind.encoder
+    assert card.version == 1
+    assert card.input_scale is InputScale.counts
+    assert card.verify_files(enc_dir) == []
+    assert set(card.files) == {
+        "model.onnx",
+        "preprocess.npz",
+        "preprocess.json",
+        "weights.safetensors",
+        "config.json",
+    }
+    assert card.panel.ids == counts.gene_ids
+    assert card.panel.fill_values == pipe.fill_values
+    assert [(t.name, t.shape) for t in card.inputs] == [("expression", ["batch", 60])]
+    assert [(t.name, t.shape) for t in card.outputs] == [("embedding", ["batch", 4])]
+    assert card.preprocessing == pipe.to_card()
+    assert card.parent is None
+    assert card.created_at.utcoffset() == timedelta(0)  # UTC
+    assert {"torch", "onnx", "onnxruntime", "numpy", "genexfer"} <= set(card.library_versions)
+
+    clf_dir = export_classifier(
+        ae,
+        head,
+        pipe,
+        labels,
+        name="clf",
+        models_dir=tmp_path,
+        info=_info(counts),
+        reference=counts.X,
+        parent=model_ref(enc_dir),
+    )
+    clf = ModelCard.read(clf_dir)
+    assert clf.kind is ModelKind.classifier
+    assert clf.labels == labels
+    assert clf.parent is not None
+    assert clf.parent.name == "enc"
+    assert clf.parent.version == 1
+    assert clf.parent.sha256 == card.files[ONNX_FILE]
+    assert [t.name for t in clf.outputs] == ["logits", "probabilities"]
+
+    model = onnx.load(str(clf_dir / ONNX_FILE))
+    onnx.checker.check_model(model, full_check=True)
+    assert not list(clf_dir.glob("*.data"))
+    assert model.opset_import[0].version >= 17
+    session = ort.InferenceSession(str(clf_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
+    logits, proba = session.run(None, {"expression": counts.X[:7]})
+    graph = ClassifierGraph(pipe.torch_module(), ae.encoder, head).eval()
+    with torch.no_grad():
+        want_logits, _ = graph(torch.from_numpy(counts.X[:7]))
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+
+
+def test_versions_count_up_and_leave_no_staging(
+    tmp_path: Path, counts: ExpressionMatrix, trained: Trained
+) -> None:
+    ae, _, _, pipe = trained
+    (tmp_path / "enc" / ".tmp-leftover").mkdir(parents=True)  # a crashed run's debris
+    (tmp_path / "enc" / "notes").mkdir()
+    folders = [
+        export_encoder(
+            ae, pipe, name="enc", models_dir=tmp_path, info=_info(counts), reference=counts.X
+        )
+        for _ in range(2)
+    ]
+    assert [f.name for f in folders] == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == [
+        ".tmp-leftover",
+        "1",
+        "2",
+        "notes",
+    ]
+    # same weights → same graph bytes: re-exports are reproducible
+    assert (folders[0] / ONNX_FILE).read_bytes() == (folders[1] / ONNX_FILE).read_bytes()
+    assert resolve_version(tmp_path, "enc") == folders[1]
+    assert resolve_version(tmp_path, "enc:1") == folders[0]
+    with pytest.raises(ValueError, match="no version '3'"):
+        resolve_version(tmp_path, "enc:3")
+    with pytest.raises(ValueError, match="model name"):
+        export_encoder(
+            ae, pipe, name="Bad Name", models_dir=tmp_path, info=_info(counts), reference=counts.X
+        )
+
+
+def test_parity_failure_raises(tmp_path: Path, trained: Trained) -> None:
+    ae, head, _, pipe = trained
+    graph = ClassifierGraph(pipe.torch_module(), ae.encoder, head).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(graph, pipe.n_genes, path, ["logits", "probabilities"])
+    x = np.abs(np.random.default_rng(0).normal(size=(3, pipe.n_genes))).astype(np.float32)
+    assert verify_onnx(path, graph, ["logits", "probabilities"], [x]) <= 1e-4
+    with torch.no_grad():
+        head.layers[-1].bias.add_(1.0)  # the torch side drifts from the exported graph
+    try:
+        with pytest.raises(ExportVerificationError, match="differs from torch"):
+            verify_onnx(path, graph, ["logits", "probabilities"], [x])
+    finally:
+        with torch.no_grad():
+            head.layers[-1].bias.sub_(1.0)
+    with pytest.raises(ExportVerificationError, match="graph outputs"):
+        verify_onnx(path, graph, ["a", "b"], [x])
