@@ -200,6 +200,8 @@ def _export(
         export_onnx(graph, pipeline.n_genes, onnx_path, output_names)
         verify_onnx(onnx_path, graph, output_names, _parity_inputs(pipeline, reference))
         written = [onnx_path, *pipeline.save(staging), *save_checkpoint(staging, parts, info.extra)]
+        for path in written:
+            path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
         files = {p.name: sha256_file(p) for p in sorted(written)}
 
         def write_card(version: int) -> None:
