@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Train the demo models on scanpy's bundled pbmc68k_reduced (700 PBMCs, log-normalised "
             ".raw.X, labels 'bulk_labels'): a stratified 80/20 split, an encoder pretrained on "
-            "the 80%% only, a linear head fine-tuned on the frozen encoder, scores on the "
-            "held-out 20%%. Publishes new versions of pbmc68k-encoder and pbmc68k-celltype "
+            "the 80% only, a linear head fine-tuned on the frozen encoder, scores on the "
+            "held-out 20%. Publishes new versions of pbmc68k-encoder and pbmc68k-celltype "
             "(the classifier's parent is that encoder). Takes seconds on a laptop CPU."
         ),
     )
