@@ -70,16 +70,23 @@ def test_metadata_health_and_readiness(c: TestClient) -> None:
     assert meta["inputs"] == [{"name": "expression", "datatype": "FP32", "shape": [-1, 10]}]
     assert {o["name"] for o in meta["outputs"]} == {"logits", "probabilities"}
     assert c.get("/v2/models/toy-classifier/versions/1/ready").json()["ready"] is True
-    for path in ("/v2/models/nope", "/v2/models/toy-classifier/versions/9/ready",
-                 "/v2/models/toy-classifier/versions/x"):  # fmt: skip
+    for path in (
+        "/v2/models/nope",
+        "/v2/models/toy-classifier/versions/9/ready",
+        "/v2/models/toy-classifier/versions/x",
+    ):
         r = c.get(path)
         assert r.status_code == 404
         assert "error" in r.json()
 
 
 def test_json_inference_latest_and_pinned_version(c: TestClient, engine: Engine) -> None:
-    body = {"id": "abc", "inputs": [{"name": "expression", "shape": [4, 10], "datatype": "FP32",
-                                     "data": X.tolist()}]}  # fmt: skip
+    body = {
+        "id": "abc",
+        "inputs": [
+            {"name": "expression", "shape": [4, 10], "datatype": "FP32", "data": X.tolist()}
+        ],
+    }
     r = c.post(URL, json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -95,9 +102,15 @@ def test_binary_inference_with_gzip(c: TestClient) -> None:
     body, length = _binary(X, outputs=[{"name": "probabilities"}])
     for extra in ({}, {"content-encoding": "gzip"}):
         payload = gzip.compress(body) if extra else body
-        r = c.post(URL, content=payload, headers={"inference-header-content-length": str(length),
-                                                  "content-type": "application/octet-stream",
-                                                  **extra})  # fmt: skip
+        r = c.post(
+            URL,
+            content=payload,
+            headers={
+                "inference-header-content-length": str(length),
+                "content-type": "application/octet-stream",
+                **extra,
+            },
+        )
         assert r.status_code == 200, r.text
         head_len = int(r.headers["inference-header-content-length"])
         head = orjson.loads(r.content[:head_len])
@@ -163,8 +176,11 @@ def test_limits_answer_in_the_v2_error_shape(sqlite_url: str, models_dir: Path) 
 
 def test_inference_is_recorded(client: TestClient, engine: Engine) -> None:
     body, length = _binary(X[:2])
-    r = client.post(URL, content=body, headers={"inference-header-content-length": str(length),
-                                                "x-request-id": "v2-req"})  # fmt: skip
+    r = client.post(
+        URL,
+        content=body,
+        headers={"inference-header-content-length": str(length), "x-request-id": "v2-req"},
+    )
     assert r.status_code == 200, r.text
     with Session(engine) as s:
         row = s.scalars(select(Prediction)).one()

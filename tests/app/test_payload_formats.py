@@ -33,7 +33,10 @@ def c(sqlite_url: str, models_dir: Path) -> Iterator[TestClient]:
 
 @pytest.fixture
 def expected(c: TestClient) -> list[str]:
-    body = {"genes": GENES, "samples": [{"id": i, "values": r.tolist()} for i, r in zip(IDS, X)]}
+    body = {
+        "genes": GENES,
+        "samples": [{"id": i, "values": r.tolist()} for i, r in zip(IDS, X, strict=True)],
+    }
     r = c.post(URL, json=body)
     assert r.status_code == 200, r.text
     return [p["label"] for p in r.json()["predictions"]]
@@ -101,11 +104,17 @@ def test_every_format_gives_the_same_answer(c: TestClient, expected: list[str]) 
         r = c.post(URL, content=body, headers={"content-type": kind})
         assert r.status_code == 200, (kind, r.text)
         assert _labels(r) == list(zip(IDS, expected, strict=True)), kind
-    r = c.post(URL, content=_npy(X), headers={"content-type": "application/x-npy",
-                                               "x-sample-ids": ",".join(IDS)})  # fmt: skip
+    r = c.post(
+        URL,
+        content=_npy(X),
+        headers={"content-type": "application/x-npy", "x-sample-ids": ",".join(IDS)},
+    )
     assert _labels(r) == list(zip(IDS, expected, strict=True))
-    r = c.post(URL, content=gzip.compress(_csv(",")),
-               headers={"content-type": "text/csv", "content-encoding": "gzip"})  # fmt: skip
+    r = c.post(
+        URL,
+        content=gzip.compress(_csv(",")),
+        headers={"content-type": "text/csv", "content-encoding": "gzip"},
+    )
     assert _labels(r) == list(zip(IDS, expected, strict=True))
 
 
@@ -202,7 +211,8 @@ def test_a_gzip_bomb_is_413(sqlite_url: str, models_dir: Path) -> None:
     bomb = gzip.compress(b"0" * 1_000_000)
     assert len(bomb) < 4096
     with TestClient(create_app(settings)) as client:
-        r = client.post(URL, content=bomb, headers={"content-type": "text/csv",
-                                                    "content-encoding": "gzip"})  # fmt: skip
+        r = client.post(
+            URL, content=bomb, headers={"content-type": "text/csv", "content-encoding": "gzip"}
+        )
     assert r.status_code == 413
     assert r.headers["content-type"] == PROBLEM
