@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime chooses.")
     inter_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime chooses.")
+    thread_spinning: bool = Field(
+        default=False, description="Let idle ONNX Runtime threads spin (CPU held, less latency)."
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     gpu_mem_limit_mb: int = Field(default=0, ge=0, description="CUDA arena limit; 0: none.")
     warmup_batch_sizes: list[int] = Field(

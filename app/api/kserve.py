@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import __version__
-from app.api.deps import RegistryDep, RequestIdDep, SessionDep, SettingsDep
+from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
 from app.api.formats import inflate
 from app.db import repository
 from app.errors import AppError, InvalidRequest, ModelNotFound
@@ -26,6 +26,7 @@ from app.metrics import Metrics
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
 HEADER_LENGTH = "inference-header-content-length"
+INLINE_BYTES = 1 << 20
 PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX Runtime models
 
 
@@ -104,7 +105,6 @@ async def infer(
     request: Request,
     registry: RegistryDep,
     settings: SettingsDep,
-    session: SessionDep,
     request_id: RequestIdDep,
     version: str | None = None,
 ) -> Response:
@@ -119,17 +119,7 @@ async def infer(
             body, headers, n = await _infer(
                 m, request, settings.max_samples_per_request, settings.max_body_bytes
             )
-            await asyncio.to_thread(
-                repository.add_prediction,
-                session,
-                request_id=request_id,
-                task="v2-infer",
-                model_name=m.card.name,
-                model_version=m.card.version,
-                sample_ids=[str(i) for i in range(n)],
-                outputs=None,
-                gene_overlap=1.0,
-            )
+            await asyncio.to_thread(_record, request.app.state.sessionmaker, m, request_id, n)
         outcome = "ok"
     except AppError as exc:
         return _error(exc)
@@ -137,6 +127,22 @@ async def infer(
         metrics.inferences.labels(m.card.name, str(m.card.version), outcome).inc()
     media = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"
     return Response(body, media_type=media, headers=headers)
+
+
+def _record(sessionmaker: Any, m: LoadedModel, request_id: str, n: int) -> None:
+    # one thread hop for the whole transaction (SessionDep would take three): this endpoint is
+    # the one small requests hammer
+    with sessionmaker() as session, session.begin():
+        repository.add_prediction(
+            session,
+            request_id=request_id,
+            task="v2-infer",
+            model_name=m.card.name,
+            model_version=m.card.version,
+            sample_ids=[str(i) for i in range(n)],
+            outputs=None,
+            gene_overlap=1.0,
+        )
 
 
 async def _infer(
@@ -153,10 +159,16 @@ async def _infer(
         body = inflate(raw, encoding, max_bytes)
         return v2codec.parse(body, header_length, m.card, max_samples)
 
-    parsed = await asyncio.to_thread(decode)
+    # a small binary body (one or a few profiles) decodes in microseconds, less than a thread
+    # hop costs; anything large, compressed or JSON is decoded off the event loop
+    small = header_length is not None and encoding is None and len(raw) <= INLINE_BYTES
+    parsed = decode() if small else await asyncio.to_thread(decode)
     outputs = await m.batcher.run(parsed.x)
-    body, json_length = await asyncio.to_thread(
-        lambda: v2codec.encode(card=m.card, request=parsed, outputs=outputs)
-    )
+    if small:
+        body, json_length = v2codec.encode(card=m.card, request=parsed, outputs=outputs)
+    else:
+        body, json_length = await asyncio.to_thread(
+            lambda: v2codec.encode(card=m.card, request=parsed, outputs=outputs)
+        )
     headers = {} if json_length is None else {HEADER_LENGTH: str(json_length)}
     return body, headers, parsed.x.shape[0]

@@ -52,6 +52,7 @@ class OnnxBackend:
         graph_optimization: str = "all",
         gpu_mem_limit_mb: int = 0,
         warmup_batch_sizes: tuple[int, ...] = (1,),
+        spinning: bool = False,
     ) -> None:
         available = set(ort.get_available_providers())
         usable = [p for p in providers if p in available]
@@ -63,6 +64,10 @@ class OnnxBackend:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.log_severity_level = 3
+        # idle ONNX Runtime threads spin by default: fine for a benchmark loop, but in a server
+        # they burn the cores the event loop, the decoders and the next batch's requests need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         self._session = ort.InferenceSession(
             str(folder / ONNX_FILE),
             sess_options=opts,
@@ -132,6 +137,7 @@ def onnx_backend_factory(settings: Settings) -> BackendFactory:
             graph_optimization=settings.graph_optimization,
             gpu_mem_limit_mb=settings.gpu_mem_limit_mb,
             warmup_batch_sizes=tuple(settings.warmup_batch_sizes),
+            spinning=settings.thread_spinning,
         )
 
     return factory
