@@ -190,3 +190,46 @@ def test_inference_is_recorded(client: TestClient, engine: Engine) -> None:
         2,
         ["0", "1"],
     )
+
+
+def test_more_malformed_v2_requests(c: TestClient) -> None:
+    good = {"name": "expression", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}
+    cases: list[tuple[Any, str]] = [
+        ({"inputs": "x"}, "'inputs' list"),
+        ({"inputs": [{**good, "shape": "1x10"}]}, "list of sizes"),
+        ({"inputs": [{k: v for k, v in good.items() if k != "data"}]}, "neither 'data'"),
+        (
+            {
+                "inputs": [good],
+                "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+            },
+            "classification",
+        ),
+    ]
+    for body, message in cases:
+        r = c.post(URL, json=body)
+        assert r.status_code == 400, body
+        assert message in r.json()["error"]
+    r = c.post(URL, content=b"\0" * 12, headers={"inference-header-content-length": "0"})
+    assert r.status_code == 400
+    assert "raw binary body" in r.json()["error"]
+    r = c.post(URL, content=b"{}", headers={"inference-header-content-length": "two"})
+    assert r.status_code == 400
+    assert "must be a number" in r.json()["error"]
+    one = {"inputs": [{**good, "shape": [10]}]}  # a 1-d tensor is one sample
+    assert c.post(URL, json=one).json()["outputs"][0]["shape"] == [1, 3]
+
+
+def test_a_version_being_unloaded_answers_503(c: TestClient) -> None:
+    model = c.app.state.registry.get("toy-classifier", 1)  # type: ignore[attr-defined]
+    model.batcher._closing = True  # as drain() leaves it, without stopping the app's loop
+    r = c.post(
+        "/v2/models/toy-classifier/versions/1/infer",
+        json={
+            "inputs": [
+                {"name": "expression", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}
+            ]
+        },
+    )
+    assert r.status_code == 503
+    assert "being unloaded" in r.json()["error"]

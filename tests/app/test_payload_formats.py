@@ -216,3 +216,29 @@ def test_a_gzip_bomb_is_413(sqlite_url: str, models_dir: Path) -> None:
         )
     assert r.status_code == 413
     assert r.headers["content-type"] == PROBLEM
+
+
+def test_more_malformed_bodies_are_named(c: TestClient) -> None:
+    npz = _npz(values=X, genes=np.array(GENES[:9]))
+    assert "names 9 genes" in str(_refused(c, npz, "application/x-npz")["detail"])
+    npz = _npz(values=X, genes=np.array(GENES), sample_ids=np.array(["a"]))
+    assert "names 1 samples" in str(_refused(c, npz, "application/x-npz")["detail"])
+    assert "readable npz" in str(_refused(c, b"PK junk", "application/x-npz")["detail"])
+    assert "matrix" in str(_refused(c, _npy(X[0]), "application/x-npy")["detail"])
+    words = _npy(np.array([["a"] * 10]))
+    assert "numbers" in str(_refused(c, words, "application/x-npy")["detail"])
+    no_id = pa.table({"sample_id": ["a", None], "G0": [1.0, 2.0]})
+    problem = _refused(c, _arrow(no_id), "application/vnd.apache.arrow.stream")
+    assert problem["samples"] == ["row 2"]
+    assert "gene column" in str(_refused(c, b"id\na\nb\n", "text/csv")["detail"])
+    assert "readable CSV" in str(_refused(c, b'id,G0\n"a,1\n', "text/csv")["detail"])
+    only_ids = pa.table({"sample_id": ["a"]})
+    problem = _refused(c, _parquet(only_ids), "application/vnd.apache.parquet")
+    assert "no gene columns" in str(problem["detail"])
+    numbered = pa.table({g: X[:, j] for j, g in enumerate(GENES)})  # no id column: 0, 1, 2
+    r = c.post(
+        URL,
+        content=_arrow(numbered),
+        headers={"content-type": "application/vnd.apache.arrow.stream"},
+    )
+    assert [p["id"] for p in r.json()["predictions"]] == ["0", "1", "2"]
