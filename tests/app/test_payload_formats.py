@@ -242,3 +242,17 @@ def test_more_malformed_bodies_are_named(c: TestClient) -> None:
         headers={"content-type": "application/vnd.apache.arrow.stream"},
     )
     assert [p["id"] for p in r.json()["predictions"]] == ["0", "1", "2"]
+
+
+def test_openapi_documents_every_request_format(c: TestClient) -> None:
+    post = c.get("/openapi.json").json()["paths"]["/v1/models/{name}/classify"]["post"]
+    assert set(post["requestBody"]["content"]) == {
+        "application/json",
+        "text/csv",
+        "text/tab-separated-values",
+        "application/vnd.apache.arrow.stream",
+        "application/vnd.apache.parquet",
+        "application/x-npy",
+        "application/x-npz",
+    }
+    assert {"406", "413", "415", "422"} <= set(post["responses"])
