@@ -49,5 +49,9 @@ typecheck: $(VENV)/.dev
 
 check: lint typecheck test
 
+# serving benchmarks (tests/perf/RESULTS.md); not part of the test suite
+bench: $(VENV)/.dev
+	$(BIN)/python -m tests.perf.bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KNOWN_PROVIDERS = (
@@ -14,6 +14,16 @@ KNOWN_PROVIDERS = (
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
+
+
+class BatchPolicy(BaseModel):
+    """Dynamic batching of one model; unset fields take the service-wide settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool | None = None
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0.0)
 
 
 class Settings(BaseSettings):
@@ -43,6 +53,30 @@ class Settings(BaseSettings):
         description="Serve on CPU when a configured GPU provider is unavailable; else not ready.",
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime chooses.")
+    inter_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime chooses.")
+    thread_spinning: bool = Field(
+        default=False, description="Let idle ONNX Runtime threads spin (CPU held, less latency)."
+    )
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    gpu_mem_limit_mb: int = Field(default=0, ge=0, description="CUDA arena limit; 0: none.")
+    warmup_batch_sizes: list[int] = Field(
+        default=[1, 64], description="Batch sizes run once at load (first-call latency, arenas)."
+    )
+
+    batching: bool = Field(default=True, description="Merge concurrent requests per version.")
+    max_batch_size: int = Field(default=256, ge=1, description="Samples per ONNX Runtime call.")
+    max_queue_delay_ms: float = Field(
+        default=2.0, ge=0.0, description="How long a request waits for others to join its batch."
+    )
+    model_batching: dict[str, BatchPolicy] = Field(
+        default_factory=dict, description="Per-model overrides: name → {max_batch_size, ...}."
+    )
+    reload_interval_s: float = Field(
+        default=5.0, ge=0.0, description="How often models/ is re-scanned; 0: never."
+    )
+    keep_versions: int = Field(default=3, ge=1, description="Newest versions loaded per model.")
+    drain_timeout_s: float = Field(default=30.0, gt=0.0)
+    request_timeout_s: float = Field(default=60.0, gt=0.0, description="Longer requests: 504.")
 
     min_gene_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
     max_samples_per_request: int = Field(default=10_000, ge=1)
@@ -58,6 +92,16 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("production needs a server database (GENEXFER_DATABASE_URL)")
         return self
+
+    def batch_policy(self, model: str) -> tuple[bool, int, float]:
+        """(enabled, max batch size, max queue delay in seconds) for one model."""
+        own = self.model_batching.get(model, BatchPolicy())
+        enabled = self.batching if own.enabled is None else own.enabled
+        size = own.max_batch_size or self.max_batch_size
+        delay = (
+            self.max_queue_delay_ms if own.max_queue_delay_ms is None else own.max_queue_delay_ms
+        )
+        return enabled, size, delay / 1000.0
 
     @property
     def is_sqlite(self) -> bool:

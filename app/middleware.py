@@ -1,7 +1,8 @@
-"""Request id (echoed as X-Request-ID, carried in every log line) and the body-size limit."""
+"""Request id (echoed as X-Request-ID, carried in every log line), body-size limit, timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -10,10 +11,16 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, PayloadTooLarge
+from app.errors import PROBLEM_JSON, AppError, PayloadTooLarge
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestTimeout(AppError):
+    status = 504
+    slug = "request-timeout"
+    title = "Request timed out"
 
 
 class RequestIdFilter(logging.Filter):
@@ -27,9 +34,10 @@ class RequestIdFilter(logging.Filter):
 class RequestContext:
     """Pure ASGI middleware: request id in and out; the body-size limit, before the body is read."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float = 60.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +50,7 @@ class RequestContext:
         token = request_id_var.set(request_id)
 
         too_large = False
+        started = False
         received = 0
 
         async def limited_receive() -> Message:
@@ -61,7 +70,9 @@ class RequestContext:
         async def send_with_id(message: Message) -> None:
             if too_large:
                 return  # whatever the app answers to the cut-off body is replaced by the 413
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
@@ -71,26 +82,42 @@ class RequestContext:
                 too_large = True
             else:
                 try:
-                    await self.app(scope, limited_receive, send_with_id)
+                    async with asyncio.timeout(self.timeout_s):
+                        await self.app(scope, limited_receive, send_with_id)
+                except TimeoutError:
+                    if started:
+                        raise  # half an answer is out: all we can do is drop the connection
+                    timeout = RequestTimeout(
+                        f"the request took longer than {self.timeout_s:g} s and was cancelled",
+                        timeout_s=self.timeout_s,
+                    )
+                    await self._error(scope, send, request_id, timeout)
                 except Exception:
                     if not too_large:
                         raise
             if too_large:
-                await self._too_large(scope, send, request_id)
+                error = PayloadTooLarge(
+                    f"request body exceeds {self.max_body_bytes} bytes",
+                    max_body_bytes=self.max_body_bytes,
+                )
+                await self._error(scope, send, request_id, error)
         finally:
             request_id_var.reset(token)
 
-    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
-        error = PayloadTooLarge(
-            f"request body exceeds {self.max_body_bytes} bytes", max_body_bytes=self.max_body_bytes
-        )
-        body = orjson.dumps(error.to_problem(instance=scope.get("path")))
+    async def _error(self, scope: Scope, send: Send, request_id: str, error: AppError) -> None:
+        path = str(scope.get("path", ""))
+        if path.startswith(
+            "/v2"
+        ):  # the Open Inference Protocol's error body (tritonclient reads it)
+            body, media = orjson.dumps({"error": error.detail}), "application/json"
+        else:
+            body, media = orjson.dumps(error.to_problem(instance=path)), PROBLEM_JSON
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": error.status,
                 "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-type", media.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                 ],

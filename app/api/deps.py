@@ -12,12 +12,14 @@ from app.config import Settings
 from app.inference.registry import ModelRegistry
 
 
-def get_settings_dep(request: Request) -> Settings:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request per
+# dependency that costs more than these lookups themselves
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.registry
     return registry
 
@@ -33,7 +35,7 @@ def get_session(request: Request) -> Iterator[Session]:
             raise
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     request_id: str = request.state.request_id
     return request_id
 

@@ -1,15 +1,22 @@
-"""POST /v1/models/{name}/embed and /classify."""
+"""POST /v1/models/{name}/embed and /classify, in every payload format (see app/api/formats.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
+from app.api import formats
 from app.api.deps import RegistryDep, RequestIdDep, SessionDep, SettingsDep
+from app.config import Settings
 from app.errors import documented
-from app.inference.payloads import decode_records
-from app.schemas.predict import ClassifyOut, EmbedOut, ExpressionIn
+from app.inference.payloads import Expression
+from app.inference.registry import LoadedModel, ModelRegistry
+from app.metrics import Metrics
+from app.schemas.predict import ClassifyOut, EmbedOut
 from app.services import predict
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
@@ -19,34 +26,114 @@ VersionQuery = Annotated[
 ]
 PROBLEMS = documented(
     e404="No such model or version",
+    e406="The Accept header names no format we answer in",
     e413="Too many samples or too large a body",
+    e415="A Content-Type or Content-Encoding we do not read",
     e422="Malformed body, bad values (the samples and genes are named) or too few genes",
 )
+_TABLE = {"schema": {"type": "string", "format": "binary"}}
+BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "JSON records or matrix; CSV/TSV (a row per sample, the first column its id); Arrow "
+            "IPC stream or Parquet (a column per gene plus `sample_id`); npy (samples × the "
+            "model's panel, in panel order; ids in `X-Sample-IDs: a,b,...`) or npz (`values`, "
+            "`genes`, optional `sample_ids`). `Content-Encoding: gzip` is accepted."
+        ),
+        "content": {
+            formats.JSON: {
+                "schema": {"type": "object"},
+                "examples": {
+                    "records": {
+                        "value": {
+                            "genes": ["CD3E", "CD14"],
+                            "samples": [{"id": "S1", "values": [1.2, 0.0]}],
+                        }
+                    },
+                    "matrix": {
+                        "value": {
+                            "genes": ["CD3E", "CD14"],
+                            "sample_ids": ["S1"],
+                            "values": [[1.2, 0.0]],
+                        }
+                    },
+                },
+            },
+            **{kind: _TABLE for kind in formats.REQUEST_TYPES if kind != formats.JSON},
+        },
+    }
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {kind: {} for kind in formats.RESPONSE_TYPES if kind != formats.JSON}},
+    **PROBLEMS,
+}
+
+Task = Callable[..., Awaitable[ClassifyOut | EmbedOut]]
+
+
+async def _serve(
+    task: Task,
+    request: Request,
+    name: str,
+    version: int | None,
+    *,
+    session: Session,
+    registry: ModelRegistry,
+    settings: Settings,
+    request_id: str,
+) -> Response:
+    kind = formats.choose(request.headers.get("accept"))  # before any work: 406 is cheap
+    model: LoadedModel = registry.get(name, version)
+    metrics: Metrics = request.app.state.metrics
+    labels = (model.card.name, str(model.card.version))
+    outcome = "failed"
+    try:
+        async with model.batcher.lease():
+            expr: Expression = await formats.read_expression(
+                request,
+                panel=model.card.panel.ids,
+                max_samples=settings.max_samples_per_request,
+                max_bytes=settings.max_body_bytes,
+            )
+            out = await task(
+                session=session,
+                model=model,
+                expr=expr,
+                request_id=request_id,
+                min_overlap=settings.min_gene_overlap,
+            )
+        outcome = "ok"
+    finally:
+        metrics.inferences.labels(*labels, outcome).inc()
+    return formats.render(out, kind)
 
 
 @router.post(
     "/{name}/classify",
     response_model=ClassifyOut,
     summary="Classify expression profiles",
-    responses=PROBLEMS,
+    responses=RESPONSES,
+    openapi_extra=BODY,
 )
-def classify(
+async def classify(
     name: str,
-    body: ExpressionIn,
+    request: Request,
     session: SessionDep,
     registry: RegistryDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     version: VersionQuery = None,
-) -> ClassifyOut:
-    model = registry.get(name, version)
-    expr = decode_records(body, max_samples=settings.max_samples_per_request)
-    return predict.classify(
+) -> Response:
+    return await _serve(
+        predict.classify,
+        request,
+        name,
+        version,
         session=session,
-        model=model,
-        expr=expr,
+        registry=registry,
+        settings=settings,
         request_id=request_id,
-        min_overlap=settings.min_gene_overlap,
     )
 
 
@@ -54,23 +141,25 @@ def classify(
     "/{name}/embed",
     response_model=EmbedOut,
     summary="Embed expression profiles with an encoder",
-    responses=PROBLEMS,
+    responses=RESPONSES,
+    openapi_extra=BODY,
 )
-def embed(
+async def embed(
     name: str,
-    body: ExpressionIn,
+    request: Request,
     session: SessionDep,
     registry: RegistryDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     version: VersionQuery = None,
-) -> EmbedOut:
-    model = registry.get(name, version)
-    expr = decode_records(body, max_samples=settings.max_samples_per_request)
-    return predict.embed(
+) -> Response:
+    return await _serve(
+        predict.embed,
+        request,
+        name,
+        version,
         session=session,
-        model=model,
-        expr=expr,
+        registry=registry,
+        settings=settings,
         request_id=request_id,
-        min_overlap=settings.min_gene_overlap,
     )

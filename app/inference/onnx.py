@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from app.config import Settings
 from app.errors import AppError
 from app.inference.backend import Array, BackendFactory, InferenceBackend
 from app.inference.card import ONNX_FILE, ModelCard
@@ -18,6 +19,22 @@ log = logging.getLogger(__name__)
 class ModelLoadError(AppError):
     slug = "model-load-error"
     title = "Model could not be loaded"
+
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def _provider_options(provider: str, gpu_mem_limit_mb: int) -> dict[str, str]:
+    if provider == "CUDAExecutionProvider" and gpu_mem_limit_mb:
+        return {"gpu_mem_limit": str(gpu_mem_limit_mb * 1024 * 1024)}
+    if provider == "TensorrtExecutionProvider" and gpu_mem_limit_mb:
+        return {"trt_max_workspace_size": str(gpu_mem_limit_mb * 1024 * 1024)}
+    return {}
 
 
 class OnnxBackend:
@@ -31,6 +48,11 @@ class OnnxBackend:
         providers: list[str],
         allow_cpu_fallback: bool,
         intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+        graph_optimization: str = "all",
+        gpu_mem_limit_mb: int = 0,
+        warmup_batch_sizes: tuple[int, ...] = (1,),
+        spinning: bool = False,
     ) -> None:
         available = set(ort.get_available_providers())
         usable = [p for p in providers if p in available]
@@ -38,11 +60,18 @@ class OnnxBackend:
             raise ModelLoadError(f"none of the providers {providers} is available ({available})")
         wants_gpu = any(p != "CPUExecutionProvider" for p in providers)
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.graph_optimization_level = _OPT_LEVELS[graph_optimization]
         opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
         opts.log_severity_level = 3
+        # idle ONNX Runtime threads spin by default: fine for a benchmark loop, but in a server
+        # they burn the cores the event loop, the decoders and the next batch's requests need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         self._session = ort.InferenceSession(
-            str(folder / ONNX_FILE), sess_options=opts, providers=usable
+            str(folder / ONNX_FILE),
+            sess_options=opts,
+            providers=[(p, _provider_options(p, gpu_mem_limit_mb)) for p in usable],
         )
         self._requested = list(providers)
         in_use = self._session.get_providers()
@@ -55,7 +84,11 @@ class OnnxBackend:
             log.warning("%s/%s runs on CPU: %s not available", card.name, card.version, providers)
         self._check_signature(card)
         self._output_names = [o.name for o in card.outputs]
-        self.run(np.asarray([card.panel.fill_values], dtype=np.float32))  # warm-up
+        # warm-up: the first run of each batch shape allocates arenas and (TensorRT/CUDA) builds
+        # kernels; doing it here keeps that out of the first requests' latency
+        fill = np.asarray(card.panel.fill_values, dtype=np.float32)
+        for size in warmup_batch_sizes:
+            self.run(np.broadcast_to(fill, (size, fill.shape[0])).copy())
 
     def _check_signature(self, card: ModelCard) -> None:
         inputs = self._session.get_inputs()
@@ -90,18 +123,21 @@ class OnnxBackend:
         del self._session
 
 
-def onnx_backend_factory(
-    providers: list[str], allow_cpu_fallback: bool, intra_op_threads: int
-) -> BackendFactory:
-    """A BackendFactory building OnnxBackends with these settings."""
+def onnx_backend_factory(settings: Settings) -> BackendFactory:
+    """A BackendFactory building OnnxBackends with the session settings."""
 
     def factory(folder: Path, card: ModelCard) -> InferenceBackend:
         return OnnxBackend(
             folder,
             card,
-            providers=providers,
-            allow_cpu_fallback=allow_cpu_fallback,
-            intra_op_threads=intra_op_threads,
+            providers=settings.providers,
+            allow_cpu_fallback=settings.allow_cpu_fallback,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            graph_optimization=settings.graph_optimization,
+            gpu_mem_limit_mb=settings.gpu_mem_limit_mb,
+            warmup_batch_sizes=tuple(settings.warmup_batch_sizes),
+            spinning=settings.thread_spinning,
         )
 
     return factory

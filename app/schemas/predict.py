@@ -38,6 +38,29 @@ class ExpressionIn(BaseModel):
     samples: list[SampleIn] = Field(min_length=1)
 
 
+class MatrixIn(BaseModel):
+    """Profiles as a matrix: gene names once, sample ids once, one row of values per sample."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "genes": ["CD3E", "CD14", "MS4A1"],
+                    "sample_ids": ["S1", "S2"],
+                    "values": [[1.2, 0.0, 3.4], [0.0, 2.2, 0.1]],
+                }
+            ]
+        },
+    )
+
+    genes: list[GeneId] = Field(min_length=1)
+    sample_ids: list[SampleId] = Field(min_length=1)
+    values: list[list[StrictFloat | StrictInt | None]] = Field(
+        description="values[i][j]: sample i, gene j, on the model's input scale."
+    )
+
+
 class ModelUsed(BaseModel):
     name: str
     version: int

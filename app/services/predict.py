@@ -1,6 +1,12 @@
-"""Embed and classify: align a request to a model's panel, run the model, record the call."""
+"""Embed and classify: align a request to a model's panel, run the model, record the call.
+
+Alignment and the database write run in worker threads; inference goes through the model
+version's batcher, so concurrent requests share ONNX Runtime calls.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from sqlalchemy.orm import Session
 
@@ -32,15 +38,19 @@ def _overlap(alignment: Alignment) -> GeneOverlap:
     )
 
 
-def _run(
+def _align(model: LoadedModel, expr: Expression, min_overlap: float) -> tuple[Array, Alignment]:
+    alignment = align(model.card.panel, model.lookup, expr.genes, min_overlap=min_overlap)
+    return alignment.apply(expr.values, model.fill), alignment
+
+
+async def _run(
     model: LoadedModel, expr: Expression, min_overlap: float
 ) -> tuple[dict[str, Array], Alignment]:
-    alignment = align(model.card.panel, model.lookup, expr.genes, min_overlap=min_overlap)
-    x = alignment.apply(expr.values, model.fill)
-    return model.backend.run(x), alignment
+    x, alignment = await asyncio.to_thread(_align, model, expr, min_overlap)
+    return await model.batcher.run(x), alignment
 
 
-def classify(
+async def classify(
     *, session: Session, model: LoadedModel, expr: Expression, request_id: str, min_overlap: float
 ) -> ClassifyOut:
     """Class probabilities and the most likely label for every sample."""
@@ -50,7 +60,7 @@ def classify(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
             f"(use /v1/models/{card.name}/embed for an encoder)"
         )
-    outputs, alignment = _run(model, expr, min_overlap)
+    outputs, alignment = await _run(model, expr, min_overlap)
     probs = outputs["probabilities"]
     labels = card.labels
     predictions = [
@@ -61,7 +71,8 @@ def classify(
         )
         for sample_id, row in zip(expr.sample_ids, probs, strict=True)
     ]
-    repository.add_prediction(
+    await asyncio.to_thread(
+        repository.add_prediction,
         session,
         request_id=request_id,
         task="classify",
@@ -79,7 +90,7 @@ def classify(
     )
 
 
-def embed(
+async def embed(
     *, session: Session, model: LoadedModel, expr: Expression, request_id: str, min_overlap: float
 ) -> EmbedOut:
     """The encoder's embedding of every sample (a classifier answers with its own encoder's)."""
@@ -89,12 +100,13 @@ def embed(
             f"{card.name} has no embedding output; embed with its encoder "
             f"{card.parent.name if card.parent else '(none recorded)'}"
         )
-    outputs, alignment = _run(model, expr, min_overlap)
+    outputs, alignment = await _run(model, expr, min_overlap)
     embeddings = [
         SampleEmbedding(id=sample_id, embedding=row.tolist())
         for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
     ]
-    repository.add_prediction(
+    await asyncio.to_thread(
+        repository.add_prediction,
         session,
         request_id=request_id,
         task="embed",

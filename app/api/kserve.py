@@ -1,0 +1,174 @@
+"""The Open Inference Protocol (KServe v2) under /v2, as tritonclient.http speaks it.
+
+Errors here are `{"error": "..."}` with the status the protocol expects (400 for a bad request,
+404 for an unknown model), not problem+json: that is what v2 clients parse. Inference goes through
+the same batcher as /v1 and is recorded the same way (task "v2-infer", rows numbered from 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app import __version__
+from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
+from app.api.formats import inflate
+from app.db import repository
+from app.errors import AppError, InvalidRequest, ModelNotFound
+from app.inference import v2codec
+from app.inference.registry import LoadedModel, ModelRegistry
+from app.metrics import Metrics
+
+router = APIRouter(prefix="/v2", tags=["kserve-v2"])
+
+HEADER_LENGTH = "inference-header-content-length"
+INLINE_BYTES = 1 << 20
+PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX Runtime models
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+def _error(exc: AppError) -> Response:
+    status = exc.status if exc.status in (404, 413, 503) else 400 if exc.status < 500 else 500
+    return _json({"error": exc.detail}, status)
+
+
+def _model(registry: ModelRegistry, name: str, version: str | None) -> LoadedModel:
+    if version is not None and not version.isdigit():
+        raise ModelNotFound(f"model {name!r} has no version {version!r}")
+    return registry.get(name, int(version) if version is not None else None)
+
+
+@router.get("", summary="Server metadata")
+def server_metadata() -> Response:
+    return _json({"name": "genexfer", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+
+@router.get("/health/live", summary="Server liveness")
+def live() -> Response:
+    return _json({"live": True})
+
+
+@router.get("/health/ready", summary="Server readiness: at least one model version is loaded")
+def ready(registry: RegistryDep) -> Response:
+    is_ready = bool(registry.models())
+    return _json({"ready": is_ready}, 200 if is_ready else 503)
+
+
+@router.get("/models/{name}", summary="Model metadata (latest version)")
+@router.get("/models/{name}/versions/{version}", summary="Model metadata", include_in_schema=False)
+def model_metadata(name: str, registry: RegistryDep, version: str | None = None) -> Response:
+    try:
+        m = _model(registry, name, version)
+    except AppError as exc:
+        return _error(exc)
+    versions = [str(v.card.version) for v in registry.models() if v.card.name == name]
+    card = m.card
+
+    def tensor(spec_name: str, width: int) -> dict[str, Any]:
+        return {"name": spec_name, "datatype": "FP32", "shape": [-1, width]}
+
+    return _json(
+        {
+            "name": card.name,
+            "versions": versions,
+            "platform": PLATFORM,
+            "inputs": [tensor(card.inputs[0].name, card.n_genes)],
+            "outputs": [
+                tensor(o.name, int(o.shape[-1]) if isinstance(o.shape[-1], int) else -1)
+                for o in card.outputs
+            ],
+        }
+    )
+
+
+@router.get("/models/{name}/ready", summary="Model readiness (latest version)")
+@router.get("/models/{name}/versions/{version}/ready", include_in_schema=False)
+def model_ready(name: str, registry: RegistryDep, version: str | None = None) -> Response:
+    try:
+        _model(registry, name, version)
+    except AppError as exc:
+        return _error(exc)
+    return _json({"name": name, "ready": True})
+
+
+@router.post("/models/{name}/infer", summary="Inference, JSON or binary tensors")
+@router.post("/models/{name}/versions/{version}/infer", include_in_schema=False)
+async def infer(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
+    version: str | None = None,
+) -> Response:
+    try:
+        m = _model(registry, name, version)
+    except AppError as exc:
+        return _error(exc)
+    metrics: Metrics = request.app.state.metrics
+    outcome = "failed"
+    try:
+        async with m.batcher.lease():
+            body, headers, n = await _infer(
+                m, request, settings.max_samples_per_request, settings.max_body_bytes
+            )
+            await asyncio.to_thread(_record, request.app.state.sessionmaker, m, request_id, n)
+        outcome = "ok"
+    except AppError as exc:
+        return _error(exc)
+    finally:
+        metrics.inferences.labels(m.card.name, str(m.card.version), outcome).inc()
+    media = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"
+    return Response(body, media_type=media, headers=headers)
+
+
+def _record(sessionmaker: Any, m: LoadedModel, request_id: str, n: int) -> None:
+    # one thread hop for the whole transaction (SessionDep would take three): this endpoint is
+    # the one small requests hammer
+    with sessionmaker() as session, session.begin():
+        repository.add_prediction(
+            session,
+            request_id=request_id,
+            task="v2-infer",
+            model_name=m.card.name,
+            model_version=m.card.version,
+            sample_ids=[str(i) for i in range(n)],
+            outputs=None,
+            gene_overlap=1.0,
+        )
+
+
+async def _infer(
+    m: LoadedModel, request: Request, max_samples: int, max_bytes: int
+) -> tuple[bytes, dict[str, str], int]:
+    raw = await request.body()
+    given = request.headers.get(HEADER_LENGTH)
+    if given is not None and not given.strip().isdigit():
+        raise InvalidRequest(f"Inference-Header-Content-Length must be a number, got {given!r}")
+    header_length = int(given) if given is not None else None
+    encoding = request.headers.get("content-encoding")
+
+    def decode() -> v2codec.InferRequest:
+        body = inflate(raw, encoding, max_bytes)
+        return v2codec.parse(body, header_length, m.card, max_samples)
+
+    # a small binary body (one or a few profiles) decodes in microseconds, less than a thread
+    # hop costs; anything large, compressed or JSON is decoded off the event loop
+    small = header_length is not None and encoding is None and len(raw) <= INLINE_BYTES
+    parsed = decode() if small else await asyncio.to_thread(decode)
+    outputs = await m.batcher.run(parsed.x)
+    if small:
+        body, json_length = v2codec.encode(card=m.card, request=parsed, outputs=outputs)
+    else:
+        body, json_length = await asyncio.to_thread(
+            lambda: v2codec.encode(card=m.card, request=parsed, outputs=outputs)
+        )
+    headers = {} if json_length is None else {HEADER_LENGTH: str(json_length)}
+    return body, headers, parsed.x.shape[0]

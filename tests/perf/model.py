@@ -1,0 +1,64 @@
+"""The benchmark model: 20,000 genes → 1024 → 256 → 10 classes, random weights, exported with the
+project's own verified export path (so the service loads exactly what training publishes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.inference.card import InputScale, TrainingData
+from training.export import CardInfo, export_classifier
+from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
+from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+from training.preprocess.pipeline import PreprocessPipeline
+
+NAME = "bench-classifier"
+N_GENES, HIDDEN, LATENT, N_CLASSES = 20_000, 1024, 256, 10
+GENES = [f"GENE{i:05d}" for i in range(N_GENES)]
+LABELS = [f"class{i}" for i in range(N_CLASSES)]
+
+
+def build(seed: int = 0) -> tuple[DenseAutoencoder, ClassifierHead]:
+    """The same weights for every caller (the textbook server rebuilds them from the seed)."""
+    torch.manual_seed(seed)
+    autoencoder = DenseAutoencoder(
+        AutoencoderConfig(n_genes=N_GENES, hidden=(HIDDEN,), latent=LATENT, dropout=0.0)
+    )
+    head = ClassifierHead(ClassifierHeadConfig(n_in=LATENT, n_classes=N_CLASSES))
+    return autoencoder.eval(), head.eval()
+
+
+def profiles(n: int, seed: int = 1) -> np.ndarray:
+    """Log-scale-looking random profiles, float32, panel order."""
+    rng = np.random.default_rng(seed)
+    return np.log1p(rng.gamma(0.3, 4.0, size=(n, N_GENES))).astype(np.float32)
+
+
+def export(models_dir: Path) -> Path:
+    """Publish models_dir/bench-classifier/1 and return its folder."""
+    autoencoder, head = build()
+    pipeline = PreprocessPipeline(
+        input_scale=InputScale.log,
+        gene_ids=GENES,
+        steps=[],
+        input_mean=np.zeros(N_GENES, np.float32),
+    )
+    info = CardInfo(
+        description="benchmark model, random weights (throughput only)",
+        training_data=TrainingData(
+            name="random", fingerprint="0" * 64, n_samples=0, n_genes=N_GENES
+        ),
+    )
+    return export_classifier(
+        autoencoder,
+        head,
+        pipeline,
+        LABELS,
+        name=NAME,
+        models_dir=models_dir,
+        info=info,
+        reference=profiles(8),
+        parent=None,
+    )
