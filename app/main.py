@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
-from app.api import health, models, predict
+from app.api import datasets, health, jobs, models, predict, predictions
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.session import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory
 from app.inference.registry import ModelRegistry
+from app.jobs.executor import make_executor
+from app.jobs.reaper import reap_once
 from app.middleware import RequestContext
+from app.security import require
+from app.services import jobs as jobs_service
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +57,16 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             settings.models_dir,
             len(registry.errors),
         )
+        app.state.executor = make_executor(settings, app.state.sessionmaker)
+        background = [asyncio.create_task(_poll_models(registry, settings.models_poll_seconds))]
+        background.append(asyncio.create_task(_run_jobs(app, settings)))
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            app.state.executor.close()
             registry.close()
             engine.dispose()
 
@@ -63,7 +78,44 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(Idempotency)  # inside RequestContext: the body-size limit applies first
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
-    for router in (health.router, models.router, predict.router):
+    for router in (health.router, models.router):
         app.include_router(router)
+    app.include_router(predict.router, dependencies=[Depends(require("predict"))])
+    app.include_router(predictions.router, dependencies=[Depends(require("predict"))])
+    app.include_router(datasets.router, dependencies=[Depends(require("train"))])
+    app.include_router(jobs.router, dependencies=[Depends(require("train"))])
     return app
+
+
+async def _poll_models(registry: ModelRegistry, seconds: float) -> None:
+    """Rescan models/ so that versions published by jobs are served without a restart."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(registry.scan)
+        except Exception:  # a scan error must not end the polling
+            log.exception("rescanning %s failed", registry.root)
+
+
+async def _run_jobs(app: FastAPI, settings: Settings) -> None:
+    """Hand jobs left queued to the executor after a start, then reap lost runners periodically."""
+    factory, executor = app.state.sessionmaker, app.state.executor
+    resumed = False
+    while True:
+        try:
+            if not resumed:
+                for job_id in await asyncio.to_thread(_queued, factory):
+                    executor.submit(job_id)
+                resumed = True
+            for job_id in await asyncio.to_thread(reap_once, factory, settings):
+                executor.submit(job_id)
+        except Exception:  # e.g. the database is away: housekeeping resumes at the next pass
+            log.exception("job housekeeping failed")
+        await asyncio.sleep(settings.job_lease_seconds / 2)
+
+
+def _queued(factory: sessionmaker[Session]) -> list[uuid.UUID]:
+    with factory() as session:
+        return jobs_service.queued_ids(session)
