@@ -58,13 +58,16 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             len(registry.errors),
         )
         app.state.executor = make_executor(settings, app.state.sessionmaker)
-        background = [asyncio.create_task(_poll_models(registry, settings.models_poll_seconds))]
-        background.append(asyncio.create_task(_run_jobs(app, settings)))
+        stop = asyncio.Event()
+        background = [
+            asyncio.create_task(_poll_models(registry, settings.models_poll_seconds, stop)),
+            asyncio.create_task(_run_jobs(app, settings, stop)),
+        ]
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
+            # stop, not cancel: a pass running in a thread finishes before the engine goes
+            stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             app.state.executor.close()
             registry.close()
@@ -89,17 +92,25 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     return app
 
 
-async def _poll_models(registry: ModelRegistry, seconds: float) -> None:
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep; True once the app is stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _poll_models(registry: ModelRegistry, seconds: float, stop: asyncio.Event) -> None:
     """Rescan models/ so that versions published by jobs are served without a restart."""
-    while True:
-        await asyncio.sleep(seconds)
+    while not await _pause(stop, seconds):
         try:
             await asyncio.to_thread(registry.scan)
         except Exception:  # a scan error must not end the polling
             log.exception("rescanning %s failed", registry.root)
 
 
-async def _run_jobs(app: FastAPI, settings: Settings) -> None:
+async def _run_jobs(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
     """Hand jobs left queued to the executor after a start, then reap lost runners periodically."""
     factory, executor = app.state.sessionmaker, app.state.executor
     resumed = False
@@ -113,7 +124,8 @@ async def _run_jobs(app: FastAPI, settings: Settings) -> None:
                 executor.submit(job_id)
         except Exception:  # e.g. the database is away: housekeeping resumes at the next pass
             log.exception("job housekeeping failed")
-        await asyncio.sleep(settings.job_lease_seconds / 2)
+        if await _pause(stop, settings.job_lease_seconds / 2):
+            return
 
 
 def _queued(factory: sessionmaker[Session]) -> list[uuid.UUID]:

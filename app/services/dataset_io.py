@@ -8,6 +8,7 @@ loads with allow_pickle=False.
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +88,13 @@ def read_h5ad(data: bytes, max_cells: int) -> ParsedDataset:
     """An AnnData file: X (dense or sparse) and every obs column as labels."""
     import anndata
 
-    try:
-        adata = anndata.read_h5ad(io.BytesIO(data))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidRequest(f"cannot be read as h5ad: {exc}") from exc
+    with tempfile.NamedTemporaryFile(suffix=".h5ad") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            adata = anndata.read_h5ad(tmp.name)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest(f"cannot be read as h5ad: {exc}") from exc
     if adata.n_obs * adata.n_vars > max_cells:
         raise InvalidRequest(f"{adata.n_obs}×{adata.n_vars} is more than {max_cells} values")
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
