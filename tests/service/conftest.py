@@ -1,4 +1,4 @@
-"""Fixtures of the fine-tuning service: a models/ folder with the real demo encoder, pbmc68k data."""
+"""Fine-tuning service fixtures: a models/ folder with the real demo encoder, pbmc68k data."""
 
 from __future__ import annotations
 
@@ -61,3 +61,15 @@ def service_client(engine: Engine, models: Path, data: Path, **overrides: object
 def svc(engine: Engine, service_models: Path, tmp_path: Path) -> Iterator[TestClient]:
     with service_client(engine, service_models, tmp_path / "data") as client:
         yield client
+
+
+def expression_body(table: pd.DataFrame, n: int) -> dict[str, object]:
+    """A predict request with the first `n` cells of a pbmc table."""
+    genes = [c for c in table.columns if c != "bulk_labels"]
+    rows = table.iloc[:n]
+    return {
+        "genes": genes,
+        "samples": [
+            {"id": str(i), "values": [float(v) for v in rows.loc[i, genes]]} for i in rows.index
+        ],
+    }
