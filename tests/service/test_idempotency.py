@@ -1,4 +1,4 @@
-"""Idempotency-Key: replay, reuse with another body (422), still running (409), 5xx frees the key."""
+"""Idempotency-Key: replay, reuse with another body (422), in progress (409), 5xx frees it."""
 
 from __future__ import annotations
 
