@@ -1,4 +1,4 @@
-"""Fine-tuning jobs in-process: real training on pbmc68k, served without a restart; cancel; errors."""
+"""In-process fine-tuning jobs: real training on pbmc68k, served without a restart; cancel."""
 
 from __future__ import annotations
 
