@@ -60,6 +60,7 @@ class Settings(BaseSettings):
         default="local", description="local: jobs run in the API process; celery: on workers."
     )
     broker_url: str = "redis://127.0.0.1:6379/0"
+    job_queue: str = Field(default="genexfer-jobs", description="Celery queue of the jobs.")
     local_job_threads: int = Field(default=1, ge=1)
     job_lease_seconds: float = Field(
         default=30.0,

@@ -12,8 +12,8 @@ from celery import Celery
 TASK_NAME = "genexfer.run_job"
 
 
-def make_celery(broker_url: str) -> Celery:
-    """A Celery app on `broker_url`, configured for long, at-most-one-at-a-time jobs."""
+def make_celery(broker_url: str, queue: str) -> Celery:
+    """A Celery app on `broker_url` and `queue`, configured for long, one-at-a-time jobs."""
     app = Celery("genexfer", broker=broker_url)
     app.conf.update(
         task_acks_late=True,
@@ -25,6 +25,6 @@ def make_celery(broker_url: str) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        task_default_queue="genexfer-jobs",
+        task_default_queue=queue,
     )
     return app

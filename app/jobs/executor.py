@@ -66,7 +66,7 @@ class CeleryExecutor:
     def __init__(self, settings: Settings) -> None:
         from app.jobs.celery_app import make_celery
 
-        self.app = make_celery(settings.broker_url)
+        self.app = make_celery(settings.broker_url, settings.job_queue)
 
     def check_available(self) -> None:
         return None  # the message waits in Redis until a worker takes it

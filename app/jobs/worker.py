@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def build_worker_app(settings: Settings) -> Celery:
     """The Celery app with the job task bound to this process's database."""
     factory = make_sessionmaker(make_engine(settings.database_url))
-    app = make_celery(settings.broker_url)
+    app = make_celery(settings.broker_url, settings.job_queue)
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def run(job_id: str) -> str:
