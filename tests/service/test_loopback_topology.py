@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 from app.db import migrate
 from app.db.session import make_engine
 from app.security import create_key
-from tests.e2e.tcp_proxy import TcpProxy
 from tests.service.conftest import expression_body
+from tests.service.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -183,7 +183,7 @@ def test_upload_finetune_classify_over_http_surviving_an_api_restart(
     deployment.start_worker()
     with httpx.Client(base_url=deployment.base, headers=api_key(deployment), timeout=30) as c:
         assert c.get("/v1/datasets", headers={"X-API-Key": "gx_no_no"}).status_code == 401
-        job_id = submit(c, pbmc_csv, epochs=150)
+        job_id = submit(c, pbmc_csv, epochs=20)
         wait_job(c, job_id, lambda j: (j["epoch"] or 0) >= 1, 90, deployment)
         deployment.stop_api()
         deployment.start_api()
@@ -206,7 +206,7 @@ def test_a_killed_worker_s_job_is_rerun_by_another(deployment: Topology, pbmc_cs
     deployment.start_api()
     first = deployment.start_worker()
     with httpx.Client(base_url=deployment.base, headers=api_key(deployment), timeout=30) as c:
-        job_id = submit(c, pbmc_csv, epochs=100)
+        job_id = submit(c, pbmc_csv, epochs=12)
         wait_job(c, job_id, lambda j: (j["epoch"] or 0) >= 1, 90, deployment)
         first.send_signal(signal.SIGKILL)
         first.wait()
