@@ -79,10 +79,14 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from app.config import get_settings
-    from app.jobs.worker import run_worker
+    from app.jobs.worker import ping, run_worker
     from app.logs import configure_logging
 
     settings = get_settings()
+    if args.ping:
+        alive = ping(settings)
+        print("worker answers" if alive else "no worker on this host answers")
+        return 0 if alive else 1
     configure_logging(settings.log_level)
     import torch  # noqa: F401  (fail now, with the install hint, rather than at the first job)
 
@@ -157,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "GENEXFER_DATABASE_URL and GENEXFER_MODELS_DIR with the API. Any number may run.",
     )
     worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (default 1)")
+    worker.add_argument(
+        "--ping", action="store_true", help="exit 0 if this host's worker answers (health check)"
+    )
     worker.set_defaults(func=_worker)
     return parser
 

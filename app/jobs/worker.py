@@ -7,6 +7,7 @@ recovers them.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import uuid
 
@@ -49,3 +50,13 @@ def run_worker(settings: Settings, concurrency: int, loglevel: str) -> int:
         ["worker", f"--concurrency={concurrency}", "--pool=threads", f"--loglevel={loglevel}"]
     )
     return 0
+
+
+def ping(settings: Settings, timeout: float = 5.0) -> bool:
+    """Whether this host's worker answers over the broker (the container's health check)."""
+    app = make_celery(settings.broker_url, settings.job_queue)
+    try:
+        replies = app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=timeout)
+    finally:
+        app.close()
+    return bool(replies)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.db import migrate
 from app.db.session import make_engine
+from app.db.tables import Job
 from app.security import create_key
 from tests.service.conftest import expression_body
 from tests.service.tcp_proxy import TcpProxy
@@ -95,6 +96,10 @@ class Topology:
         worker = self._spawn(f"worker{len(self.workers)}", "worker")
         self.workers.append(worker)
         return worker
+
+    def ping(self) -> int:
+        argv = [sys.executable, "-m", "app.cli", "worker", "--ping"]
+        return subprocess.run(argv, env=self.env, capture_output=True, timeout=60).returncode
 
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text()[-4000:]}" for p in self.tmp.glob("*.log"))
@@ -181,11 +186,21 @@ def test_upload_finetune_classify_over_http_surviving_an_api_restart(
 ) -> None:
     deployment.start_api()
     deployment.start_worker()
+    deadline = time.monotonic() + 60
+    while deployment.ping() != 0:  # the compose health check of the worker
+        assert time.monotonic() < deadline, deployment.logs()
+        time.sleep(1)
     with httpx.Client(base_url=deployment.base, headers=api_key(deployment), timeout=30) as c:
         assert c.get("/v1/datasets", headers={"X-API-Key": "gx_no_no"}).status_code == 401
         job_id = submit(c, pbmc_csv, epochs=20)
         wait_job(c, job_id, lambda j: (j["epoch"] or 0) >= 1, 90, deployment)
         deployment.stop_api()
+        engine = make_engine(deployment.env["GENEXFER_DATABASE_URL"])
+        with Session(engine) as s:
+            job_row = s.get(Job, uuid.UUID(job_id))
+            assert job_row is not None
+            assert job_row.status == "running"  # the API went down mid-job
+        engine.dispose()
         deployment.start_api()
         job = wait_job(c, job_id, lambda j: j["status"] != "running", 180, deployment)
         assert job["status"] == "succeeded", job
