@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -35,6 +36,7 @@ class LocalExecutor:
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
         self.factory, self.settings = factory, settings
         self.pool = ThreadPoolExecutor(settings.local_job_threads, thread_name_prefix="job")
+        self.shutdown = threading.Event()
 
     def check_available(self) -> None:
         if importlib.util.find_spec("torch") is None:
@@ -46,12 +48,16 @@ class LocalExecutor:
     def submit(self, job_id: uuid.UUID) -> None:
         from app.jobs.tasks import run_job
 
-        future = self.pool.submit(run_job, job_id, factory=self.factory, settings=self.settings)
+        future = self.pool.submit(
+            run_job, job_id, factory=self.factory, settings=self.settings, shutdown=self.shutdown
+        )
         future.add_done_callback(lambda f: _log_crash(job_id, f))
 
     def close(self) -> None:
-        # running jobs are abandoned; their leases expire and the next start re-queues them
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # a running job stops at its next minibatch and goes back to the queue; the next start
+        # of the API (or another replica) runs it again
+        self.shutdown.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _log_crash(job_id: uuid.UUID, future: Future[str]) -> None:

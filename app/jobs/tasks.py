@@ -30,6 +30,10 @@ class LeaseLost(Exception):
     """Another runner (or the reaper) took the job over; this run must stop and record nothing."""
 
 
+class Interrupted(Exception):
+    """The process running the job is stopping; the job goes back to the queue."""
+
+
 def runner_name() -> str:
     """Who holds a lease: host, process and a random part (one process may run several jobs)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -39,10 +43,16 @@ class Heartbeat(threading.Thread):
     """Renews the lease and writes progress; raises in the training thread via `check()`."""
 
     def __init__(
-        self, factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, lease: float
+        self,
+        factory: sessionmaker[Session],
+        job_id: uuid.UUID,
+        owner: str,
+        lease: float,
+        shutdown: threading.Event | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.factory, self.job_id, self.owner, self.lease = factory, job_id, owner, lease
+        self.shutdown = shutdown or threading.Event()
         self.interval = min(lease / 3, 2.0)  # cancellation is seen within this many seconds
         self.progress: dict[str, Any] = {}
         self.cancelled = threading.Event()
@@ -70,6 +80,8 @@ class Heartbeat(threading.Thread):
         """Raise in the training thread if the job must stop."""
         if self.lost.is_set():
             raise LeaseLost(f"job {self.job_id}: lease lost")
+        if self.shutdown.is_set():
+            raise Interrupted(f"job {self.job_id}: the process is stopping")
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
@@ -88,8 +100,17 @@ class Heartbeat(threading.Thread):
         self.check()
 
 
-def run_job(job_id: uuid.UUID, *, factory: sessionmaker[Session], settings: Settings) -> str:
-    """Run the job if it is queued; returns what happened (skipped / succeeded / failed / …)."""
+def run_job(
+    job_id: uuid.UUID,
+    *,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    shutdown: threading.Event | None = None,
+) -> str:
+    """Run the job if it is queued; returns what happened (skipped / succeeded / failed / …).
+
+    Setting `shutdown` stops the training at the next minibatch and re-queues the job.
+    """
     owner = runner_name()
     with factory.begin() as session:
         job = jobs.claim(session, job_id, owner, settings.job_lease_seconds)
@@ -97,7 +118,7 @@ def run_job(job_id: uuid.UUID, *, factory: sessionmaker[Session], settings: Sett
             log.info("job %s is not queued; skipped", job_id)
             return "skipped"
         params, dataset_id = dict(job.params), job.dataset_id
-    heartbeat = Heartbeat(factory, job_id, owner, settings.job_lease_seconds)
+    heartbeat = Heartbeat(factory, job_id, owner, settings.job_lease_seconds, shutdown)
     heartbeat.start()
     outcome: dict[str, Any]
     try:
@@ -117,6 +138,10 @@ def run_job(job_id: uuid.UUID, *, factory: sessionmaker[Session], settings: Sett
     except LeaseLost:
         log.warning("job %s: lease lost to another runner; stopping without recording", job_id)
         return "lease-lost"
+    except Interrupted:
+        with factory.begin() as session:
+            jobs.release(session, job_id, owner, f"{owner} stopped (process shutdown); re-queued")
+        return "interrupted"
     except Exception as exc:
         log.exception("job %s failed", job_id)
         reason = str(exc) if type(exc).__name__ == "JobFailure" else f"{type(exc).__name__}: {exc}"

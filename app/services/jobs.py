@@ -174,6 +174,26 @@ def finish(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> bool:
+    """Put a job its runner had to drop (its process is stopping) back in the queue, uncounted."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or job.lease_owner != owner or job.status != "running":
+        return False
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(
+            status="queued",
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=Job.attempts - 1,
+            history=[*job.history, _event("queued", reason)],
+        )
+    )
+    session.flush()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
     """Re-queue (or fail) running jobs whose lease expired; returns the ids to enqueue again."""
     now = utcnow()

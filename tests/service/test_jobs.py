@@ -140,3 +140,27 @@ def test_bad_job_requests(svc: TestClient, pbmc_csv: bytes) -> None:
     r = svc.get("/v1/finetune-jobs/00000000-0000-0000-0000-000000000000")
     assert r.status_code == 404
     assert svc.get("/v1/finetune-jobs?status=nonsense").status_code == 422
+
+
+def test_an_embedded_api_restart_requeues_and_resumes_the_job(
+    engine: Engine, service_models: Path, tmp_path: Path, pbmc_csv: bytes
+) -> None:
+    from tests.service.conftest import service_client
+
+    with service_client(engine, service_models, tmp_path / "data") as first:
+        dataset_id = upload_pbmc(first, pbmc_csv)
+        long = {"epochs": 10_000, "patience": 10_000, "batch_size": 8}
+        job_id = first.post("/v1/finetune-jobs", json=job_body(dataset_id, hyperparameters=long))
+        job_id = job_id.json()["id"]
+        wait_for(first, job_id, {"running"})
+    # the stopping API handed the job back at once instead of leaving it 'running'
+    with service_client(engine, service_models, tmp_path / "data") as second:
+        job = second.get(f"/v1/finetune-jobs/{job_id}").json()
+        handed_back = job["history"][2]
+        assert handed_back["status"] == "queued"
+        assert "process shutdown" in handed_back["reason"]
+        job = wait_for(second, job_id, {"running"})  # the new process took it up again
+        assert [e["status"] for e in job["history"]] == ["queued", "running", "queued", "running"]
+        second.post(f"/v1/finetune-jobs/{job_id}/cancel")
+        job = wait_for(second, job_id, {"cancelled"}, seconds=20)
+    assert job["attempts"] == 1  # the interrupted run is not counted against the job
