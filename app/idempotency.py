@@ -99,7 +99,18 @@ class Idempotency:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        status, out_headers, chunks = 500, [], bytearray()
+        status, chunks = 500, bytearray()
+        out_headers: list[list[str]] = []
+        stored = False
+
+        async def store() -> None:
+            nonlocal stored
+            stored = True
+            kept = [h for h in out_headers if h[0].encode().lower() in _REPLAYED]
+            try:
+                await run_in_threadpool(_finish, factory, scope_key, status, kept, bytes(chunks))
+            except OperationalError:
+                log.error("could not store the answer for Idempotency-Key %s", key)
 
         async def capture(message: Message) -> None:
             nonlocal status, out_headers
@@ -108,6 +119,9 @@ class Idempotency:
                 out_headers = [[k.decode(), v.decode()] for k, v in message.get("headers", [])]
             elif message["type"] == "http.response.body":
                 chunks.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # stored before the client has the whole answer, so its retry finds it
+                    await store()
             await send(message)
 
         token = idempotency_key_var.set(key)
@@ -115,11 +129,9 @@ class Idempotency:
             await self.app(scope, replay_body, capture)
         finally:
             idempotency_key_var.reset(token)
-            kept = [h for h in out_headers if h[0].encode().lower() in _REPLAYED]
-            try:
-                await run_in_threadpool(_finish, factory, scope_key, status, kept, bytes(chunks))
-            except OperationalError:
-                log.error("could not store the answer for Idempotency-Key %s", key)
+            if not stored:  # the app failed before answering in full: free the key
+                status = 500
+                await store()
 
 
 def _sha(*parts: bytes) -> str:

@@ -14,16 +14,13 @@ import pandas as pd
 
 from app.inference.align import panel_lookup
 from app.inference.card import ModelCard
+from app.jobs.tasks import JobFailure
 from app.services.dataset_io import ParsedDataset, load_npz
 from training import finetune, progress
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
 from training.progress import TrainingHook
 from training.workflows import finetune_and_export, hold_out
-
-
-class JobFailure(Exception):
-    """A reason the job cannot run, worded for the lab that submitted it."""
 
 
 def to_panel_ids(parsed: ParsedDataset, card: ModelCard, label_column: str) -> ExpressionMatrix:

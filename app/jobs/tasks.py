@@ -22,6 +22,10 @@ from app.services import datasets, jobs
 log = logging.getLogger(__name__)
 
 
+class JobFailure(Exception):
+    """A reason the job cannot run, worded for the lab that submitted it."""
+
+
 class JobCancelled(Exception):
     """The job's cancel flag was seen; training stops."""
 
@@ -128,7 +132,7 @@ def run_job(
             dataset = datasets.get(session, dataset_id) if dataset_id else None
             path = dataset.path if dataset else None
         if path is None:
-            raise finetune_run.JobFailure("its dataset was deleted")
+            raise JobFailure("its dataset was deleted")
         result = finetune_run.run(
             job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
         )
@@ -144,7 +148,7 @@ def run_job(
         return "interrupted"
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        reason = str(exc) if type(exc).__name__ == "JobFailure" else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, JobFailure) else f"{type(exc).__name__}: {exc}"
         outcome = {"status": "failed", "reason": reason}
     finally:
         heartbeat.stopped.set()
