@@ -54,6 +54,45 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from app.config import get_settings
+    from app.db.session import make_engine, make_sessionmaker
+    from app.security import create_key
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            row, key = create_key(session, name=args.name, scopes=args.scopes.split(","))
+            print(
+                f"created key {row.prefix} ({args.name}; scopes {row.scopes}); store it now, "
+                "it is not shown again:",
+                file=sys.stderr,
+            )
+            print(key)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.config import get_settings
+    from app.jobs.worker import ping, run_worker
+    from app.logs import configure_logging
+
+    settings = get_settings()
+    if args.ping:
+        alive = ping(settings)
+        print("worker answers" if alive else "no worker on this host answers")
+        return 0 if alive else 1
+    configure_logging(settings.log_level)
+    import torch  # noqa: F401  (fail now, with the install hint, rather than at the first job)
+
+    return run_worker(settings, args.concurrency, settings.log_level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genexfer",
@@ -100,6 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
     register_training(train_commands)  # imports only argparse: torch loads when a step runs
+
+    keys = commands.add_parser(
+        "keys",
+        help="manage API keys",
+        description="API keys are stored hashed in GENEXFER_DATABASE_URL; the plain key is "
+        "printed once.",
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_commands.add_parser("create", help="create a key and print it")
+    create.add_argument("--name", required=True, help="who or what uses the key (e.g. 'lims')")
+    create.add_argument(
+        "--scopes", default="predict", help="comma-separated: predict, train, admin"
+    )
+    keys.set_defaults(func=_keys)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker for fine-tuning jobs (needs the 'train' extra and Redis)",
+        description="Consume fine-tuning jobs from GENEXFER_BROKER_URL; shares "
+        "GENEXFER_DATABASE_URL and GENEXFER_MODELS_DIR with the API. Any number may run.",
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (default 1)")
+    worker.add_argument(
+        "--ping", action="store_true", help="exit 0 if this host's worker answers (health check)"
+    )
+    worker.set_defaults(func=_worker)
     return parser
 
 

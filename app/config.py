@@ -82,6 +82,25 @@ class Settings(BaseSettings):
     max_samples_per_request: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
+    # fine-tuning service (datasets, jobs, workers, keys)
+    data_dir: Path = Path("data")
+    auth_enabled: bool = Field(
+        default=False, description="Require an API key (docker compose turns this on)."
+    )
+    executor: Literal["local", "celery"] = Field(
+        default="local", description="local: jobs run in the API process; celery: on workers."
+    )
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    job_queue: str = Field(default="genexfer-jobs", description="Celery queue of the jobs.")
+    local_job_threads: int = Field(default=1, ge=1)
+    job_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose lease is not renewed this long is lost.",
+    )
+    job_max_attempts: int = Field(default=2, ge=1, description="Runs of a job before it fails.")
+    max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         unknown = [p for p in self.providers if p not in KNOWN_PROVIDERS]

@@ -109,9 +109,20 @@ def problem_json(
     return Response(orjson.dumps(problem), status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def v2_error(error: AppError) -> Response:
+    """An error as the Open Inference Protocol has it: `{"error": ...}`, Triton's status mapping."""
+    status = error.status if error.status in (401, 403, 404, 413, 503, 504) else 400
+    if error.status >= 500 and status == 400:
+        status = 500
+    return Response(orjson.dumps({"error": error.detail}), status, media_type="application/json")
+
+
 def problem_response(error: AppError, request: Request) -> Response:
-    """Render an AppError as problem+json."""
-    return problem_json(error.to_problem(instance=request.url.path), error.status)
+    """Render an AppError as problem+json (as `{"error": ...}` under /v2, for v2 clients)."""
+    path = request.url.path
+    if path == "/v2" or path.startswith("/v2/"):
+        return v2_error(error)
+    return problem_json(error.to_problem(instance=path), error.status)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

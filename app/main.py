@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
-from app.api import health, kserve, models, predict
+from app.api import datasets, health, jobs, kserve, models, predict, predictions
 from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.session import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
 from app.inference.card import ModelCard
 from app.inference.registry import BatcherFactory, ModelRegistry
+from app.jobs.executor import make_executor
+from app.jobs.reaper import reap_once
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import RequestContext
+from app.security import require
+from app.services import jobs as jobs_service
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +85,18 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             settings.models_dir,
             len(registry.errors),
         )
+        app.state.executor = make_executor(settings, app.state.sessionmaker)
+        stop = asyncio.Event()
+        background = [asyncio.create_task(_run_jobs(app, settings, stop))]
         try:
             yield
         finally:
+            # stop, not cancel: a pass running in a thread finishes before the engine goes
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
             if watcher is not None:
                 watcher.cancel()
+            app.state.executor.close()
             registry.close()
             engine.dispose()
 
@@ -96,14 +110,49 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.add_middleware(Idempotency)  # inside RequestContext: the body-size limit applies first
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,
         timeout_s=settings.request_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 504s too
-    for router in (health.router, models.router, predict.router):
+    for router in (health.router, models.router, kserve.router, metrics_api.router):
         app.include_router(router)
-    for router in (kserve.router, metrics_api.router):
-        app.include_router(router)
+    app.include_router(predict.router, dependencies=[Depends(require("predict"))])
+    app.include_router(predictions.router, dependencies=[Depends(require("predict"))])
+    app.include_router(datasets.router, dependencies=[Depends(require("train"))])
+    app.include_router(jobs.router, dependencies=[Depends(require("train"))])
     return app
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep; True once the app is stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _run_jobs(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
+    """Hand jobs left queued to the executor after a start, then reap lost runners periodically."""
+    factory, executor = app.state.sessionmaker, app.state.executor
+    resumed = False
+    while True:
+        try:
+            if not resumed:
+                for job_id in await asyncio.to_thread(_queued, factory):
+                    executor.submit(job_id)
+                resumed = True
+            for job_id in await asyncio.to_thread(reap_once, factory, settings):
+                executor.submit(job_id)
+        except Exception:  # e.g. the database is away: housekeeping resumes at the next pass
+            log.exception("job housekeeping failed")
+        if await _pause(stop, settings.job_lease_seconds / 2):
+            return
+
+
+def _queued(factory: sessionmaker[Session]) -> list[uuid.UUID]:
+    with factory() as session:
+        return jobs_service.queued_ids(session)

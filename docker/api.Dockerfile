@@ -85,7 +85,7 @@ RUN set -eu; \
 # train service happens to create the volume first.
 COPY models /opt/genexfer/models-demo
 COPY --chmod=0755 docker/entrypoint-api.sh /usr/local/bin/genexfer-entrypoint
-RUN install -d -o genexfer -g genexfer /models
+RUN install -d -o genexfer -g genexfer /models /data
 
 WORKDIR /home/genexfer
 USER 10001:10001

@@ -29,7 +29,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
 # The same uid/gid as the api image, so both can write to the shared models volume.
 RUN groupadd --system --gid 10001 genexfer \
     && useradd --system --uid 10001 --gid genexfer --create-home --shell /usr/sbin/nologin genexfer \
-    && install -d -o genexfer -g genexfer /models
+    && install -d -o genexfer -g genexfer /models /data
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -58,3 +58,6 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
     yield migrated_engine
     with migrated_engine.begin() as conn:
         conn.execute(text("DELETE FROM predictions"))
+        # fine-tuning service tables, children first
+        for table in ("model_versions", "jobs", "datasets", "api_keys", "idempotency_keys"):
+            conn.execute(text(f"DELETE FROM {table}"))

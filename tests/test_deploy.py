@@ -165,37 +165,53 @@ def pip_installs(path: Path) -> list[str]:
 
 def test_compose_runs_api_and_postgres_with_train_on_demand() -> None:
     services = load_compose()["services"]
-    assert set(services) == {"api", "postgres", "train"}
+    assert set(services) == {"api", "postgres", "train", "worker", "redis"}
     assert services["api"]["build"] == {"context": ".", "dockerfile": "docker/api.Dockerfile"}
     assert services["train"]["build"] == {"context": ".", "dockerfile": "docker/train.Dockerfile"}
     assert services["postgres"]["image"] == "postgres:16"
+    assert services["redis"]["image"] == "redis:7"
+    assert services["worker"]["build"] == services["train"]["build"]  # the torch image
+    assert services["worker"]["command"] == ["worker"]
     assert services["train"]["profiles"] == ["train"]
     assert "profiles" not in services["api"]
     assert "profiles" not in services["postgres"]
     assert services["api"]["restart"] == "unless-stopped"
     assert services["postgres"]["restart"] == "unless-stopped"
+    assert services["worker"]["restart"] == services["redis"]["restart"] == "unless-stopped"
 
 
 def test_api_starts_once_postgres_is_healthy() -> None:
     api = load_compose()["services"]["api"]
-    assert api["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    healthy = {"condition": "service_healthy"}
+    assert api["depends_on"] == {"postgres": healthy, "redis": healthy}
+    worker = load_compose()["services"]["worker"]
+    assert worker["depends_on"] == {"postgres": healthy, "redis": healthy, "api": healthy}
 
 
 def test_every_service_that_stays_up_has_a_healthcheck() -> None:
     services = load_compose()["services"]
-    for name in ("api", "postgres"):
+    for name in ("api", "postgres", "worker", "redis"):
         check = services[name]["healthcheck"]
         assert {"test", "interval", "timeout", "retries", "start_period"} <= set(check), name
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "-U genexfer -d genexfer" in services["postgres"]["healthcheck"]["test"][1]
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "genexfer", "worker", "--ping"]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
 def test_models_and_database_live_in_named_volumes() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert set(compose["volumes"]) == {"models", "pgdata"}
-    assert services["api"]["volumes"] == ["models:/models"]
+    assert set(compose["volumes"]) == {"models", "pgdata", "data", "redisdata"}
+    assert services["api"]["volumes"] == ["models:/models", "data:/data"]
+    assert services["worker"]["volumes"] == ["models:/models", "data:/data"]
+    assert services["redis"]["volumes"] == ["redisdata:/data"]
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["GENEXFER_DATA_DIR"] == "/data"
+        assert services[name]["environment"]["GENEXFER_BROKER_URL"] == "redis://redis:6379/0"
+    assert services["api"]["environment"]["GENEXFER_EXECUTOR"] == "celery"
+    assert services["api"]["environment"]["GENEXFER_AUTH_ENABLED"] == "true"
     assert services["train"]["volumes"] == ["models:/models"]
     assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
     assert services["api"]["environment"]["GENEXFER_MODELS_DIR"] == "/models"
@@ -209,6 +225,9 @@ def test_only_the_api_is_published_and_only_on_loopback_by_default() -> None:
     assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
     assert "ports" not in services["postgres"]
     assert services["postgres"]["networks"] == ["backend"]
+    assert services["worker"]["networks"] == services["redis"]["networks"] == ["backend"]
+    assert "ports" not in services["worker"]
+    assert "ports" not in services["redis"]
     assert compose["networks"]["backend"] == {"internal": True}
     assert "backend" in services["api"]["networks"]
     assert services["train"]["network_mode"] == "none"
@@ -236,11 +255,11 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
 
 def test_gpu_is_reserved_and_the_cpu_override_removes_it() -> None:
     services = load_compose()["services"]
-    for name in ("api", "train"):
+    for name in ("api", "train", "worker"):
         assert services[name]["deploy"]["resources"]["reservations"]["devices"] == GPU
     cpu = load_compose(COMPOSE_CPU)["services"]
-    assert set(cpu) == {"api", "train"}
-    for name in ("api", "train"):
+    assert set(cpu) == {"api", "train", "worker"}
+    for name in ("api", "train", "worker"):
         assert cpu[name]["deploy"]["resources"]["reservations"]["devices"] == Reset([])
     assert json.loads(cpu["api"]["environment"]["GENEXFER_PROVIDERS"]) == ["CPUExecutionProvider"]
 
@@ -280,6 +299,20 @@ def test_the_api_container_settings_validate(
     assert settings.allow_cpu_fallback is False
     gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert settings.providers == (gpu if len(files) == 1 else ["CPUExecutionProvider"])
+
+
+def test_the_worker_container_settings_validate_and_its_commands_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {k: v for k, v in env_of(TRAIN_DOCKERFILE).items() if k.startswith("GENEXFER_")}
+    env |= {k: v for k, v in env_example().items() if k.startswith("GENEXFER_")}
+    env |= load_compose()["services"]["worker"]["environment"]
+    settings = _settings(monkeypatch, env)
+    assert settings.environment == "production"
+    assert settings.database_url.startswith("postgresql+psycopg://genexfer:")
+    assert (settings.models_dir, settings.data_dir) == (Path("/models"), Path("/data"))
+    assert "--ping" in _genexfer_help("worker")
+    assert "--scopes" in _genexfer_help("keys", "create")
 
 
 def test_the_optional_settings_in_env_example_show_the_defaults(

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from training import progress as watch
 from training.config import TrainConfig
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -78,6 +79,7 @@ def train_loop(
     bar = tqdm(
         range(config.epochs), desc=description, disable=None if progress is None else not progress
     )
+    hook = watch.current()
     for epoch in bar:
         model.train()
         total, seen = 0.0, 0
@@ -90,10 +92,14 @@ def train_loop(
             optimiser.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
+            if hook is not None:
+                hook.batch()
         val_loss = evaluate_loss(model, loss_fn, val, config.batch_size)
         history.train_loss.append(total / seen)
         history.val_loss.append(val_loss)
         bar.set_postfix(train=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
+        if hook is not None:
+            hook.epoch(description, epoch, config.epochs, total / seen, val_loss)
         if val_loss < best:
             best, history.best_epoch = val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -11,17 +11,18 @@ import asyncio
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app import __version__
 from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
 from app.api.formats import inflate
 from app.db import repository
-from app.errors import AppError, InvalidRequest, ModelNotFound
+from app.errors import AppError, InvalidRequest, ModelNotFound, v2_error
 from app.inference import v2codec
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
+from app.security import require
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -32,11 +33,6 @@ PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX Runtime models
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
-
-
-def _error(exc: AppError) -> Response:
-    status = exc.status if exc.status in (404, 413, 503) else 400 if exc.status < 500 else 500
-    return _json({"error": exc.detail}, status)
 
 
 def _model(registry: ModelRegistry, name: str, version: str | None) -> LoadedModel:
@@ -67,7 +63,7 @@ def model_metadata(name: str, registry: RegistryDep, version: str | None = None)
     try:
         m = _model(registry, name, version)
     except AppError as exc:
-        return _error(exc)
+        return v2_error(exc)
     versions = [str(v.card.version) for v in registry.models() if v.card.name == name]
     card = m.card
 
@@ -94,12 +90,21 @@ def model_ready(name: str, registry: RegistryDep, version: str | None = None) ->
     try:
         _model(registry, name, version)
     except AppError as exc:
-        return _error(exc)
+        return v2_error(exc)
     return _json({"name": name, "ready": True})
 
 
-@router.post("/models/{name}/infer", summary="Inference, JSON or binary tensors")
-@router.post("/models/{name}/versions/{version}/infer", include_in_schema=False)
+# inference needs a predict key when auth is on; health and metadata stay open, as on /v1
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference, JSON or binary tensors",
+    dependencies=[Depends(require("predict"))],
+)
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    include_in_schema=False,
+    dependencies=[Depends(require("predict"))],
+)
 async def infer(
     name: str,
     request: Request,
@@ -111,7 +116,7 @@ async def infer(
     try:
         m = _model(registry, name, version)
     except AppError as exc:
-        return _error(exc)
+        return v2_error(exc)
     metrics: Metrics = request.app.state.metrics
     outcome = "failed"
     try:
@@ -122,7 +127,7 @@ async def infer(
             await asyncio.to_thread(_record, request.app.state.sessionmaker, m, request_id, n)
         outcome = "ok"
     except AppError as exc:
-        return _error(exc)
+        return v2_error(exc)
     finally:
         metrics.inferences.labels(m.card.name, str(m.card.version), outcome).inc()
     media = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"

@@ -1,0 +1,180 @@
+"""Run one fine-tuning job by id: claim it, keep its lease alive, train, record the outcome.
+
+Idempotent: a job that is not queued (done, cancelled, or held by another runner) is skipped, so
+a redelivered message or a duplicate enqueue never runs a job twice. Torch is imported only here,
+when a job actually runs (app.jobs.finetune_run), never when the API imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.services import datasets, jobs
+
+log = logging.getLogger(__name__)
+
+
+class JobFailure(Exception):
+    """A reason the job cannot run, worded for the lab that submitted it."""
+
+
+class JobCancelled(Exception):
+    """The job's cancel flag was seen; training stops."""
+
+
+class LeaseLost(Exception):
+    """Another runner (or the reaper) took the job over; this run must stop and record nothing."""
+
+
+class Interrupted(Exception):
+    """The process running the job is stopping; the job goes back to the queue."""
+
+
+def runner_name() -> str:
+    """Who holds a lease: host, process and a random part (one process may run several jobs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease and writes progress; raises in the training thread via `check()`."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        job_id: uuid.UUID,
+        owner: str,
+        lease: float,
+        shutdown: threading.Event | None = None,
+    ) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.factory, self.job_id, self.owner, self.lease = factory, job_id, owner, lease
+        self.shutdown = shutdown or threading.Event()
+        self.interval = min(lease / 3, 2.0)  # cancellation is seen within this many seconds
+        self.progress: dict[str, Any] = {}
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        """One renewal; database errors are retried at the next beat (the lease has slack)."""
+        try:
+            with self.factory.begin() as session:
+                state = jobs.renew(session, self.job_id, self.owner, self.lease, **self.progress)
+        except Exception as exc:
+            log.warning("job %s: lease renewal failed: %s", self.job_id, exc)
+            return
+        if state is None:
+            self.lost.set()
+        elif state:
+            self.cancelled.set()
+
+    def check(self) -> None:
+        """Raise in the training thread if the job must stop."""
+        if self.lost.is_set():
+            raise LeaseLost(f"job {self.job_id}: lease lost")
+        if self.shutdown.is_set():
+            raise Interrupted(f"job {self.job_id}: the process is stopping")
+        if self.cancelled.is_set():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    # TrainingHook
+    def batch(self) -> None:
+        self.check()
+
+    def epoch(
+        self, description: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float
+    ) -> None:
+        self.progress = {
+            "epoch": epoch + 1,
+            "progress": min((epoch + 1) / max_epochs, 0.99),
+            "metrics": {"stage": description, "train_loss": train_loss, "val_loss": val_loss},
+        }
+        self.check()
+
+
+def run_job(
+    job_id: uuid.UUID,
+    *,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    shutdown: threading.Event | None = None,
+) -> str:
+    """Run the job if it is queued; returns what happened (skipped / succeeded / failed / …).
+
+    Setting `shutdown` stops the training at the next minibatch and re-queues the job.
+    """
+    owner = runner_name()
+    with factory.begin() as session:
+        job = jobs.claim(session, job_id, owner, settings.job_lease_seconds)
+        if job is None:
+            log.info("job %s is not queued; skipped", job_id)
+            return "skipped"
+        params, dataset_id = dict(job.params), job.dataset_id
+    heartbeat = Heartbeat(factory, job_id, owner, settings.job_lease_seconds, shutdown)
+    heartbeat.start()
+    outcome: dict[str, Any]
+    try:
+        from app.jobs import finetune_run  # torch loads here, in the runner only
+
+        with factory() as session:
+            dataset = datasets.get(session, dataset_id) if dataset_id else None
+            path = dataset.path if dataset else None
+        if path is None:
+            raise JobFailure("its dataset was deleted")
+        result = finetune_run.run(
+            job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
+        )
+        outcome = {"status": "succeeded", "result": result}
+    except JobCancelled:
+        outcome = {"status": "cancelled", "reason": "cancelled while running"}
+    except LeaseLost:
+        log.warning("job %s: lease lost to another runner; stopping without recording", job_id)
+        return "lease-lost"
+    except Interrupted:
+        with factory.begin() as session:
+            jobs.release(session, job_id, owner, f"{owner} stopped (process shutdown); re-queued")
+        return "interrupted"
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        reason = str(exc) if isinstance(exc, JobFailure) else f"{type(exc).__name__}: {exc}"
+        outcome = {"status": "failed", "reason": reason}
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+    return _record(factory, job_id, owner, outcome)
+
+
+def _record(
+    factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, outcome: dict[str, Any]
+) -> str:
+    status = outcome["status"]
+    with factory.begin() as session:
+        if status != "succeeded":
+            jobs.finish(session, job_id, owner, status, reason=outcome["reason"])
+            return str(status)
+        name, version, metrics = outcome["result"]
+        job = jobs.get(session, job_id)
+        if jobs.finish(
+            session,
+            job_id,
+            owner,
+            "succeeded",
+            progress=1.0,
+            metrics=metrics,
+            result_model=name,
+            result_version=version,
+        ):
+            jobs.record_model_version(session, job=job, name=name, version=version, metrics=metrics)
+    return "succeeded"

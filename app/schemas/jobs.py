@@ -1,0 +1,114 @@
+"""Bodies of /v1/datasets, /v1/finetune-jobs and /v1/predictions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["classification", "regression"]
+Strategy = Literal["frozen", "partial", "gradual", "full"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class DatasetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    source_format: str
+    sha256: str = Field(description="sha256 of the uploaded file(s).")
+    n_samples: int
+    n_genes: int
+    label_counts: dict[str, dict[str, int]]
+    gene_overlap: list[dict[str, Any]] = Field(description="Overlap with each loaded encoder.")
+    created_at: datetime
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetRead]
+
+
+class EncoderRef(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    version: int | None = Field(default=None, ge=1, description="Latest when left out.")
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=100, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+    lr: float = Field(default=1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(default=1e-4, ge=0, le=1.0)
+    patience: int = Field(default=10, ge=1)
+    head_hidden: list[int] = Field(default=[64], max_length=4)
+    head_dropout: float = Field(default=0.1, ge=0, lt=1)
+    seed: int = 0
+
+
+class Validation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    test_fraction: float = Field(
+        default=0.2, ge=0, lt=1, description="Held out of all fitting and scored (0: none)."
+    )
+    val_fraction: float = Field(
+        default=0.1, gt=0, lt=1, description="Early-stopping share of the training part."
+    )
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: EncoderRef
+    dataset_id: uuid.UUID
+    label_column: str = Field(min_length=1)
+    task: Task = "classification"
+    strategy: Strategy = "frozen"
+    hyperparameters: Hyperparameters = Hyperparameters()
+    validation: Validation = Validation()
+    output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    description: str = Field(default="", max_length=2000)
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: JobStatus
+    dataset_id: uuid.UUID | None
+    params: dict[str, Any]
+    progress: float
+    epoch: int | None
+    metrics: dict[str, Any]
+    error: str | None
+    attempts: int
+    cancel_requested: bool
+    history: list[dict[str, Any]]
+    result_model: str | None
+    result_version: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobRead]
+
+
+class PastPrediction(BaseModel):
+    prediction_id: uuid.UUID
+    request_id: str
+    created_at: datetime
+    task: str
+    model: str
+    version: int
+    sample_id: str
+    output: dict[str, Any] | None
+
+
+class PredictionList(BaseModel):
+    predictions: list[PastPrediction]

@@ -1,0 +1,150 @@
+"""Datasets: parse an upload, store it under the data directory, describe it, delete it safely."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import Dataset, Job
+from app.errors import AppError, InvalidRequest, NotFound
+from app.inference.align import panel_lookup
+from app.inference.card import ModelKind
+from app.inference.registry import ModelRegistry
+from app.services import dataset_io
+from app.services.dataset_io import ParsedDataset
+
+ACTIVE = ("queued", "running")
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict with the resource's state"
+
+
+def parse_upload(
+    *,
+    data: bytes,
+    filename: str,
+    fmt: str | None,
+    label_columns: list[str] | None,
+    labels: bytes | None,
+    labels_filename: str | None,
+    max_values: int,
+) -> tuple[ParsedDataset, str]:
+    """The checked dataset and the format it was read as."""
+    fmt = fmt or dataset_io.guess_format(filename)
+    if fmt not in dataset_io.FORMATS:
+        raise InvalidRequest(f"format must be one of {dataset_io.FORMATS}, got {fmt!r}")
+    if fmt == "h5ad":
+        parsed = dataset_io.read_h5ad(data, max_values)
+    else:
+        table = dataset_io.read_table(data, fmt, filename)
+        if table.size > max_values:
+            raise InvalidRequest(f"{table.shape[0]}×{table.shape[1]} is more than {max_values}")
+        parsed = dataset_io.from_table(table, label_columns)
+    if labels is not None:
+        name = labels_filename or "labels.csv"
+        table = dataset_io.read_table(labels, dataset_io.guess_format(name), name)
+        parsed = dataset_io.attach_labels(parsed, table)
+    return parsed, fmt
+
+
+def gene_overlap(parsed: ParsedDataset, registry: ModelRegistry) -> list[dict[str, Any]]:
+    """How many of each loaded encoder's panel genes the dataset has (ids or aliases)."""
+    out = []
+    for model in registry.models():
+        if model.card.kind is not ModelKind.encoder:
+            continue
+        lookup = panel_lookup(model.card.panel)
+        # the same matching as serving (case-insensitive, ids and aliases); jobs map genes alike
+        matched = len({lookup[k] for g in parsed.gene_ids if (k := g.strip().upper()) in lookup})
+        size = len(model.card.panel.ids)
+        out.append(
+            {
+                "model": model.card.name,
+                "version": model.card.version,
+                "matched": matched,
+                "panel_size": size,
+                "fraction": matched / size,
+            }
+        )
+    return out
+
+
+def store(
+    session: Session,
+    *,
+    parsed: ParsedDataset,
+    name: str,
+    fmt: str,
+    sha256: str,
+    data_dir: Path,
+    registry: ModelRegistry,
+    api_key_id: uuid.UUID | None,
+) -> Dataset:
+    """Write the npz and its row."""
+    folder = data_dir / "datasets"
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset_id = uuid.uuid4()
+    path = folder / f"{dataset_id}.npz"
+    dataset_io.save_npz(parsed, path)
+    row = Dataset(
+        id=dataset_id,
+        name=name,
+        path=str(path),
+        source_format=fmt,
+        sha256=sha256,
+        n_samples=len(parsed.sample_ids),
+        n_genes=len(parsed.gene_ids),
+        label_counts={c: dict(Counter(v).most_common()) for c, v in parsed.labels.items()},
+        gene_overlap=gene_overlap(parsed, registry),
+        api_key_id=api_key_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def sha256_of(*parts: bytes) -> str:
+    """sha256 over the uploaded file(s), in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
+    """The dataset, or NotFound."""
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        raise NotFound(f"no dataset {dataset_id}")
+    return row
+
+
+def listing(session: Session, *, limit: int, offset: int) -> Sequence[Dataset]:
+    """Datasets, newest first."""
+    stmt = select(Dataset).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
+    return session.scalars(stmt).all()
+
+
+def delete(session: Session, dataset_id: uuid.UUID) -> None:
+    """Delete the row and its file, unless a queued or running job uses it."""
+    row = get(session, dataset_id)
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
+    )
+    if active:
+        raise Conflict(f"dataset {dataset_id} is used by {active} queued or running job(s)")
+    session.delete(row)
+    session.flush()
+    Path(row.path).unlink(missing_ok=True)

@@ -1,0 +1,83 @@
+"""Past predictions: find them by sample id and model, and export them as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from sqlalchemy import Boolean, ColumnElement, exists, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from app.db.tables import Prediction
+from app.schemas.jobs import PastPrediction
+
+
+def find(
+    session: Session,
+    *,
+    sample_id: str | None,
+    model: str | None,
+    version: int | None,
+    limit: int,
+    offset: int,
+) -> list[PastPrediction]:
+    """One entry per (prediction, sample), newest first."""
+    stmt = select(Prediction).order_by(Prediction.created_at.desc())
+    if model is not None:
+        stmt = stmt.where(Prediction.model_name == model)
+    if version is not None:
+        stmt = stmt.where(Prediction.model_version == version)
+    if sample_id is not None:
+        stmt = stmt.where(_contains(session, sample_id))
+    rows: Sequence[Prediction] = session.scalars(stmt.limit(limit).offset(offset)).all()
+    out = []
+    for row in rows:
+        outputs = {o["id"]: o for o in row.outputs or []}
+        for sid in row.sample_ids:
+            if sample_id is None or sid == sample_id:
+                out.append(
+                    PastPrediction(
+                        prediction_id=row.id,
+                        request_id=row.request_id,
+                        created_at=row.created_at,
+                        task=row.task,
+                        model=row.model_name,
+                        version=row.model_version,
+                        sample_id=sid,
+                        output=outputs.get(sid),
+                    )
+                )
+    return out
+
+
+def _contains(session: Session, sample_id: str) -> ColumnElement[bool]:
+    # sample_ids is a JSON array: search it with the backend's own JSON functions
+    if session.get_bind().dialect.name == "postgresql":
+        jsonb = Prediction.sample_ids.cast(JSONB)
+        contains: ColumnElement[bool] = jsonb.op("?", return_type=Boolean)(sample_id)
+        return contains
+    each = func.json_each(Prediction.sample_ids).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == sample_id))
+
+
+def to_csv(predictions: list[PastPrediction]) -> str:
+    """One row per sample: when, which model, the label and each class probability."""
+    classes = sorted(
+        {c for p in predictions if p.output for c in p.output.get("probabilities", {})}
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(
+        ["created_at", "request_id", "model", "version", "task", "sample_id", "label"]
+        + [f"p_{c}" for c in classes]
+    )
+    for p in predictions:
+        probs = (p.output or {}).get("probabilities", {})
+        writer.writerow(
+            [p.created_at.isoformat(), p.request_id, p.model, p.version, p.task, p.sample_id]
+            + [(p.output or {}).get("label", "")]
+            + [probs.get(c, "") for c in classes]
+        )
+    return buf.getvalue()

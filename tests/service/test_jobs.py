@@ -1,0 +1,166 @@
+"""In-process fine-tuning jobs: real training on pbmc68k, served without a restart; cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import ModelVersion
+from tests.service.conftest import expression_body
+
+PROBLEM = "application/problem+json"
+
+
+def upload_pbmc(client: TestClient, csv: bytes) -> str:
+    r = client.post("/v1/datasets", files={"file": ("pbmc.csv", csv)})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def job_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "encoder": {"name": "pbmc68k-encoder"},
+        "dataset_id": dataset_id,
+        "label_column": "bulk_labels",
+        "hyperparameters": {"epochs": 5, "patience": 5},
+        "output_name": "lab-celltype",
+    }
+    return {**body, **overrides}
+
+
+def wait_for(client: TestClient, job_id: str, statuses: set[str], seconds: float = 120) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = client.get(f"/v1/finetune-jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def test_finetune_publishes_a_served_version(
+    svc: TestClient, engine: Engine, pbmc_csv: bytes, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id))
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/v1/finetune-jobs/{r.json()['id']}"
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert (job["result_model"], job["result_version"], job["progress"]) == ("lab-celltype", 1, 1.0)
+    assert [e["status"] for e in job["history"]] == ["queued", "running", "succeeded"]
+    assert 0 <= job["metrics"]["test"]["balanced_accuracy"] <= 1
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    test_scores = {m["name"]: m["value"] for m in card["metrics"] if m["split"] == "test"}
+    assert test_scores == job["metrics"]["test"]
+    with Session(engine) as s:
+        row = s.scalars(select(ModelVersion)).one()
+        assert (row.name, row.version, row.parent_name) == ("lab-celltype", 1, "pbmc68k-encoder")
+    # the poller loads the new version: served without a restart
+    deadline = time.monotonic() + 10
+    body = expression_body(pbmc_table, 2)
+    while (r := svc.post("/v1/models/lab-celltype/classify", json=body)).status_code == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == {"name": "lab-celltype", "version": 1}
+    assert svc.get("/v1/finetune-jobs?status=succeeded").json()["jobs"][0]["id"] == job["id"]
+    assert svc.get("/v1/finetune-jobs?status=failed").json()["jobs"] == []
+    # a dataset whose jobs finished can go; the job keeps its record
+    assert svc.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert svc.get(f"/v1/finetune-jobs/{job['id']}").json()["dataset_id"] is None
+
+
+def test_cancel_stops_a_running_job_within_seconds(svc: TestClient, pbmc_csv: bytes) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    long = {"epochs": 10_000, "patience": 10_000, "batch_size": 8}
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, hyperparameters=long))
+    job_id = r.json()["id"]
+    running = wait_for(svc, job_id, {"running"})
+    conflict = svc.delete(f"/v1/datasets/{dataset_id}")
+    assert (conflict.status_code, conflict.headers["content-type"]) == (409, PROBLEM)
+    wait_until_epoch = time.monotonic() + 30
+    while not svc.get(f"/v1/finetune-jobs/{job_id}").json()["epoch"]:
+        assert time.monotonic() < wait_until_epoch
+        time.sleep(0.2)
+    asked = time.monotonic()
+    assert svc.post(f"/v1/finetune-jobs/{job_id}/cancel").json()["cancel_requested"]
+    job = wait_for(svc, job_id, {"cancelled", "failed", "succeeded"}, seconds=15)
+    assert job["status"] == "cancelled"
+    assert time.monotonic() - asked < 10
+    assert running["started_at"] is not None
+    assert job["metrics"]["train_loss"] > 0  # live metrics were written while it ran
+    again = svc.post(f"/v1/finetune-jobs/{job_id}/cancel")
+    assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"task": "regression"}, "task 'regression' is not supported"),
+        ({"strategy": "full"}, "strategy 'full' is not available"),
+    ],
+)
+def test_unsupported_training_fails_with_a_reason(
+    svc: TestClient, pbmc_csv: bytes, overrides: dict[str, str], reason: str
+) -> None:
+    from training.finetune import STRATEGIES
+
+    if overrides.get("strategy") in STRATEGIES:
+        pytest.skip("this training build has the strategy")
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, **overrides))
+    job = wait_for(svc, r.json()["id"], {"failed", "succeeded"})
+    assert job["status"] == "failed"
+    assert reason in job["error"]
+
+
+def test_bad_job_requests(svc: TestClient, pbmc_csv: bytes) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    cases = [
+        (job_body("00000000-0000-0000-0000-000000000000"), 404, "no dataset"),
+        (job_body(dataset_id, label_column="nope"), 422, "bulk_labels"),
+        (job_body(dataset_id, encoder={"name": "nope"}), 404, "nope"),
+        (job_body(dataset_id, strategy="sideways"), 422, "strategy"),
+        (job_body(dataset_id, output_name="../x"), 422, "output_name"),
+        (job_body(dataset_id, hyperparameters={"epochs": 0}), 422, "epochs"),
+    ]
+    for body, status, words in cases:
+        r = svc.post("/v1/finetune-jobs", json=body)
+        assert (r.status_code, r.headers["content-type"]) == (status, PROBLEM), r.text
+        assert words in r.text
+    r = svc.get("/v1/finetune-jobs/00000000-0000-0000-0000-000000000000")
+    assert r.status_code == 404
+    assert svc.get("/v1/finetune-jobs?status=nonsense").status_code == 422
+
+
+def test_an_embedded_api_restart_requeues_and_resumes_the_job(
+    engine: Engine, service_models: Path, tmp_path: Path, pbmc_csv: bytes
+) -> None:
+    from tests.service.conftest import service_client
+
+    with service_client(engine, service_models, tmp_path / "data") as first:
+        dataset_id = upload_pbmc(first, pbmc_csv)
+        long = {"epochs": 10_000, "patience": 10_000, "batch_size": 8}
+        job_id = first.post("/v1/finetune-jobs", json=job_body(dataset_id, hyperparameters=long))
+        job_id = job_id.json()["id"]
+        wait_for(first, job_id, {"running"})
+    # the stopping API handed the job back at once instead of leaving it 'running'
+    with service_client(engine, service_models, tmp_path / "data") as second:
+        job = second.get(f"/v1/finetune-jobs/{job_id}").json()
+        handed_back = job["history"][2]
+        assert handed_back["status"] == "queued"
+        assert "process shutdown" in handed_back["reason"]
+        job = wait_for(second, job_id, {"running"})  # the new process took it up again
+        assert [e["status"] for e in job["history"]] == ["queued", "running", "queued", "running"]
+        second.post(f"/v1/finetune-jobs/{job_id}/cancel")
+        job = wait_for(second, job_id, {"cancelled"}, seconds=20)
+    assert job["attempts"] == 1  # the interrupted run is not counted against the job
