@@ -11,8 +11,8 @@ from app.inference.backend import Array
 from app.inference.card import InputScale, ModelKind
 from app.inference.genes import Harmonised, harmonise
 from app.inference.payloads import Expression
-from app.inference.scale import ScaleReport, detect_scale
 from app.inference.registry import LoadedModel
+from app.inference.scale import ScaleReport, detect_scale
 from app.schemas.predict import (
     ClassifyOut,
     EmbedOut,
