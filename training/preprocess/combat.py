@@ -89,6 +89,9 @@ class ComBatModel:
         Z = (X[:, g] - mean[:, g]) / sd[g]
         Z = (Z - self.gamma_star[rows][:, g]) / np.sqrt(self.delta_star[rows][:, g])
         out[:, g] = Z * sd[g] + mean[:, g]
+        if self.reference is not None:  # exactly as given, not merely up to rounding
+            keep = np.array([b == self.reference for b in batch])
+            out[keep] = X[keep]
         return out
 
     def adjust_new_batch(
