@@ -7,7 +7,7 @@ in seconds, see tests/perf/); pandas is the fallback only to name the cells a fi
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,13 @@ def read_matrix(path: str | Path, **kwargs: Any) -> ExpressionMatrix:
     if path.is_dir():
         return read_10x(path, **kwargs)
     suffix = _suffix(path)
-    readers = {".h5ad": read_h5ad, ".parquet": read_parquet, ".gct": read_gct}
+    readers: dict[str, Callable[..., ExpressionMatrix]] = {
+        ".h5ad": read_h5ad,
+        ".parquet": read_parquet,
+        ".gct": read_gct,
+    }
     if suffix in readers:
-        return readers[suffix](path, **kwargs)  # type: ignore[operator]
+        return readers[suffix](path, **kwargs)
     if suffix in _TABLE_SEPARATORS:
         return read_csv(path, **kwargs)
     raise ValueError(

@@ -196,7 +196,7 @@ def fit_combat(
         parametric=parametric,
         covariates=cov_levels,
         alpha=alpha,
-        beta=coef[B:],
+        beta=np.asarray(coef[B:], dtype=np.float64),
         var_pooled=var_pooled,
         gamma_star=gamma_star,
         delta_star=delta_star,

@@ -20,13 +20,15 @@ MIN_DISP = 1e-8
 def cpm(counts: npt.NDArray[Any]) -> F64:
     """Counts per million: each sample scaled to a total of 1e6."""
     X = np.asarray(counts, dtype=np.float64)
-    return X / np.maximum(X.sum(axis=1, keepdims=True), 1e-12) * 1e6
+    out: F64 = X / np.maximum(X.sum(axis=1, keepdims=True), 1e-12) * 1e6
+    return out
 
 
 def tpm(counts: npt.NDArray[Any], gene_lengths: npt.NDArray[Any]) -> F64:
     """Transcripts per million: counts per base, then each sample scaled to 1e6."""
     rate = np.asarray(counts, dtype=np.float64) / _lengths(gene_lengths, counts)
-    return rate / np.maximum(rate.sum(axis=1, keepdims=True), 1e-12) * 1e6
+    out: F64 = rate / np.maximum(rate.sum(axis=1, keepdims=True), 1e-12) * 1e6
+    return out
 
 
 def fpkm(counts: npt.NDArray[Any], gene_lengths: npt.NDArray[Any]) -> F64:
