@@ -90,10 +90,9 @@ def fit_dispersion_trend(mean: F64, disp: F64, *, max_iter: int = 20) -> tuple[f
         design = np.column_stack([np.ones(use.sum()), 1.0 / mean[use]])
         y = disp[use]
         for _ in range(50):  # IRLS: gamma variance ∝ fitted², identity link
-            fitted = np.maximum(design @ coeffs, 1e-12)
-            weights = 1.0 / fitted**2
-            gram = design.T @ (design * weights[:, None])
-            new = np.linalg.solve(gram, design.T @ (weights * y))
+            fitted = np.maximum(design @ coeffs, 1e-8)
+            root_w = 1.0 / fitted  # √ of the gamma IRLS weight 1/fitted²
+            new = np.linalg.lstsq(design * root_w[:, None], y * root_w, rcond=None)[0]
             converged = np.allclose(new, coeffs, rtol=1e-10, atol=1e-14)
             coeffs = new
             if converged:

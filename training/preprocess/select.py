@@ -114,7 +114,10 @@ def _fit_vst(spec: Mapping[str, Any], normed: Array) -> VST:
     if spec.get("fit_type", "parametric") == "mean":
         usable = disp > 10 * normalise.MIN_DISP
         return VST(float(np.mean(disp[usable])), 0.0)
-    return VST(*normalise.fit_dispersion_trend(X.mean(axis=0), disp))
+    try:
+        return VST(*normalise.fit_dispersion_trend(X.mean(axis=0), disp))
+    except ValueError as exc:  # DESeq2 falls back silently here; we make the caller choose
+        raise ValueError(f"vst: {exc}; use fit_type='mean' or give the trend as a0/a1") from exc
 
 
 def _lengths(gene_ids: Sequence[str], lengths: Mapping[str, float] | None) -> Array:
