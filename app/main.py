@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import health, models, predict
+from app.api import health, models, predict, preprocess
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.session import make_engine, make_sessionmaker
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     for router in (health.router, models.router, predict.router):
         app.include_router(router)
+    app.include_router(preprocess.router)
     return app

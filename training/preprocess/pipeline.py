@@ -178,6 +178,18 @@ class PreprocessPipeline:
     def n_genes(self) -> int:
         return len(self.gene_ids)
 
+    def output_names(self) -> list[str]:
+        """Names of the output columns: genes, fewer after a selection, PC1… after PCA."""
+        names = list(self.gene_ids)
+        for step in self.steps:
+            indices = getattr(step, "indices", None)
+            if indices is not None:
+                names = [names[int(j)] for j in indices]
+            components = getattr(step, "components", None)
+            if components is not None:
+                names = [f"PC{i + 1}" for i in range(components.shape[0])]
+        return names
+
     @property
     def fill_values(self) -> list[float]:
         """Per-gene training mean on the input scale, for genes a request lacks."""
