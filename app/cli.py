@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from training.cli import register as register_training
+from training.preprocess.command import register as register_preprocess
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -100,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
     register_training(train_commands)  # imports only argparse: torch loads when a step runs
+    register_preprocess(commands)  # likewise: the readers and matplotlib load when it runs
     return parser
 
 
 TRAIN_EXTRA = {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "anndata", "scanpy", "tqdm"}
+TRAIN_EXTRA |= {"matplotlib"}  # genexfer preprocess's report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -222,16 +222,18 @@ class PreprocessPipeline:
         notes: list[str] = []
         for i, step in enumerate(self.steps):
             if self.combat is not None and i == self.combat_at:
-                out, notes = self._combat(out, batch, obs)
+                out, notes = self.apply_combat(out, batch, obs)
             out = step.transform(out)
         if self.combat is not None and self.combat_at == len(self.steps):
-            out, notes = self._combat(out, batch, obs)
+            out, notes = self.apply_combat(out, batch, obs)
         return out, notes
 
-    def _combat(
+    def apply_combat(
         self, X: Array, batch: Sequence[str] | None, obs: pd.DataFrame | None
     ) -> tuple[Array, list[str]]:
-        assert self.combat is not None
+        """ComBat alone, on values already through the steps before it; notes per batch."""
+        if self.combat is None:
+            raise ValueError("this pipeline has no ComBat step")
         if batch is None or len(batch) != X.shape[0]:
             raise ValueError(f"this pipeline runs ComBat: give each sample's {self.batch_column}")
         labels = [str(b) for b in batch]
