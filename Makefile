@@ -49,5 +49,9 @@ typecheck: $(VENV)/.dev
 
 check: lint typecheck test
 
+# benchmarks (not collected by pytest); results and commands in tests/perf/RESULTS.md
+bench: $(VENV)/.dev
+	for f in tests/perf/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/

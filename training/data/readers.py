@@ -217,7 +217,11 @@ def _read_delimited(
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip_rows),
+            # large blocks: with 1 MiB ones a 10,000-column table splits into ~10^6 chunks and
+            # parsing slows several-fold (measured in tests/perf/bench_read_csv.py)
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=skip_rows, block_size=1 << 26
+            ),
             parse_options=pacsv.ParseOptions(delimiter=sep),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
