@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--samples", type=int, default=10_000)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/genexfer-bench"))
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "genexfer-bench")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
