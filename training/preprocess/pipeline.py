@@ -24,8 +24,8 @@ import pandas as pd
 
 from app.inference.card import InputScale, Preprocessing, PreprocessStep
 from training.data.matrix import ExpressionMatrix
-from training.preprocess.combat import ComBatModel, fit_combat
-from training.preprocess.select import fit_step
+from training.preprocess.combat import ComBatModel
+from training.preprocess.recipe import fit_recipe_steps
 from training.preprocess.serial import combat_from_saved, combat_to_save
 from training.preprocess.steps import (
     Array,
@@ -137,41 +137,16 @@ class PreprocessPipeline:
         gene_lengths:
             Gene id → length in bases, for tpm and fpkm.
         """
-        X = matrix.X
-        if not np.isfinite(X).all():
-            raise ValueError("the training matrix has missing or infinite values: run QC first")
-        steps: list[Step] = []
-        combat, combat_at, batch_column = None, 0, None
-        genes = list(matrix.gene_ids)
-        for spec in recipe:
-            if spec.get("step") == "combat":
-                if combat is not None:
-                    raise ValueError("a recipe can hold one combat step")
-                batch_column = str(spec.get("batch", "batch"))
-                combat, corrected = fit_combat(
-                    X,
-                    matrix.labels(batch_column),
-                    obs=matrix.obs,
-                    covariates=tuple(spec.get("covariates", ())),
-                    reference=spec.get("reference"),
-                    parametric=bool(spec.get("parametric", True)),
-                )
-                X, combat_at = corrected.astype(np.float32), len(steps)
-                continue
-            step = fit_step(spec, X, genes, gene_lengths)
-            X = step.transform(X)
-            if hasattr(step, "indices"):
-                genes = [genes[int(j)] for j in step.indices]
-            steps.append(step)
+        fitted = fit_recipe_steps(matrix, recipe, gene_lengths)
         input_mean = matrix.X.mean(axis=0, dtype=np.float64).astype(np.float32)
         return cls(
             input_scale=InputScale(input_scale),
             gene_ids=matrix.gene_ids,
-            steps=steps,
+            steps=fitted.steps,
             input_mean=input_mean,
-            combat=combat,
-            combat_at=combat_at,
-            batch_column=batch_column,
+            combat=fitted.combat,
+            combat_at=fitted.combat_at,
+            batch_column=fitted.batch_column,
         )
 
     @property
