@@ -10,6 +10,30 @@ from app.inference.card import InputScale
 from app.schemas.predict import GeneOverlap, SampleIn
 
 OutputFormat = Literal["json", "same", "csv", "tsv", "parquet", "h5ad"]
+StepName = Literal[
+    "cpm", "normalize_total", "median_of_ratios", "vst", "log1p", "log2p1", "combat",
+    "select_variance", "select_hvg", "select_genes", "standardize", "pca",
+]  # fmt: skip
+
+
+class StepSpec(BaseModel):
+    """One recipe step and its options (each step reads only its own; see the README)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: StepName
+    n: int | None = Field(default=None, ge=1, description="select_variance / select_hvg")
+    n_components: int | None = Field(default=None, ge=1, description="pca")
+    genes: list[str] | None = Field(default=None, min_length=1, description="select_genes")
+    clip: float | None = Field(default=None, gt=0, description="standardize")
+    target_sum: float | None = Field(default=None, gt=0, description="normalize_total")
+    fit_type: Literal["parametric", "mean"] | None = Field(default=None, description="vst")
+    a0: float | None = Field(default=None, gt=0, description="vst: a given trend")
+    a1: float | None = Field(default=None, ge=0, description="vst: a given trend")
+    batch: str | None = Field(default=None, description="combat: the batch column")
+    covariates: list[str] | None = Field(default=None, description="combat")
+    reference: str | None = Field(default=None, description="combat: the reference batch")
+    parametric: bool | None = Field(default=None, description="combat")
 
 
 class PreprocessOptions(BaseModel):
@@ -19,7 +43,7 @@ class PreprocessOptions(BaseModel):
 
     model: str | None = Field(default=None, description="Apply this model's fitted pipeline.")
     version: int | None = Field(default=None, ge=1, description="Model version; latest if None.")
-    steps: list[dict[str, Any]] | None = Field(
+    steps: list[StepSpec] | None = Field(
         default=None,
         description='A recipe fitted on the request\'s own samples, e.g. [{"step": "cpm"}, '
         '{"step": "log2p1"}, {"step": "pca", "n_components": 10}] (see the README).',

@@ -74,7 +74,8 @@ def preprocess(
         )
     else:
         try:
-            pipeline = PreprocessPipeline.fit_recipe(kept, scale, options.steps or [])
+            recipe = [s.model_dump(exclude_none=True) for s in options.steps or []]
+            pipeline = PreprocessPipeline.fit_recipe(kept, scale, recipe)
         except (ValueError, KeyError) as exc:
             raise InvalidRequest(f"cannot fit the steps: {exc}") from exc
         X, source = kept.X, {"fitted_on": "this request's samples after QC"}

@@ -64,6 +64,30 @@ def test_a_models_pipeline_is_applied_to_a_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(result.to_numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
+def test_tpm_with_gene_lengths_from_a_file(tmp_path: Path) -> None:
+    a = _batch_file(tmp_path / "a.csv", 2, 1.0)
+    lengths = tmp_path / "lengths.csv"
+    lengths.write_text("gene,length\n" + "".join(f"ENSG{j:011d},{1000 + j}\n" for j in range(80)))
+    out = tmp_path / "out"
+    steps = '[{"step": "tpm"}]'
+    args = [
+        "preprocess",
+        str(a),
+        "--steps",
+        steps,
+        "--gene-lengths",
+        str(lengths),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    matrix = pd.read_csv(out / "matrix.csv", index_col=0)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1e6, rtol=1e-5)
+    raw = pd.read_csv(a, index_col=0).T.to_numpy()
+    rate = raw[0] / (1000 + np.arange(80))
+    np.testing.assert_allclose(matrix.iloc[0], rate / rate.sum() * 1e6, rtol=1e-5)
+
+
 def test_bad_steps_are_refused_with_a_message(tmp_path: Path) -> None:
     a = _batch_file(tmp_path / "a.csv", 2, 1.0)
     with pytest.raises(SystemExit, match="--steps is not valid JSON"):

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch-column", help="metadata column holding the batch")
     p.add_argument("--max-missing", type=float, default=0.2, help="drop above this share")
     p.add_argument("--n-mads", type=float, default=3.0, help="outlier threshold (robust sds)")
+    p.add_argument(
+        "--gene-lengths", type=Path, help="CSV/TSV: gene id, length in bases (tpm and fpkm)"
+    )
     p.add_argument("--format", default="csv", choices=["csv", "tsv", "parquet", "h5ad"],
                    help="format of the output matrix")  # fmt: skip
     p.set_defaults(func=run)
@@ -79,6 +82,19 @@ def run(args: argparse.Namespace) -> int:
         max_missing=args.max_missing,
         n_mads=args.n_mads,
         fmt=args.format,
+        gene_lengths=_lengths(args.gene_lengths) if args.gene_lengths else None,
     )
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _lengths(path: Path) -> dict[str, float]:
+    from training.data.readers import read_obs
+
+    table = read_obs(path)  # first column ids, every value a string
+    if table.shape[1] < 1:
+        raise SystemExit(f"{path}: needs a gene id column and a length column")
+    try:
+        return {str(g): float(v) for g, v in zip(table.index, table.iloc[:, 0], strict=True)}
+    except ValueError as exc:
+        raise SystemExit(f"{path}: gene lengths must be numbers ({exc})") from exc

@@ -75,7 +75,7 @@ def fit_step(
     gene_lengths: Mapping[str, float] | None,
 ) -> Step:
     """Fit the per-sample step `spec["step"]` on the current values X (columns = gene_ids)."""
-    name = spec["step"]
+    name = spec.get("step")
     if name == "cpm":
         return NormalizeTotal(1e6)
     if name == "normalize_total":
@@ -95,14 +95,27 @@ def fit_step(
             X, std_floor=float(spec.get("std_floor", 1e-6)), clip=spec.get("clip")
         )
     if name == "select_variance":
-        return SelectGenes(top_variance(X, int(spec["n"])), "variance")
+        return SelectGenes(top_variance(X, _positive(spec, "n")), "variance")
     if name == "select_hvg":
-        return SelectGenes(highly_variable(X, int(spec["n"])), "highly_variable")
+        return SelectGenes(highly_variable(X, _positive(spec, "n")), "highly_variable")
     if name == "select_genes":
-        return SelectGenes(_named(gene_ids, spec["genes"]), "gene_list")
+        return SelectGenes(_named(gene_ids, _need(spec, "genes")), "gene_list")
     if name == "pca":
-        return fit_pca(X, int(spec["n_components"]))
+        return fit_pca(X, _positive(spec, "n_components"))
     raise ValueError(f"unknown preprocessing step {name!r}; known: {list(RECIPE_STEPS)}")
+
+
+def _need(spec: Mapping[str, Any], key: str) -> Any:
+    if key not in spec:
+        raise ValueError(f"step {spec.get('step')!r} needs the option {key!r}")
+    return spec[key]
+
+
+def _positive(spec: Mapping[str, Any], key: str) -> int:
+    value = _need(spec, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"step {spec.get('step')!r}: {key} must be a positive integer")
+    return value
 
 
 def _fit_vst(spec: Mapping[str, Any], normed: Array) -> VST:

@@ -36,6 +36,7 @@ def preprocess_files(
     max_missing: float,
     n_mads: float,
     fmt: str,
+    gene_lengths: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run the whole command; returns the summary it also writes to qc.json."""
     bar = tqdm(total=len(inputs) + 4, desc="preprocess", unit="stage")
@@ -60,7 +61,9 @@ def preprocess_files(
         pipeline = PreprocessPipeline.load(model_dir)
         kept, _ = align_to_panel(kept, pipeline.gene_ids, pipeline.fill_values)
     else:
-        pipeline = PreprocessPipeline.fit_recipe(kept, scale, steps or [])
+        pipeline = PreprocessPipeline.fit_recipe(
+            kept, scale, steps or [], gene_lengths=gene_lengths
+        )
     bar.update()
     bar.set_postfix_str("transforming")
     batch = kept.labels("batch")
