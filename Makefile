@@ -49,9 +49,10 @@ typecheck: $(VENV)/.dev
 
 check: lint typecheck test
 
-# serving benchmarks (tests/perf/RESULTS.md); not part of the test suite
+# benchmarks (not collected by pytest); results and commands in tests/perf/RESULTS.md
 bench: $(VENV)/.dev
 	$(BIN)/python -m tests.perf.bench
+	for f in tests/perf/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/

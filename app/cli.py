@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from training.cli import register as register_training
+from training.preprocess.command import register as register_preprocess
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -165,10 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ping", action="store_true", help="exit 0 if this host's worker answers (health check)"
     )
     worker.set_defaults(func=_worker)
+    register_preprocess(commands)  # likewise: the readers and matplotlib load when it runs
     return parser
 
 
 TRAIN_EXTRA = {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "anndata", "scanpy", "tqdm"}
+TRAIN_EXTRA |= {"matplotlib"}  # genexfer preprocess's report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

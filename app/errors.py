@@ -5,7 +5,8 @@ AppError (500)
 │   └── ModelNotFound
 ├── InvalidRequest (422)
 │   ├── InvalidExpressionData   bad values; names the samples and genes at fault
-│   └── InsufficientGeneOverlap too few of the model's genes present
+│   ├── InsufficientGeneOverlap too few of the model's genes present
+│   └── WrongInputScale         counts sent to a log model, and the like
 ├── PayloadTooLarge (413)
 └── ServiceUnavailable (503)    e.g. the database cannot be reached
 """
@@ -80,6 +81,11 @@ class InvalidExpressionData(InvalidRequest):
 class InsufficientGeneOverlap(InvalidRequest):
     slug = "insufficient-gene-overlap"
     title = "Too few of the model's genes in the input"
+
+
+class WrongInputScale(InvalidRequest):
+    slug = "wrong-input-scale"
+    title = "The values are not on the scale the model expects"
 
 
 class PayloadTooLarge(AppError):

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
-from app.api import datasets, health, jobs, kserve, models, predict, predictions
+from app.api import datasets, health, jobs, kserve, models, predict, predictions, preprocess
 from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     for router in (health.router, models.router, kserve.router, metrics_api.router):
         app.include_router(router)
     app.include_router(predict.router, dependencies=[Depends(require("predict"))])
+    app.include_router(preprocess.router, dependencies=[Depends(require("predict"))])
     app.include_router(predictions.router, dependencies=[Depends(require("predict"))])
     app.include_router(datasets.router, dependencies=[Depends(require("train"))])
     app.include_router(jobs.router, dependencies=[Depends(require("train"))])

@@ -21,6 +21,7 @@ from app.db import repository
 from app.errors import AppError, InvalidRequest, ModelNotFound, v2_error
 from app.inference import v2codec
 from app.inference.registry import LoadedModel, ModelRegistry
+from app.inference.scale import require_scale
 from app.metrics import Metrics
 from app.security import require
 
@@ -162,7 +163,9 @@ async def _infer(
 
     def decode() -> v2codec.InferRequest:
         body = inflate(raw, encoding, max_bytes)
-        return v2codec.parse(body, header_length, m.card, max_samples)
+        parsed = v2codec.parse(body, header_length, m.card, max_samples)
+        require_scale(parsed.x, m.card.input_scale, parsed.declared_scale)
+        return parsed
 
     # a small binary body (one or a few profiles) decodes in microseconds, less than a thread
     # hop costs; anything large, compressed or JSON is decoded off the event loop

@@ -13,6 +13,7 @@ from app.api import formats
 from app.api.deps import RegistryDep, RequestIdDep, SessionDep, SettingsDep
 from app.config import Settings
 from app.errors import documented
+from app.inference.card import InputScale
 from app.inference.payloads import Expression
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
@@ -24,12 +25,17 @@ router = APIRouter(prefix="/v1/models", tags=["predict"])
 VersionQuery = Annotated[
     int | None, Query(ge=1, description="Model version; the latest when left out.")
 ]
+ScaleQuery = Annotated[
+    InputScale | None,
+    Query(description="Declare the input's scale instead of detecting it from the values."),
+]
 PROBLEMS = documented(
     e404="No such model or version",
     e406="The Accept header names no format we answer in",
     e413="Too many samples or too large a body",
     e415="A Content-Type or Content-Encoding we do not read",
-    e422="Malformed body, bad values (the samples and genes are named) or too few genes",
+    e422="Malformed body, bad values (the samples and genes are named), too few genes "
+    "or values on the wrong scale",
 )
 _TABLE = {"schema": {"type": "string", "format": "binary"}}
 BODY: dict[str, Any] = {
@@ -82,6 +88,7 @@ async def _serve(
     registry: ModelRegistry,
     settings: Settings,
     request_id: str,
+    input_scale: InputScale | None,
 ) -> Response:
     kind = formats.choose(request.headers.get("accept"))  # before any work: 406 is cheap
     model: LoadedModel = registry.get(name, version)
@@ -102,6 +109,7 @@ async def _serve(
                 expr=expr,
                 request_id=request_id,
                 min_overlap=settings.min_gene_overlap,
+                declared_scale=input_scale,
             )
         outcome = "ok"
     finally:
@@ -124,6 +132,7 @@ async def classify(
     settings: SettingsDep,
     request_id: RequestIdDep,
     version: VersionQuery = None,
+    input_scale: ScaleQuery = None,
 ) -> Response:
     return await _serve(
         predict.classify,
@@ -134,6 +143,7 @@ async def classify(
         registry=registry,
         settings=settings,
         request_id=request_id,
+        input_scale=input_scale,
     )
 
 
@@ -152,6 +162,7 @@ async def embed(
     settings: SettingsDep,
     request_id: RequestIdDep,
     version: VersionQuery = None,
+    input_scale: ScaleQuery = None,
 ) -> Response:
     return await _serve(
         predict.embed,
@@ -162,4 +173,5 @@ async def embed(
         registry=registry,
         settings=settings,
         request_id=request_id,
+        input_scale=input_scale,
     )

@@ -1,6 +1,7 @@
 """Gene alignment: map a request's gene columns onto a model's panel, and say how well they matched.
 
-Names match case-insensitively on the panel ids and their aliases. Panel genes the input lacks get
+Names match case-insensitively on the panel ids and their aliases, Ensembl version suffixes
+stripped on both sides (`app.inference.genes.gene_key`). Panel genes the input lacks get
 the card's fill value; input genes outside the panel are ignored and counted.
 """
 
@@ -13,12 +14,9 @@ import numpy.typing as npt
 
 from app.errors import InsufficientGeneOverlap, InvalidExpressionData
 from app.inference.card import GenePanel
+from app.inference.genes import gene_key
 
 MAX_LISTED = 50  # genes named in an answer; the counts are always complete
-
-
-def _key(name: str) -> str:
-    return name.strip().upper()
 
 
 def panel_lookup(panel: GenePanel) -> dict[str, int]:
@@ -27,7 +25,7 @@ def panel_lookup(panel: GenePanel) -> dict[str, int]:
     for col, gene in enumerate(panel.ids):
         names = [gene, *(panel.aliases[col] if panel.aliases else [])]
         for name in names:
-            lookup.setdefault(_key(name), col)
+            lookup.setdefault(gene_key(name), col)
     return lookup
 
 
@@ -65,7 +63,7 @@ def align(
     duplicates: list[str] = []
     unused: list[str] = []
     for idx, gene in enumerate(genes):
-        col = lookup.get(_key(gene))
+        col = lookup.get(gene_key(gene))
         if col is None:
             unused.append(gene)
         elif col in claimed_by:

@@ -18,7 +18,7 @@ import pydantic_core
 
 from app.errors import InvalidExpressionData, InvalidRequest
 from app.inference.backend import Array
-from app.inference.card import ModelCard
+from app.inference.card import InputScale, ModelCard
 from app.inference.payloads import check_count
 
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -39,6 +39,7 @@ class InferRequest:
     x: Array
     outputs: list[str]
     binary: dict[str, bool]
+    declared_scale: InputScale | None = None  # request parameters.input_scale, if given
 
 
 def parse(
@@ -70,8 +71,23 @@ def parse(
     outputs, binary_out = _outputs(request, card)
     request_id = request.get("id")
     return InferRequest(
-        None if request_id is None else str(request_id), _finite(x), outputs, binary_out
+        None if request_id is None else str(request_id),
+        _finite(x),
+        outputs,
+        binary_out,
+        _declared_scale(request),
     )
+
+
+def _declared_scale(request: dict[str, Any]) -> InputScale | None:
+    declared = (request.get("parameters") or {}).get("input_scale")
+    if declared is None:
+        return None
+    try:
+        return InputScale(declared)
+    except ValueError:
+        choices = [s.value for s in InputScale]
+        raise InvalidRequest(f"parameters.input_scale {declared!r}: one of {choices}") from None
 
 
 def _split(body: bytes, header_length: int) -> tuple[bytes, bytes]:

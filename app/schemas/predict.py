@@ -73,6 +73,12 @@ class GeneOverlap(BaseModel):
     missing_genes: list[str] = Field(description="Panel genes filled in (at most 50 listed).")
     n_missing: int
     n_unused_input_genes: int = Field(description="Input genes the model does not use.")
+    aggregated_duplicates: list[str] = Field(
+        default_factory=list,
+        description="Genes named more than once (after stripping Ensembl versions and case); "
+        "their columns were summed (linear scales) or averaged (log scales).",
+    )
+    warning: str | None = Field(default=None, description="What was aggregated, in words.")
 
 
 class SamplePrediction(BaseModel):

@@ -1,12 +1,14 @@
-"""Embed and classify: align a request to a model's panel, run the model, record the call.
+"""Embed and classify: check the input's scale, fold duplicate genes, align to the model's panel,
+run the model, record the call.
 
-Alignment and the database write run in worker threads; inference goes through the model
-version's batcher, so concurrent requests share ONNX Runtime calls.
+The checks, alignment and the database write run in worker threads; inference goes through the
+model version's batcher, so concurrent requests share ONNX Runtime calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -14,9 +16,11 @@ from app.db import repository
 from app.errors import InvalidRequest
 from app.inference.align import MAX_LISTED, Alignment, align
 from app.inference.backend import Array
-from app.inference.card import ModelKind
+from app.inference.card import InputScale, ModelKind
+from app.inference.genes import Harmonised, harmonise
 from app.inference.payloads import Expression
 from app.inference.registry import LoadedModel
+from app.inference.scale import require_scale
 from app.schemas.predict import (
     ClassifyOut,
     EmbedOut,
@@ -27,7 +31,8 @@ from app.schemas.predict import (
 )
 
 
-def _overlap(alignment: Alignment) -> GeneOverlap:
+def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
+    """What the answer says about how the input's genes met the panel."""
     return GeneOverlap(
         matched=alignment.matched,
         panel_size=alignment.panel_size,
@@ -35,23 +40,59 @@ def _overlap(alignment: Alignment) -> GeneOverlap:
         missing_genes=alignment.missing_genes[:MAX_LISTED],
         n_missing=len(alignment.missing_genes),
         n_unused_input_genes=len(alignment.unused_input_genes),
+        aggregated_duplicates=list(folded.duplicates)[:MAX_LISTED],
+        warning=folded.warning(MAX_LISTED),
     )
 
 
-def _align(model: LoadedModel, expr: Expression, min_overlap: float) -> tuple[Array, Alignment]:
-    alignment = align(model.card.panel, model.lookup, expr.genes, min_overlap=min_overlap)
-    return alignment.apply(expr.values, model.fill), alignment
+def _prepare(
+    model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
+) -> tuple[Array, Alignment, Harmonised]:
+    expected = model.card.input_scale
+    require_scale(expr.values, expected, declared)
+    folded = harmonise(expr.values, expr.genes, expected.value)
+    alignment = align(model.card.panel, model.lookup, folded.genes, min_overlap=min_overlap)
+    return alignment.apply(folded.values, model.fill), alignment, folded
 
 
 async def _run(
-    model: LoadedModel, expr: Expression, min_overlap: float
-) -> tuple[dict[str, Array], Alignment]:
-    x, alignment = await asyncio.to_thread(_align, model, expr, min_overlap)
-    return await model.batcher.run(x), alignment
+    model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
+) -> tuple[dict[str, Array], GeneOverlap, float]:
+    x, alignment, folded = await asyncio.to_thread(_prepare, model, expr, min_overlap, declared)
+    return await model.batcher.run(x), gene_overlap(alignment, folded), alignment.fraction
+
+
+async def _record(
+    session: Session,
+    model: LoadedModel,
+    *,
+    task: str,
+    expr: Expression,
+    request_id: str,
+    outputs: list[dict[str, Any]] | None,
+    overlap: float,
+) -> None:
+    await asyncio.to_thread(
+        repository.add_prediction,
+        session,
+        request_id=request_id,
+        task=task,
+        model_name=model.card.name,
+        model_version=model.card.version,
+        sample_ids=expr.sample_ids,
+        outputs=outputs,
+        gene_overlap=overlap,
+    )
 
 
 async def classify(
-    *, session: Session, model: LoadedModel, expr: Expression, request_id: str, min_overlap: float
+    *,
+    session: Session,
+    model: LoadedModel,
+    expr: Expression,
+    request_id: str,
+    min_overlap: float,
+    declared_scale: InputScale | None = None,
 ) -> ClassifyOut:
     """Class probabilities and the most likely label for every sample."""
     card = model.card
@@ -60,8 +101,7 @@ async def classify(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
             f"(use /v1/models/{card.name}/embed for an encoder)"
         )
-    outputs, alignment = await _run(model, expr, min_overlap)
-    probs = outputs["probabilities"]
+    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
     labels = card.labels
     predictions = [
         SamplePrediction(
@@ -69,29 +109,33 @@ async def classify(
             label=labels[int(row.argmax())],
             probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
         )
-        for sample_id, row in zip(expr.sample_ids, probs, strict=True)
+        for sample_id, row in zip(expr.sample_ids, outputs["probabilities"], strict=True)
     ]
-    await asyncio.to_thread(
-        repository.add_prediction,
+    await _record(
         session,
-        request_id=request_id,
+        model,
         task="classify",
-        model_name=card.name,
-        model_version=card.version,
-        sample_ids=expr.sample_ids,
+        expr=expr,
+        request_id=request_id,
         outputs=[p.model_dump() for p in predictions],
-        gene_overlap=alignment.fraction,
+        overlap=fraction,
     )
     return ClassifyOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
-        gene_overlap=_overlap(alignment),
+        gene_overlap=overlap,
         predictions=predictions,
     )
 
 
 async def embed(
-    *, session: Session, model: LoadedModel, expr: Expression, request_id: str, min_overlap: float
+    *,
+    session: Session,
+    model: LoadedModel,
+    expr: Expression,
+    request_id: str,
+    min_overlap: float,
+    declared_scale: InputScale | None = None,
 ) -> EmbedOut:
     """The encoder's embedding of every sample (a classifier answers with its own encoder's)."""
     card = model.card
@@ -100,25 +144,23 @@ async def embed(
             f"{card.name} has no embedding output; embed with its encoder "
             f"{card.parent.name if card.parent else '(none recorded)'}"
         )
-    outputs, alignment = await _run(model, expr, min_overlap)
+    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
     embeddings = [
         SampleEmbedding(id=sample_id, embedding=row.tolist())
         for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
     ]
-    await asyncio.to_thread(
-        repository.add_prediction,
+    await _record(
         session,
-        request_id=request_id,
+        model,
         task="embed",
-        model_name=card.name,
-        model_version=card.version,
-        sample_ids=expr.sample_ids,
+        expr=expr,
+        request_id=request_id,
         outputs=None,
-        gene_overlap=alignment.fraction,
+        overlap=fraction,
     )
     return EmbedOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
-        gene_overlap=_overlap(alignment),
+        gene_overlap=overlap,
         embeddings=embeddings,
     )

@@ -29,7 +29,8 @@ def _weights(client: TestClient, name: str, version: int) -> np.ndarray:
 
 
 def test_classify_answers_each_sample_and_records_it(client: TestClient, engine: Engine) -> None:
-    x = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
+    # the toy models take log-scale input: non-negative, fractional, small
+    x = np.abs(np.random.default_rng(0).normal(size=(3, 10))).astype(np.float32)
     body = _body(GENES, {f"S{i}": row.tolist() for i, row in enumerate(x)})
     r = client.post(
         "/v1/models/toy-classifier/classify", json=body, headers={"X-Request-ID": "req-1"}
@@ -83,7 +84,7 @@ def test_missing_genes_are_filled_from_the_card(client: TestClient) -> None:
 
 
 def test_embed_returns_embeddings(client: TestClient, engine: Engine) -> None:
-    x = np.random.default_rng(1).normal(size=(2, 10)).astype(np.float32)
+    x = np.abs(np.random.default_rng(1).normal(size=(2, 10))).astype(np.float32)
     r = client.post(
         "/v1/models/toy-encoder/embed", json=_body(GENES, {"A": x[0].tolist(), "B": x[1].tolist()})
     )
@@ -149,12 +150,29 @@ def test_wrong_length_values_are_422_naming_samples(client: TestClient) -> None:
     assert r.json()["samples"] == ["short", "long"]
 
 
-def test_duplicate_genes_and_samples_are_422(client: TestClient) -> None:
+def test_duplicate_genes_are_averaged_with_a_warning(client: TestClient) -> None:
+    # g0 is G0 in another case: on the toy models' log scale the two columns are averaged
+    genes = [*GENES, "g0"]
+    values = [0.25, *[0.0] * 9, 0.75]
+    r = client.post("/v1/models/toy-encoder/embed", json=_body(genes, {"S": values}))
+    assert r.status_code == 200, r.text
+    overlap = r.json()["gene_overlap"]
+    assert overlap["aggregated_duplicates"] == ["G0"]
+    assert "G0 (G0, g0)" in overlap["warning"]
+    single = client.post(
+        "/v1/models/toy-encoder/embed", json=_body(GENES, {"S": [0.5, *[0.0] * 9]})
+    )
+    assert r.json()["embeddings"] == single.json()["embeddings"]
+
+
+def test_alias_duplicates_and_duplicate_samples_are_422(client: TestClient) -> None:
+    # G0 and its alias ensg00000000000 are distinct names of one panel gene: refused, named
     r = client.post(
-        "/v1/models/toy-classifier/classify", json=_body([*GENES, "g0"], {"S": [0.0] * 11})
+        "/v1/models/toy-classifier/classify?version=1",
+        json=_body([*GENES, "ensg00000000000.4"], {"S": [0.0] * 11}),
     )
     assert r.status_code == 422
-    assert "g0" in r.json()["detail"]
+    assert "ensg00000000000 (same gene as G0)" in r.json()["detail"]
     body = {"genes": GENES, "samples": [{"id": "S", "values": [0.0] * 10}] * 2}
     r = client.post("/v1/models/toy-classifier/classify", json=body)
     assert r.status_code == 422
@@ -249,3 +267,23 @@ def test_oversized_body_is_413_before_parsing(engine: Engine, models_dir: Any) -
             headers={"content-type": "application/json"},
         )
         assert r.status_code == 413
+
+
+def test_counts_sent_to_a_log_model_are_422_naming_both_scales(client: TestClient) -> None:
+    body = _body(GENES, {"S": [float(v) for v in range(0, 1000, 100)]})
+    r = client.post("/v1/models/toy-encoder/embed", json=body)
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["type"].endswith("/wrong-input-scale")
+    assert (problem["detected_scale"], problem["expected_scale"]) == ("counts", "log")
+    assert "up to 900" in problem["detail"]
+
+
+def test_declared_scale_overrides_detection_but_must_match(client: TestClient) -> None:
+    z = np.random.default_rng(2).normal(size=(2, 10)).round(3)  # looks standardised
+    body = _body(GENES, {"A": z[0].tolist(), "B": z[1].tolist()})
+    r = client.post("/v1/models/toy-encoder/embed?input_scale=log", json=body)
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/models/toy-encoder/embed?input_scale=counts", json=body)
+    assert r.status_code == 422
+    assert r.json()["detail"] == "the input was declared counts but this model expects log"

@@ -19,7 +19,8 @@ from app.main import create_app
 from tests.app.conftest import make_settings
 
 URL = "/v2/models/toy-classifier/infer"
-X = np.random.default_rng(5).normal(size=(4, 10)).astype(np.float32)
+# the toy models take log-scale input: non-negative, fractional, small
+X = np.abs(np.random.default_rng(5).normal(size=(4, 10))).astype(np.float32)
 
 
 @pytest.fixture
@@ -233,3 +234,23 @@ def test_a_version_being_unloaded_answers_503(c: TestClient) -> None:
     )
     assert r.status_code == 503
     assert "being unloaded" in r.json()["error"]
+
+
+def test_wrong_input_scale_is_a_v2_error_unless_declared(c: TestClient) -> None:
+    counts = np.arange(40, dtype=np.float32).reshape(4, 10) * 100  # integers up to 3900: counts
+    spec = {"name": "expression", "shape": [4, 10], "datatype": "FP32"}
+    r = c.post(URL, json={"inputs": [{**spec, "data": counts.ravel().tolist()}]})
+    assert r.status_code == 400
+    assert "look like counts" in r.json()["error"]
+    assert "expects log" in r.json()["error"]
+    z = np.random.default_rng(9).normal(size=(4, 10)).round(3)  # looks standardised
+    body = {"inputs": [{**spec, "data": z.ravel().tolist()}], "parameters": {"input_scale": "log"}}
+    assert c.post(URL, json=body).status_code == 200
+    body["parameters"] = {"input_scale": "counts"}
+    r = c.post(URL, json=body)
+    assert r.status_code == 400
+    assert r.json()["error"] == "the input was declared counts but this model expects log"
+    body["parameters"] = {"input_scale": "tpm"}
+    r = c.post(URL, json=body)
+    assert r.status_code == 400
+    assert "parameters.input_scale 'tpm'" in r.json()["error"]

@@ -20,7 +20,8 @@ from tests.app.conftest import GENES, LABELS, make_settings
 
 PROBLEM = "application/problem+json"
 URL = "/v1/models/toy-classifier/classify"
-X = np.random.default_rng(3).normal(size=(3, 10)).astype(np.float32)
+# the toy models take log-scale input: non-negative, fractional, small
+X = np.abs(np.random.default_rng(3).normal(size=(3, 10))).astype(np.float32)
 IDS = ["007", "S1", "S2"]
 
 

@@ -114,7 +114,7 @@ def test_csv_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "m.csv"
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
-        read_csv(path)
+        read_csv(path, orientation="samples_as_rows")
 
 
 def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from app.inference.genes import gene_key
 from training.data.matrix import ExpressionMatrix
 
 
@@ -32,8 +33,9 @@ def align_to_panel(
     """
     if len(fill_values) != len(panel):
         raise ValueError(f"{len(fill_values)} fill values for a panel of {len(panel)} genes")
-    column = {gene: j for j, gene in enumerate(matrix.gene_ids)}
-    present = [g in column for g in panel]
+    # the service's rule: Ensembl versions and case do not tell genes apart
+    column = {gene_key(gene): j for j, gene in enumerate(matrix.gene_ids)}
+    present = [gene_key(g) in column for g in panel]
     overlap = sum(present) / len(panel)
     if overlap < min_overlap:
         raise ValueError(
@@ -42,7 +44,7 @@ def align_to_panel(
         )
     X = np.tile(np.asarray(fill_values, dtype=np.float32), (matrix.shape[0], 1))
     have = np.flatnonzero(present)
-    source = np.array([column[panel[int(j)]] for j in have], dtype=np.int64)
+    source = np.array([column[gene_key(panel[int(j)])] for j in have], dtype=np.int64)
     X[:, have] = matrix.X[:, source]
     missing = [g for g, p in zip(panel, present, strict=True) if not p]
     aligned = ExpressionMatrix(

@@ -1,14 +1,22 @@
-"""Per-sample preprocessing steps: a numpy reference and an identical torch module for each."""
+"""Per-sample preprocessing steps: a numpy reference for each, and a matching torch module.
+
+Nothing here imports torch at module level: the service applies these steps in numpy (for
+POST /v1/preprocess); `torch_module()` imports `training.preprocess.torch_steps` when asked.
+Each step is fitted elsewhere (`pipeline.py`); here it only stores and applies its parameters.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
+
+from training.preprocess import normalise
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Array = npt.NDArray[np.float32]
 Scalar = float | int | str | bool | None
@@ -31,36 +39,41 @@ class Step(Protocol):
         """JSON-safe scalar parameters."""
         ...
 
-    def arrays(self) -> dict[str, Array]:
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Fitted per-gene arrays."""
         ...
 
 
+def _f32(values: npt.NDArray[Any]) -> Array:
+    return np.asarray(values, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class NormalizeTotal:
-    """Scale each sample to the same total (library-size normalisation of counts)."""
+    """Scale each sample to the same total (library size; target 1e6 is CPM)."""
 
     target_sum: float
     name: ClassVar[str] = "normalize_total"
 
     def transform(self, X: Array) -> Array:
         totals = np.maximum(X.sum(axis=1, keepdims=True, dtype=np.float32), np.float32(1e-12))
-        out: Array = (X / totals * np.float32(self.target_sum)).astype(np.float32)
-        return out
+        return _f32(X / totals * np.float32(self.target_sum))
 
     def torch_module(self) -> nn.Module:
-        return _NormalizeTotal(self.target_sum)
+        from training.preprocess import torch_steps
+
+        return torch_steps.NormalizeTotal(self.target_sum)
 
     def params(self) -> dict[str, Scalar]:
         return {"target_sum": self.target_sum}
 
-    def arrays(self) -> dict[str, Array]:
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {}
 
 
 @dataclass(frozen=True)
 class Log1p:
-    """Natural log1p."""
+    """Natural log1p (scanpy's convention)."""
 
     name: ClassVar[str] = "log1p"
 
@@ -68,12 +81,114 @@ class Log1p:
         return np.log1p(X, dtype=np.float32)
 
     def torch_module(self) -> nn.Module:
-        return _Log1p()
+        from training.preprocess import torch_steps
+
+        return torch_steps.Log1p()
 
     def params(self) -> dict[str, Scalar]:
         return {}
 
-    def arrays(self) -> dict[str, Array]:
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Log2p1:
+    """log2(1 + x) (the usual log-CPM / log-TPM convention)."""
+
+    name: ClassVar[str] = "log2p1"
+
+    def transform(self, X: Array) -> Array:
+        return _f32(np.log1p(X, dtype=np.float32) / np.float32(np.log(2.0)))
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.Log2p1()
+
+    def params(self) -> dict[str, Scalar]:
+        return {}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class PerLength:
+    """TPM (rescaled to 1e6 per sample) or FPKM (per kb, per million counts) from gene lengths."""
+
+    lengths: Array
+    unit: str  # "tpm" or "fpkm"
+    name: ClassVar[str] = "per_length"
+
+    def transform(self, X: Array) -> Array:
+        if self.unit == "tpm":
+            return _f32(normalise.tpm(X, self.lengths))
+        return _f32(normalise.fpkm(X, self.lengths))
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.PerLength(self.lengths, self.unit)
+
+    def params(self) -> dict[str, Scalar]:
+        return {"unit": self.unit}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"lengths": self.lengths}
+
+
+@dataclass(frozen=True, eq=False)
+class MedianOfRatios:
+    """DESeq2 size-factor normalisation against the stored training reference (per sample)."""
+
+    logmeans: npt.NDArray[np.float64]  # mean log count of each usable gene
+    usable: npt.NDArray[np.int64]  # column indices of the genes without zeros in training
+    name: ClassVar[str] = "median_of_ratios"
+
+    def factors(self, X: Array) -> npt.NDArray[np.float64]:
+        """Each sample's size factor."""
+        with np.errstate(divide="ignore"):
+            logs = np.log(np.asarray(X, dtype=np.float64)[:, self.usable])
+        return np.asarray(np.exp(np.median(logs - self.logmeans, axis=1)))
+
+    def transform(self, X: Array) -> Array:
+        return _f32(np.asarray(X, dtype=np.float64) / self.factors(X)[:, None])
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.MedianOfRatios(self.logmeans, self.usable)
+
+    def params(self) -> dict[str, Scalar]:
+        return {}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"logmeans": self.logmeans, "usable": self.usable}
+
+
+@dataclass(frozen=True)
+class VST:
+    """DESeq2's variance-stabilising transform (parametric trend, or one mean dispersion)."""
+
+    a0: float
+    a1: float  # 0 with a0 = mean dispersion: the "mean" fit type
+    name: ClassVar[str] = "vst"
+
+    def transform(self, X: Array) -> Array:
+        if self.a1 == 0.0:
+            return _f32(normalise.vst_mean(X, self.a0))
+        return _f32(normalise.vst_parametric(X, self.a0, self.a1))
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.VST(self.a0, self.a1)
+
+    def params(self) -> dict[str, Scalar]:
+        return {"a0": self.a0, "a1": self.a1}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {}
 
 
@@ -102,52 +217,83 @@ class Standardize:
         return Z.astype(np.float32)
 
     def torch_module(self) -> nn.Module:
-        return _Standardize(self.mean, self.scale, self.clip)
+        from training.preprocess import torch_steps
+
+        return torch_steps.Standardize(self.mean, self.scale, self.clip)
 
     def params(self) -> dict[str, Scalar]:
         return {"clip": self.clip}
 
-    def arrays(self) -> dict[str, Array]:
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"mean": self.mean, "scale": self.scale}
 
 
-def step_from_params(name: str, params: dict[str, Scalar], arrays: dict[str, Array]) -> Step:
+@dataclass(frozen=True, eq=False)
+class SelectGenes:
+    """Keep the given columns (variance, highly variable genes, or a named gene list)."""
+
+    indices: npt.NDArray[np.int64]
+    how: str
+    name: ClassVar[str] = "select_genes"
+
+    def transform(self, X: Array) -> Array:
+        return np.ascontiguousarray(X[:, self.indices])
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.SelectGenes(self.indices)
+
+    def params(self) -> dict[str, Scalar]:
+        return {"how": self.how, "n_genes": len(self.indices)}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"indices": self.indices}
+
+
+@dataclass(frozen=True, eq=False)
+class PCA:
+    """Project centred values on the leading principal axes (components: k × genes)."""
+
+    mean: Array
+    components: Array
+    name: ClassVar[str] = "pca"
+
+    def transform(self, X: Array) -> Array:
+        return _f32((X - self.mean) @ self.components.T)
+
+    def torch_module(self) -> nn.Module:
+        from training.preprocess import torch_steps
+
+        return torch_steps.PCA(self.mean, self.components)
+
+    def params(self) -> dict[str, Scalar]:
+        return {"n_components": int(self.components.shape[0])}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"mean": self.mean, "components": self.components}
+
+
+def step_from_params(
+    name: str, params: dict[str, Scalar], arrays: dict[str, npt.NDArray[Any]]
+) -> Step:
     """Rebuild a step saved by `params()` and `arrays()`."""
+    simple: dict[str, Step] = {Log1p.name: Log1p(), Log2p1.name: Log2p1()}
+    if name in simple:
+        return simple[name]
     if name == NormalizeTotal.name:
         return NormalizeTotal(float(params["target_sum"]))  # type: ignore[arg-type]
-    if name == Log1p.name:
-        return Log1p()
     if name == Standardize.name:
         clip = params.get("clip")
         return Standardize(arrays["mean"], arrays["scale"], None if clip is None else float(clip))
+    if name == PerLength.name:
+        return PerLength(arrays["lengths"], str(params["unit"]))
+    if name == MedianOfRatios.name:
+        return MedianOfRatios(arrays["logmeans"], arrays["usable"])
+    if name == VST.name:
+        return VST(float(params["a0"]), float(params["a1"]))  # type: ignore[arg-type]
+    if name == SelectGenes.name:
+        return SelectGenes(arrays["indices"], str(params["how"]))
+    if name == PCA.name:
+        return PCA(arrays["mean"], arrays["components"])
     raise ValueError(f"unknown preprocessing step {name!r}")
-
-
-class _NormalizeTotal(nn.Module):
-    def __init__(self, target_sum: float) -> None:
-        super().__init__()
-        self.target_sum = target_sum
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        totals = torch.clamp(x.sum(dim=1, keepdim=True), min=1e-12)
-        return x / totals * self.target_sum
-
-
-class _Log1p(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log1p(x)
-
-
-class _Standardize(nn.Module):
-    mean: torch.Tensor
-    scale: torch.Tensor
-
-    def __init__(self, mean: Array, scale: Array, clip: float | None) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.from_numpy(mean.copy()))
-        self.register_buffer("scale", torch.from_numpy(scale.copy()))
-        self.clip = clip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.scale
-        return z if self.clip is None else torch.clamp(z, -self.clip, self.clip)

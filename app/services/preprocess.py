@@ -1,0 +1,98 @@
+"""Preprocess expression data: detect the scale, QC, then a model's pipeline or a named recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.errors import InvalidExpressionData, InvalidRequest
+from app.inference.align import MAX_LISTED, align
+from app.inference.card import InputScale
+from app.inference.genes import harmonise
+from app.inference.registry import ModelRegistry
+from app.inference.scale import detect_scale, require_scale
+from app.schemas.preprocess import PreprocessOptions, PreprocessOut, SampleValues, ScaleOut
+from app.services.predict import gene_overlap
+from training.data.matrix import ExpressionMatrix
+from training.preprocess.pipeline import PARAMS_JSON, PreprocessPipeline
+from training.preprocess.qc import run_qc
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """The JSON answer and the output matrix (for file answers)."""
+
+    answer: PreprocessOut
+    matrix: ExpressionMatrix
+
+
+def preprocess(
+    *,
+    matrix: ExpressionMatrix,
+    options: PreprocessOptions,
+    registry: ModelRegistry,
+    request_id: str,
+    min_overlap: float,
+) -> Preprocessed:
+    """Run QC and the chosen pipeline on `matrix`; every decision is in the answer."""
+    if (options.model is None) == (options.steps is None):
+        raise InvalidRequest("name exactly one of 'model' (its fitted pipeline) or 'steps'")
+    try:
+        report = detect_scale(matrix.X)
+    except ValueError as exc:
+        raise InvalidExpressionData(f"{exc}: every value is missing") from exc
+    scale = options.input_scale or InputScale(report.scale)
+    folded = harmonise(matrix.X, matrix.gene_ids, scale.value)
+    matrix = ExpressionMatrix(X=folded.values, sample_ids=matrix.sample_ids,
+                              gene_ids=folded.genes, obs=matrix.obs)  # fmt: skip
+    try:
+        qc = run_qc(matrix, scale.value, max_missing=options.max_missing, n_mads=options.n_mads)
+    except ValueError as exc:
+        raise InvalidExpressionData(str(exc)) from exc
+    kept = qc.kept
+    batch = kept.labels("batch") if "batch" in kept.obs.columns else None
+    overlap = None
+    if options.model is not None:
+        model = registry.get(options.model, options.version)
+        if not (model.folder / PARAMS_JSON).is_file():
+            raise InvalidRequest(f"{model.card.name} v{model.card.version} has no preprocessing")
+        pipeline = PreprocessPipeline.load(model.folder)
+        require_scale(matrix.X, pipeline.input_scale, options.input_scale, report)
+        alignment = align(model.card.panel, model.lookup, kept.gene_ids, min_overlap=min_overlap)
+        X = alignment.apply(kept.X, model.fill)
+        source = {"model": model.card.name, "version": model.card.version}
+        overlap = gene_overlap(alignment, folded)
+    else:
+        try:
+            recipe = [s.model_dump(exclude_none=True) for s in options.steps or []]
+            pipeline = PreprocessPipeline.fit_recipe(kept, scale, recipe)
+        except (ValueError, KeyError) as exc:
+            raise InvalidRequest(f"cannot fit the steps: {exc}") from exc
+        X, source = kept.X, {"fitted_on": "this request's samples after QC"}
+    try:
+        out, notes = pipeline.transform_with_notes(X, batch=batch, obs=kept.obs)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    names = pipeline.output_names()
+    result = ExpressionMatrix(X=out, sample_ids=kept.sample_ids, gene_ids=names, obs=kept.obs)
+    answer = PreprocessOut(
+        request_id=request_id,
+        pipeline={**source, "steps": [s.name for s in pipeline.to_card().steps]},
+        input_scale=ScaleOut(
+            detected=report.scale,
+            reason=report.reason,
+            declared=None if options.input_scale is None else options.input_scale.value,
+            used=scale.value,
+        ),
+        gene_overlap=overlap,
+        gene_warning=folded.warning(MAX_LISTED),
+        qc=qc.to_dict(),
+        batch_notes=notes,
+        features=names,
+        samples=[
+            SampleValues(id=s, values=[float(v) for v in row])
+            for s, row in zip(result.sample_ids, np.asarray(out), strict=True)
+        ],
+    )
+    return Preprocessed(answer, result)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.inference.scale import detect_scale
+from tests.training.preprocess.oracle_data import pasilla
+from training.data.formats import load_pbmc68k_reduced
+from training.preprocess.normalise import cpm, log2p1
+
+
+@pytest.fixture(scope="module")
+def counts() -> np.ndarray:
+    return pasilla(2000)[0].to_numpy().astype(np.float32)
+
+
+def test_real_data_on_each_scale(counts: np.ndarray) -> None:
+    assert detect_scale(counts).scale == "counts"
+    assert detect_scale(cpm(counts)).scale == "normalized"
+    assert detect_scale(log2p1(cpm(counts))).scale == "log"
+    logged = log2p1(cpm(counts))
+    z = (logged - logged.mean(axis=0)) / logged.std(axis=0)
+    report = detect_scale(z)
+    assert report.scale == "standardized"
+    assert "centred near 0" in report.reason
+    pbmc = load_pbmc68k_reduced().X  # scanpy's log1p of normalised counts
+    assert detect_scale(pbmc).scale == "log"
+
+
+def test_compatibility_rules(counts: np.ndarray) -> None:
+    raw = detect_scale(counts)
+    assert raw.accepts("counts")
+    assert raw.accepts("normalized")  # both are library-size normalised by the model
+    assert not raw.accepts("log")
+    small = detect_scale(np.array([[0.0, 1.0, 3.0], [2.0, 0.0, 5.0]]))
+    assert small.compatible == frozenset({"counts", "log"})  # too small to tell apart
+    assert small.accepts("log")
+    assert not detect_scale(cpm(counts)).accepts("log")
+    offset = detect_scale(np.log2(cpm(counts) + 0.5))  # voom-style log-CPM: some negatives
+    assert offset.scale == "log"
+    assert not offset.accepts("standardized")
+
+
+def test_missing_values_are_ignored_and_all_missing_refused() -> None:
+    values = np.array([[np.nan, 1.5, 2.25], [0.5, np.nan, 7.0]], dtype=np.float32)
+    assert detect_scale(values).scale == "log"
+    with pytest.raises(ValueError, match="no finite values"):
+        detect_scale(np.full((2, 2), np.nan))
