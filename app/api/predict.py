@@ -117,61 +117,43 @@ async def _serve(
     return formats.render(out, kind)
 
 
-@router.post(
-    "/{name}/classify",
-    response_model=ClassifyOut,
-    summary="Classify expression profiles",
-    responses=RESPONSES,
-    openapi_extra=BODY,
-)
-async def classify(
-    name: str,
-    request: Request,
-    session: SessionDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    request_id: RequestIdDep,
-    version: VersionQuery = None,
-    input_scale: ScaleQuery = None,
-) -> Response:
-    return await _serve(
-        predict.classify,
-        request,
-        name,
-        version,
-        session=session,
-        registry=registry,
-        settings=settings,
-        request_id=request_id,
-        input_scale=input_scale,
-    )
+def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
+    """The route function for one task: classify and embed differ only in the service they call."""
+
+    async def endpoint(
+        name: str,
+        request: Request,
+        session: SessionDep,
+        registry: RegistryDep,
+        settings: SettingsDep,
+        request_id: RequestIdDep,
+        version: VersionQuery = None,
+        input_scale: ScaleQuery = None,
+    ) -> Response:
+        return await _serve(
+            task,
+            request,
+            name,
+            version,
+            session=session,
+            registry=registry,
+            settings=settings,
+            request_id=request_id,
+            input_scale=input_scale,
+        )
+
+    endpoint.__name__ = task.__name__  # the OpenAPI operation id
+    return endpoint
 
 
-@router.post(
-    "/{name}/embed",
-    response_model=EmbedOut,
-    summary="Embed expression profiles with an encoder",
-    responses=RESPONSES,
-    openapi_extra=BODY,
-)
-async def embed(
-    name: str,
-    request: Request,
-    session: SessionDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    request_id: RequestIdDep,
-    version: VersionQuery = None,
-    input_scale: ScaleQuery = None,
-) -> Response:
-    return await _serve(
-        predict.embed,
-        request,
-        name,
-        version,
-        session=session,
-        registry=registry,
-        settings=settings,
-        request_id=request_id,
-        input_scale=input_scale,
-    )
+for _task, _model, _summary in (
+    (predict.classify, ClassifyOut, "Classify expression profiles"),
+    (predict.embed, EmbedOut, "Embed expression profiles with an encoder"),
+):
+    router.post(
+        f"/{{name}}/{_task.__name__}",
+        response_model=_model,
+        summary=_summary,
+        responses=RESPONSES,
+        openapi_extra=BODY,
+    )(_endpoint(_task))
