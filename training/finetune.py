@@ -113,7 +113,9 @@ def finetune_classifier(
             f"head_cfg.n_classes={head_cfg.n_classes} but there are {len(labels)} labels"
         )
     y = torch.tensor([labels.index(n) for n in names], dtype=torch.long)
-    train_idx, val_idx = stratified_split(names, train_cfg.val_fraction, train_cfg.seed)
+    # few-shot sets: raise the share just enough to give every class one validation sample
+    fraction = min(max(train_cfg.val_fraction, len(labels) / len(names)), 0.5)
+    train_idx, val_idx = stratified_split(names, fraction, train_cfg.seed)
     counts = torch.bincount(y[train_idx], minlength=len(labels)).clamp(min=1).float()
     # "balanced" weights (n / (k * count)) so rare classes count as much as common ones
     criterion = nn.CrossEntropyLoss(weight=len(train_idx) / (len(labels) * counts))
