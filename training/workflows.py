@@ -149,6 +149,7 @@ class ClassifierRun:
     scores: dict[str, float]
     n_test: int
     n_missing_genes: int
+    n_panel_genes: int = 0
 
 
 def finetune_and_export(
@@ -228,7 +229,15 @@ def finetune_and_export(
         reference=train.X,
         parent=parent,
     )
-    return ClassifierRun(folder, result.labels, result.history, scores, test.shape[0], len(missing))
+    return ClassifierRun(
+        folder,
+        result.labels,
+        result.history,
+        scores,
+        test.shape[0],
+        len(missing),
+        len(pipeline.gene_ids),
+    )
 
 
 def _classifier_protocol(
