@@ -30,7 +30,8 @@ def register_more(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         description=(
             "Run the evaluation protocol and write report.md, summary.json and PNG plots to "
             "--out. For each seeded repeat a stratified test set is held out first; "
-            "preprocessing and the encoder are pretrained, without labels, on every other cell; "
+            "preprocessing and the encoder are pretrained, without labels, on every other "
+            "cell, so no test cell is seen by pretraining; "
             "k labelled cells per class (--shots) train the transfer model (encoder + linear "
             "head) and every scikit-learn baseline on the same cells; all are scored on the "
             "same test cells. Then stratified k-fold CV the same way. Without --data it uses "
