@@ -51,3 +51,8 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/
+
+# streaming pretraining throughput and peak RSS (writes an 8 GB synthetic .npy under data/bench)
+bench-pretrain: $(VENV)/.dev
+	$(BIN)/python tests/perf/bench_pretrain.py --dir data/bench --steps 200
+bench: bench-pretrain

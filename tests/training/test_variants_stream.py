@@ -201,3 +201,23 @@ def test_streaming_refuses_bad_input(tmp_path: Path, counts: ExpressionMatrix) -
     (tmp_path / "junk.h5ad").write_text("not hdf5")
     with pytest.raises(ValueError, match=r"not a readable \.h5ad"):
         H5adSource(tmp_path / "junk.h5ad")
+
+
+def test_vae_encoder_exports_with_parity(tmp_path: Path, counts: ExpressionMatrix) -> None:
+    from app.inference.card import ModelCard, TrainingData
+    from training.export import CardInfo, export_encoder
+
+    pipe = PreprocessPipeline.fit(counts, "counts")
+    vae = build_autoencoder(VariationalAutoencoderConfig(n_genes=60, hidden=(16,), latent=4))
+    data = TrainingData(name="s", fingerprint=counts.fingerprint(), n_samples=240, n_genes=60)
+    folder = export_encoder(
+        vae.eval(),
+        pipe,
+        name="vae",
+        models_dir=tmp_path,
+        info=CardInfo("vae", data),
+        reference=counts.X,
+    )
+    card = ModelCard.read(folder)
+    assert [o.name for o in card.outputs] == ["embedding"]
+    assert card.verify_files(folder) == []
