@@ -97,3 +97,36 @@ def test_reduced_protocol_and_report(tmp_path: Path, counts: ExpressionMatrix) -
 def test_protocol_refuses_too_few_classes(counts: ExpressionMatrix) -> None:
     with pytest.raises(ValueError, match="fewer than 2 classes have ≥ 500 cells"):
         run_protocol(counts, ProtocolConfig(label_column="label", min_cells=500))
+
+
+def test_external_validation_aligns_and_scores() -> None:
+    from training.baselines import baseline_proba, fit_baseline
+    from training.data.synthetic import make_synthetic
+    from training.external import external_validation
+    from training.preprocess.pipeline import PreprocessPipeline
+
+    whole = make_synthetic(300, 50, n_classes=3, separation=2.0, seed=11)
+    internal = whole.take(np.arange(200))
+    pipe = PreprocessPipeline.fit(internal, "counts")
+    model = fit_baseline("logistic", pipe.transform(internal.X), internal.labels("label"))
+    labels = [str(c) for c in model.classes_]
+    # the second set: other samples, 5 genes absent, genes in another order, one unknown class
+    rest = whole.take(np.arange(200, 300))
+    keep = rest.gene_ids[5:][::-1]
+    obs = rest.obs.copy()
+    obs.iloc[:3, obs.columns.get_loc("label")] = "novel"
+    external = ExpressionMatrix(
+        rest.X[:, [rest.gene_ids.index(g) for g in keep]], rest.sample_ids, keep, obs
+    )
+    result = external_validation(
+        lambda m: baseline_proba(model, pipe.transform(m.X)), pipe, labels, external, "label"
+    )
+    assert result.panel_overlap == pytest.approx(0.9)
+    assert result.missing_genes == rest.gene_ids[:5]
+    assert result.unknown_classes == ["novel"]
+    assert result.n_scored == 97
+    assert result.metrics["balanced_accuracy"] > 0.8
+    assert sum(map(sum, result.confusion)) == 97
+    few = ExpressionMatrix(rest.X[:, :10], rest.sample_ids, rest.gene_ids[:10], rest.obs)
+    with pytest.raises(ValueError, match="10 of the model's 50 genes"):
+        external_validation(lambda m: baseline_proba(model, m.X), pipe, labels, few, "label")
