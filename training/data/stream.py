@@ -9,6 +9,7 @@ memory-mapped ``.npy`` or of a backed ``.h5ad``.
 from __future__ import annotations
 
 import itertools
+import mmap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,7 +64,22 @@ class ArraySource:
 
     def read(self, start: int, stop: int) -> Block:
         """Rows [start, stop) as a float32 array in memory."""
-        return np.ascontiguousarray(self.X[start:stop], dtype=np.float32)
+        block = np.array(self.X[start:stop], dtype=np.float32, order="C")
+        if isinstance(self.X, np.memmap):
+            _release(self.X, start, stop)
+        return block
+
+
+def _release(X: np.memmap[Any, Any], start: int, stop: int) -> None:
+    # pages of a read-only file mapping stay in the process's resident set until the kernel
+    # needs them; dropping them after the copy keeps the RSS at about one chunk, not the file
+    mm = getattr(X, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise"):
+        return
+    row = X.strides[0]
+    first = X.offset % mmap.ALLOCATIONGRANULARITY + start * row
+    aligned = first - first % mmap.PAGESIZE
+    mm.madvise(mmap.MADV_DONTNEED, aligned, min(len(mm), first + (stop - start) * row) - aligned)
 
 
 def npy_source(
