@@ -6,9 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from training.cli import register as register_training
-
 from app import __version__
+from training.cli import register as register_training
 
 
 def _serve(args: argparse.Namespace) -> int:
