@@ -83,6 +83,12 @@ def register_more(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help=f"baselines to run (default: all: {','.join(BASELINES)})",
     )
     ev.add_argument("--pretrain-epochs", type=int, default=60, help=_d("pretraining epoch cap"))
+    ev.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=defaults.FINETUNE.epochs,
+        help=_d("fine-tuning epoch cap (transfer and scratch network)"),
+    )
     _opt(ev, patience=10)
     ev.add_argument("--seed", type=int, default=0, help=_d("seeds every split and training"))
     ev.add_argument("--quiet", action="store_true", help="no progress bars")

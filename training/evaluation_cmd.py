@@ -7,6 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from training import defaults
 from training.commands import _guard, _progress, _read, train_config
 
 
@@ -37,6 +38,9 @@ def evaluate(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             baselines=args.baselines,
             pretrain=dataclasses.replace(train_config(args), epochs=args.pretrain_epochs),
+            finetune=dataclasses.replace(
+                defaults.FINETUNE, epochs=args.finetune_epochs, seed=args.seed
+            ),
             seed=args.seed,
         )
         result = run_protocol(matrix, cfg, progress=_progress(args))

@@ -148,6 +148,8 @@ def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
             "logistic",
             "--pretrain-epochs",
             "3",
+            "--finetune-epochs",
+            "20",
             "--quiet",
         ]
     )
