@@ -111,6 +111,7 @@ class ProtocolResult:
     config: ProtocolConfig
     classes: list[str]
     n_cells: int
+    n_total: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     pretrain_history: History | None = None
     notes: list[str] = field(default_factory=list)
@@ -148,7 +149,7 @@ def run_protocol(
     if len(classes) < 2:
         raise ValueError(f"fewer than 2 classes have ≥ {cfg.min_cells} cells: {dict(counts)}")
     eligible = np.array([i for i, c in enumerate(labels) if c in classes], dtype=np.int64)
-    result = ProtocolResult(cfg, classes, len(eligible))
+    result = ProtocolResult(cfg, classes, len(eligible), matrix.shape[0])
     splits = _splits(labels, eligible, cfg)
     bar = tqdm(splits, desc="evaluate", disable=None if progress is None else not progress)
     for protocol, repeat, test_idx, trainings in bar:

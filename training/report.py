@@ -60,7 +60,10 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     lines += _table(summary, settings, models, "balanced_accuracy")
     lines += ["", "## Macro-F1", "", *_table(summary, settings, models, "macro_f1")]
     lines += ["", "## AUROC (one-vs-rest, macro)", "", *_table(summary, settings, models, "auroc")]
-    lines += ["", "## Verdict", "", *verdict(summary, settings), ""]
+    verdicts = verdict(result, summary, settings)
+    lines += ["", "## Verdict", "", *verdicts, ""]
+    if any("does NOT match" in v for v in verdicts):
+        lines += ["## Why the transfer model falls short here", "", _why(result), ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     lines += ["## Transfer model per class (cross-validation, pooled test predictions)", ""]
     lines += _per_class(result)
@@ -68,11 +71,19 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    scores = [
+        {"setting": _setting(o), "split": o.repeat, "model": o.model, **o.metrics}
+        for o in result.outcomes
+    ]
+    (folder / "scores.json").write_text(json.dumps(scores, indent=0, sort_keys=True) + "\n")
     return path
 
 
-def verdict(summary: dict[str, Any], settings: list[str]) -> list[str]:
-    """One line per setting: does the transfer model match the best baseline (within 1 sd)?"""
+MATCH_MARGIN = 0.01  # a mean paired gap within one point of balanced accuracy counts as a match
+
+
+def verdict(result: ProtocolResult, summary: dict[str, Any], settings: list[str]) -> list[str]:
+    """One line per setting: the transfer model against the best baseline, paired by split."""
     lines = []
     for s in settings:
         rows = summary[s]
@@ -80,19 +91,46 @@ def verdict(summary: dict[str, Any], settings: list[str]) -> list[str]:
             continue
         others = {m: v for m, v in rows.items() if m != TRANSFER}
         best = max(others, key=lambda m: others[m]["balanced_accuracy"][0])
-        t_mean, t_sd, _ = rows[TRANSFER]["balanced_accuracy"]
-        b_mean, b_sd, _ = others[best]["balanced_accuracy"]
-        if t_mean >= b_mean:
+        # the same splits for every model: compare split by split, not mean against mean
+        mine = _by_split(result, s, TRANSFER)
+        theirs = _by_split(result, s, best)
+        gaps = np.array([mine[k] - theirs[k] for k in mine])
+        gap, sd = float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1 else 0.0
+        wins = int((gaps >= 0).sum())
+        if gap > MATCH_MARGIN:
             word = "beats"
-        elif b_mean - t_mean <= max(t_sd, b_sd):
-            word = "matches (within one sd of)"
+        elif gap >= -MATCH_MARGIN:
+            word = "matches"
         else:
             word = "does NOT match"
         lines.append(
-            f"- {s}: transfer {t_mean:.3f} ± {t_sd:.3f} {word} the best baseline "
-            f"({best}, {b_mean:.3f} ± {b_sd:.3f})."
+            f"- {s}: transfer {word} the best baseline ({best}): paired difference in balanced "
+            f"accuracy {gap:+.3f} ± {sd:.3f}; transfer ≥ {best} on {wins} of {len(gaps)} splits."
         )
     return lines
+
+
+def _why(result: ProtocolResult) -> str:
+    cfg = result.config
+    n_genes = "the standardised genes"
+    return (
+        f"The encoder is pretrained on the non-test cells of this one small dataset (at most "
+        f"{result.n_total - round(cfg.test_fraction * result.n_cells)} cells), so self-supervision "
+        "sees hardly more data than the labelled cells themselves and has little structure to "
+        f"learn that per-gene z-scores do not already expose; its {cfg.latent}-dimensional "
+        f"bottleneck then keeps less class signal than {n_genes}, which the (ridge-)regularised "
+        "linear baselines use directly and which suit few, noisy labels best. Transfer is expected "
+        "to pay off when the pretraining source is much larger than the target and covers its "
+        "cell types; no such source ships with this repository (nothing may be downloaded)."
+    )
+
+
+def _by_split(result: ProtocolResult, setting: str, model: str) -> dict[int, float]:
+    return {
+        o.repeat: o.metrics["balanced_accuracy"]
+        for o in result.outcomes
+        if _setting(o) == setting and o.model == model
+    }
 
 
 def _setting(o: Outcome) -> str:
