@@ -112,13 +112,12 @@ def verdict(result: ProtocolResult, summary: dict[str, Any], settings: list[str]
 
 def _why(result: ProtocolResult) -> str:
     cfg = result.config
-    n_genes = "the standardised genes"
     return (
         f"The encoder is pretrained on the non-test cells of this one small dataset (at most "
         f"{result.n_total - round(cfg.test_fraction * result.n_cells)} cells), so self-supervision "
         "sees hardly more data than the labelled cells themselves and has little structure to "
         f"learn that per-gene z-scores do not already expose; its {cfg.latent}-dimensional "
-        f"bottleneck then keeps less class signal than {n_genes}, which the (ridge-)regularised "
+        f"bottleneck then keeps less class signal than the standardised genes, which the (ridge-)regularised "
         "linear baselines use directly and which suit few, noisy labels best. Transfer is expected "
         "to pay off when the pretraining source is much larger than the target and covers its "
         "cell types; no such source ships with this repository (nothing may be downloaded)."
