@@ -117,8 +117,9 @@ def _why(result: ProtocolResult) -> str:
         f"{result.n_total - round(cfg.test_fraction * result.n_cells)} cells), so self-supervision "
         "sees hardly more data than the labelled cells themselves and has little structure to "
         f"learn that per-gene z-scores do not already expose; its {cfg.latent}-dimensional "
-        f"bottleneck then keeps less class signal than the standardised genes, which the (ridge-)regularised "
-        "linear baselines use directly and which suit few, noisy labels best. Transfer is expected "
+        "bottleneck then keeps less class signal than the standardised genes, which the "
+        "(ridge-)regularised linear baselines use directly and which suit few, noisy labels "
+        "best. Transfer is expected "
         "to pay off when the pretraining source is much larger than the target and covers its "
         "cell types; no such source ships with this repository (nothing may be downloaded)."
     )
