@@ -108,12 +108,15 @@ def pretrain_and_export(
     pipeline = PreprocessPipeline.fit(train, input_scale, clip=clip)
     model, history = pretrain(train, pipeline, model_cfg, train_cfg, progress=progress)
     what = "mean squared error of reconstructing the preprocessed (standardised) input"
+    # a VAE's early-stopping loss adds the KL term: name it for what it is
+    vae = isinstance(model, VariationalAutoencoder)
     metrics = [
         Metric(
-            name="reconstruction_mse",
+            name="vae_loss" if vae else "reconstruction_mse",
             value=history.best_val_loss,
             split="validation",
-            protocol=f"{what}, on the random {train_cfg.val_fraction:.0%} of the training "
+            protocol=f"{what}{' plus beta × KL / genes' if vae else ''}, on the random "
+            f"{train_cfg.val_fraction:.0%} of the training "
             f"split used for early stopping (seed {train_cfg.seed}); {dataset.protocol}",
         )
     ]
