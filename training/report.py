@@ -214,6 +214,7 @@ def _plots(
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     paths = []
     shots = [s for s in settings if s != "cv"]
@@ -232,6 +233,7 @@ def _plots(
             title="Few-shot learning curves (mean ± sd)",
         )
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only the k values as tick labels
         ax.legend(fontsize=7)
         paths.append(_save(fig, folder / "few_shot.png"))
     if "cv" in summary:
