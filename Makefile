@@ -52,7 +52,12 @@ check: lint typecheck test
 # benchmarks (not collected by pytest); results and commands in tests/perf/RESULTS.md
 bench: $(VENV)/.dev
 	$(BIN)/python -m tests.perf.bench
-	for f in tests/perf/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	$(BIN)/python tests/perf/bench_read_csv.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/
+
+# streaming pretraining throughput and peak RSS (writes an 8 GB synthetic .npy under data/bench)
+bench-pretrain: $(VENV)/.dev
+	$(BIN)/python tests/perf/bench_pretrain.py --dir data/bench --steps 200
+bench: bench-pretrain

@@ -13,7 +13,18 @@ from torch import nn
 
 from training.config import config_from_dict, config_to_dict
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
-from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+from training.nn.heads import (
+    ClassifierHead,
+    ClassifierHeadConfig,
+    RegressorHead,
+    RegressorHeadConfig,
+)
+from training.nn.variants import (
+    DenoisingAutoencoder,
+    DenoisingAutoencoderConfig,
+    VariationalAutoencoder,
+    VariationalAutoencoderConfig,
+)
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
@@ -23,6 +34,9 @@ _FORMAT = 1
 _ARCHITECTURES: dict[str, tuple[type[Any], type[nn.Module]]] = {
     "AutoencoderConfig": (AutoencoderConfig, DenseAutoencoder),
     "ClassifierHeadConfig": (ClassifierHeadConfig, ClassifierHead),
+    "DenoisingAutoencoderConfig": (DenoisingAutoencoderConfig, DenoisingAutoencoder),
+    "VariationalAutoencoderConfig": (VariationalAutoencoderConfig, VariationalAutoencoder),
+    "RegressorHeadConfig": (RegressorHeadConfig, RegressorHead),
 }
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training import commands, defaults
+from training import cli_more, commands, defaults
 from training.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `demo`, `pretrain` and `finetune` subcommands to `subparsers`."""
+    """Add the `demo`, `pretrain`, `finetune`, `evaluate` and `export` subcommands."""
     demo = subparsers.add_parser(
         "demo",
         help="reproduce the committed pbmc68k demo models",
@@ -82,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     model.add_argument("--clip", type=float, default=defaults.CLIP, help=_d("clip of the z-scores"))
     pre.add_argument("--description", default="", help="card description (default: generated)")
+    cli_more.add_encoder_options(pre)
     pre.set_defaults(func=commands.pretrain)
 
     fine = subparsers.add_parser(
@@ -130,7 +131,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=_d("dropout")
     )
     fine.add_argument("--description", default="", help="card description (default: generated)")
+    cli_more.add_strategy_options(fine)
     fine.set_defaults(func=commands.finetune)
+    cli_more.register_more(subparsers)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from training.config import TrainConfig
 
@@ -53,10 +53,13 @@ def demo(args: argparse.Namespace) -> int:
 def pretrain(args: argparse.Namespace) -> int:
     """Pretrain on --data and publish the encoder."""
     from app.inference.card import InputScale
-    from training.nn.encoders import AutoencoderConfig
     from training.workflows import hold_out, pretrain_and_export
 
+    streamed = args.stream or args.data.suffix.lower() in (".npy", ".parquet", ".pq")
+
     def run() -> EncoderRun:
+        if streamed:
+            return _stream_pretrain(args)
         matrix = _read(args, obs_columns=())
         dataset = hold_out(
             args.data.name,
@@ -65,17 +68,11 @@ def pretrain(args: argparse.Namespace) -> int:
             seed=args.seed,
             stratify_by=None,
         )
-        cfg = AutoencoderConfig(
-            n_genes=matrix.shape[1],
-            hidden=args.hidden,
-            latent=args.latent,
-            dropout=args.dropout,
-            input_dropout=args.input_dropout,
-            activation=args.activation,
-        )
+        cfg = encoder_config(args, matrix.shape[1])
         description = args.description or (
-            f"Denoising dense autoencoder pretrained on {dataset.train.shape[0]} samples × "
-            f"{matrix.shape[1]} genes of {args.data.name} ({args.input_scale} input)."
+            f"{type(cfg).__name__.removesuffix('Config')} pretrained on "
+            f"{dataset.train.shape[0]} samples × {matrix.shape[1]} genes of "
+            f"{args.data.name} ({args.input_scale} input)."
         )
         return pretrain_and_export(
             dataset,
@@ -92,14 +89,65 @@ def pretrain(args: argparse.Namespace) -> int:
     run_result = _guard(run)
     if run_result is None:
         return 1
+    if args.loss_plot is not None:
+        from training.report import plot_history
+
+        print(f"loss curve {plot_history(run_result.history, args.loss_plot)}")
     for metric in run_result.metrics:
         print(f"{metric.name} ({metric.split}) {metric.value:.4f}")
     print(f"published {run_result.folder}")
     return 0
 
 
+def encoder_config(args: argparse.Namespace, n_genes: int) -> Any:
+    """The autoencoder config the pretrain options describe."""
+    from training.nn.encoders import AutoencoderConfig
+    from training.nn.variants import DenoisingAutoencoderConfig, VariationalAutoencoderConfig
+
+    common = {
+        "n_genes": n_genes,
+        "hidden": args.hidden,
+        "latent": args.latent,
+        "dropout": args.dropout,
+        "activation": args.activation,
+    }
+    if args.encoder_kind == "dae":
+        return DenoisingAutoencoderConfig(**common, mask_rate=args.mask_rate)
+    if args.encoder_kind == "vae":
+        return VariationalAutoencoderConfig(**common, beta=args.beta)
+    return AutoencoderConfig(**common, input_dropout=args.input_dropout)
+
+
+def _stream_pretrain(args: argparse.Namespace) -> EncoderRun:
+    from app.inference.card import InputScale
+    from training.data.stream import open_source
+    from training.streaming import stream_pretrain_and_export
+
+    n_genes = len(open_source(args.data, args.chunk_rows).gene_ids)
+    cfg = encoder_config(args, n_genes)
+    description = args.description or (
+        f"{type(cfg).__name__.removesuffix('Config')} pretrained on {args.data.name}, "
+        f"streamed from disk ({n_genes} genes, {args.input_scale} input)."
+    )
+    return stream_pretrain_and_export(
+        args.data,
+        input_scale=InputScale(args.input_scale),
+        model_cfg=cfg,
+        train_cfg=train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        chunk_rows=args.chunk_rows,
+        max_steps=args.max_steps,
+        device=args.device,
+        clip=args.clip,
+        progress=_progress(args),
+    )
+
+
 def finetune(args: argparse.Namespace) -> int:
     """Fine-tune a head on --encoder with --data and publish the classifier."""
+    from training.finetune import FinetuneOptions
     from training.versions import resolve_version
     from training.workflows import finetune_and_export, hold_out
 
@@ -119,9 +167,10 @@ def finetune(args: argparse.Namespace) -> int:
             stratify_by=args.label_column,
         )
         description = args.description or (
-            f"Classifier of {args.label_column!r} on {args.data.name}: a head on the frozen "
-            f"encoder {encoder_folder.parent.name}:{encoder_folder.name}, trained on "
-            f"{dataset.train.shape[0]} samples."
+            f"Classifier of {args.label_column!r} on {args.data.name}: a head "
+            f"({args.strategy}) on the encoder "
+            f"{encoder_folder.parent.name}:{encoder_folder.name}, "
+            f"trained on {dataset.train.shape[0]} samples."
         )
         return finetune_and_export(
             dataset,
@@ -133,12 +182,18 @@ def finetune(args: argparse.Namespace) -> int:
             name=args.name,
             models_dir=args.models_dir,
             description=description,
+            options=FinetuneOptions(args.strategy, args.unfreeze_top, args.encoder_lr_scale),
             progress=_progress(args),
         )
 
     run_result = _guard(run)
     if run_result is None:
         return 1
+    overlap = 1 - run_result.n_missing_genes / run_result.n_panel_genes
+    print(
+        f"panel overlap {overlap:.1%} ({run_result.n_panel_genes - run_result.n_missing_genes}"
+        f" of {run_result.n_panel_genes} encoder genes in the data)"
+    )
     if run_result.n_missing_genes:
         print(f"note: {run_result.n_missing_genes} panel genes were missing and filled")
     for key, value in run_result.scores.items():

@@ -8,8 +8,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
-from sklearn.model_selection import train_test_split
+from scipy.stats import spearmanr
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 IntArray = npt.NDArray[np.int64]
 
@@ -53,7 +64,7 @@ def classification_metrics(
     proba: npt.NDArray[np.float32] | None = None,
     labels: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Balanced accuracy, macro-F1 and accuracy (plus log loss when `proba` is given).
+    """Balanced accuracy, macro-F1 and accuracy (plus log loss and AUROC when `proba` is given).
 
     Parameters
     ----------
@@ -81,4 +92,101 @@ def classification_metrics(
         if labels is None:
             raise ValueError("labels are needed to read proba's columns")
         metrics["log_loss"] = float(log_loss(y_true, proba, labels=list(labels)))
+        auroc = _auroc(y_true, proba, list(labels))
+        if auroc is not None:
+            metrics["auroc"] = auroc
     return metrics
+
+
+def _auroc(
+    y_true: Sequence[str], proba: npt.NDArray[np.float32], labels: list[str]
+) -> float | None:
+    # AUROC needs both outcomes: binary when 2 model classes, else macro one-vs-rest over the
+    # classes present in y_true (columns renormalised to them); undefined with one class
+    present = [c for c in labels if c in set(y_true)]
+    if len(present) < 2:
+        return None
+    if len(labels) == 2:
+        return float(roc_auc_score([t == labels[1] for t in y_true], proba[:, 1]))
+    cols = [labels.index(c) for c in present]
+    sub = proba[:, cols] / np.clip(proba[:, cols].sum(axis=1, keepdims=True), 1e-12, None)
+    if len(present) == 2:
+        return float(roc_auc_score([t == present[1] for t in y_true], sub[:, 1]))
+    return float(roc_auc_score(list(y_true), sub, multi_class="ovr", labels=present))
+
+
+def predict_labels_from(proba: npt.NDArray[np.float32], labels: Sequence[str]) -> list[str]:
+    """The most probable label per row of `proba` (columns in `labels` order)."""
+    return [labels[i] for i in np.argmax(proba, axis=1)]
+
+
+def per_class_report(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class (scikit-learn's classification_report)."""
+    report = classification_report(
+        y_true, y_pred, labels=list(labels), output_dict=True, zero_division=0
+    )
+    return {c: {k: float(v) for k, v in report[c].items()} for c in labels}
+
+
+def confusion(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> npt.NDArray[np.int64]:
+    """Counts (true class × predicted class), rows and columns in `labels` order."""
+    return np.asarray(confusion_matrix(y_true, y_pred, labels=list(labels)), dtype=np.int64)
+
+
+def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
+    """R², mean absolute error and Spearman rank correlation."""
+    truth, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if truth.shape != pred.shape or truth.size < 2:
+        raise ValueError(f"need ≥ 2 paired values, got {truth.shape} and {pred.shape}")
+    return {
+        "r2": float(r2_score(truth, pred)),
+        "mae": float(mean_absolute_error(truth, pred)),
+        "spearman": float(spearmanr(truth, pred).statistic),
+    }
+
+
+def kfold_splits(labels: Sequence[str], n_folds: int, seed: int) -> list[tuple[IntArray, IntArray]]:
+    """Stratified k-fold (train, test) index pairs; every sample is tested exactly once."""
+    counts = Counter(labels)
+    small = sorted(c for c, n in counts.items() if n < n_folds)
+    if small:
+        raise ValueError(
+            f"classes with fewer than {n_folds} samples cannot be {n_folds}-folded: {small}"
+        )
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    index = np.zeros(len(labels))
+    return [
+        (np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+        for a, b in folds.split(index, list(labels))
+    ]
+
+
+def few_shot_sample(labels: Sequence[str], k: int, pool: npt.ArrayLike, seed: int) -> IntArray:
+    """k random indices per class, drawn from `pool` (indices into `labels`), sorted.
+
+    Parameters
+    ----------
+    labels:
+        One label per sample.
+    k:
+        Labelled samples per class.
+    pool:
+        Candidate indices; every class present in it must have at least k of them.
+    seed:
+        Seeds the draw.
+    """
+    rng = np.random.default_rng(seed)
+    candidates = np.asarray(pool, dtype=np.int64)
+    chosen: list[IntArray] = []
+    for cls in sorted({labels[i] for i in candidates}):
+        members = candidates[[labels[i] == cls for i in candidates]]
+        if len(members) < k:
+            raise ValueError(
+                f"class {cls!r} has {len(members)} samples in the pool, fewer than k={k}"
+            )
+        chosen.append(rng.choice(members, size=k, replace=False))
+    return np.sort(np.concatenate(chosen))

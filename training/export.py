@@ -31,8 +31,7 @@ from app.inference.card import (
     sha256_file,
 )
 from training.checkpoint import save_checkpoint
-from training.nn.encoders import DenseAutoencoder
-from training.nn.heads import ClassifierHead
+from training.nn.variants import Autoencoder
 from training.onnx_check import INPUT_NAME, export_onnx, verify_onnx
 from training.preprocess.pipeline import PreprocessPipeline
 from training.preprocess.steps import Array
@@ -88,7 +87,7 @@ class ClassifierGraph(nn.Module):
 
 
 def export_encoder(
-    autoencoder: DenseAutoencoder,
+    autoencoder: Autoencoder,
     pipeline: PreprocessPipeline,
     *,
     name: str,
@@ -129,8 +128,8 @@ def export_encoder(
 
 
 def export_classifier(
-    autoencoder: DenseAutoencoder,
-    head: ClassifierHead,
+    autoencoder: Autoencoder,
+    head: nn.Module,
     pipeline: PreprocessPipeline,
     labels: Sequence[str],
     *,
@@ -155,10 +154,10 @@ def export_classifier(
     parent:
         The published encoder this head was fine-tuned on, if any.
     """
-    if len(labels) != head.config.n_classes:
-        raise ValueError(f"{len(labels)} labels for a head with {head.config.n_classes} outputs")
+    n = int(getattr(getattr(head, "config", None), "n_classes", -1))
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for a head with {n} outputs")
     graph = ClassifierGraph(pipeline.torch_module(), autoencoder.encoder, head)
-    n = head.config.n_classes
     outputs = [
         TensorSpec(name="logits", shape=["batch", n]),
         TensorSpec(name="probabilities", shape=["batch", n]),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ class History:
     best_epoch: int = -1
     stopped_early: bool = False
     seconds: float = 0.0
+    samples_seen: int = 0
 
     @property
     def best_val_loss(self) -> float:
@@ -50,6 +52,7 @@ def train_loop(
     *,
     progress: bool | None = None,
     description: str = "training",
+    groups: Sequence[dict[str, Any]] | None = None,
 ) -> History:
     """Optimise `model` with AdamW on minibatches, stop early on validation loss, keep the best.
 
@@ -67,10 +70,17 @@ def train_loop(
         Show a tqdm bar: ``True``/``False``, or ``None`` to show it only on a terminal.
     description:
         Label of the progress bar.
+    groups:
+        AdamW parameter groups (e.g. a lower learning rate for an encoder); default: every
+        trainable parameter at ``config.lr``.
     """
     x_train, y_train = train
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        list(groups) if groups is not None else params,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
     order = torch.Generator().manual_seed(config.seed)
     history = History()
     best_state: dict[str, torch.Tensor] = {}

@@ -16,10 +16,16 @@ from training.data.align import align_to_panel
 from training.data.matrix import ExpressionMatrix
 from training.evaluate import classification_metrics, stratified_split
 from training.export import CardInfo, export_classifier, export_encoder
-from training.finetune import finetune_classifier, predict_labels, predict_proba
+from training.finetune import FinetuneOptions, finetune_classifier, predict_labels, predict_proba
 from training.loop import History
-from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
+from training.nn.encoders import DenseAutoencoder
 from training.nn.heads import ClassifierHeadConfig
+from training.nn.variants import (
+    AnyAutoencoderConfig,
+    Autoencoder,
+    DenoisingAutoencoder,
+    VariationalAutoencoder,
+)
 from training.preprocess.pipeline import PreprocessPipeline
 from training.pretrain import pretrain, reconstruction_mse
 from training.versions import model_ref
@@ -79,7 +85,7 @@ class EncoderRun:
     """A published encoder and what produced it."""
 
     folder: Path
-    autoencoder: DenseAutoencoder
+    autoencoder: Autoencoder
     pipeline: PreprocessPipeline
     history: History
     metrics: list[Metric]
@@ -89,7 +95,7 @@ def pretrain_and_export(
     dataset: Dataset,
     *,
     input_scale: InputScale,
-    model_cfg: AutoencoderConfig,
+    model_cfg: AnyAutoencoderConfig,
     train_cfg: TrainConfig,
     name: str,
     models_dir: Path,
@@ -102,12 +108,15 @@ def pretrain_and_export(
     pipeline = PreprocessPipeline.fit(train, input_scale, clip=clip)
     model, history = pretrain(train, pipeline, model_cfg, train_cfg, progress=progress)
     what = "mean squared error of reconstructing the preprocessed (standardised) input"
+    # a VAE's early-stopping loss adds the KL term: name it for what it is
+    vae = isinstance(model, VariationalAutoencoder)
     metrics = [
         Metric(
-            name="reconstruction_mse",
+            name="vae_loss" if vae else "reconstruction_mse",
             value=history.best_val_loss,
             split="validation",
-            protocol=f"{what}, on the random {train_cfg.val_fraction:.0%} of the training "
+            protocol=f"{what}{' plus beta × KL / genes' if vae else ''}, on the random "
+            f"{train_cfg.val_fraction:.0%} of the training "
             f"split used for early stopping (seed {train_cfg.seed}); {dataset.protocol}",
         )
     ]
@@ -143,6 +152,7 @@ class ClassifierRun:
     scores: dict[str, float]
     n_test: int
     n_missing_genes: int
+    n_panel_genes: int = 0
 
 
 def finetune_and_export(
@@ -156,14 +166,16 @@ def finetune_and_export(
     name: str,
     models_dir: Path,
     description: str,
+    options: FinetuneOptions | None = None,
     progress: bool | None = None,
 ) -> ClassifierRun:
     """Load a published encoder, fine-tune a head on the training split (frozen), publish it."""
     encoder_card = ModelCard.read(encoder_folder)
     parent = model_ref(encoder_folder)
-    autoencoder = load_checkpoint(encoder_folder).parts["autoencoder"]
-    if not isinstance(autoencoder, DenseAutoencoder):
-        raise ValueError(f"{encoder_folder}: the checkpoint holds no DenseAutoencoder")
+    loaded = load_checkpoint(encoder_folder).parts.get("autoencoder")
+    if not isinstance(loaded, DenseAutoencoder | DenoisingAutoencoder | VariationalAutoencoder):
+        raise ValueError(f"{encoder_folder}: the checkpoint holds no autoencoder")
+    autoencoder: Autoencoder = loaded
     pipeline = PreprocessPipeline.load(encoder_folder)
     matrix, missing = align_to_panel(dataset.matrix, pipeline.gene_ids, pipeline.fill_values)
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
@@ -175,9 +187,19 @@ def finetune_and_export(
         hidden=head_hidden,
         dropout=head_dropout,
     )
+    options = options or FinetuneOptions()
     result = finetune_classifier(
-        autoencoder.encoder, pipeline, train, label_column, head_cfg, train_cfg, progress=progress
+        autoencoder.encoder,
+        pipeline,
+        train,
+        label_column,
+        head_cfg,
+        train_cfg,
+        strategy=options,
+        progress=progress,
     )
+    # the exported graph and checkpoint carry the encoder as fine-tuned (unchanged when frozen)
+    autoencoder.encoder = result.encoder  # type: ignore[assignment]
     scores: dict[str, float] = {}
     metrics: list[Metric] = []
     if test.shape[0]:
@@ -186,7 +208,9 @@ def finetune_and_export(
         scores = classification_metrics(
             truth, predict_labels(proba, result.labels), proba, result.labels
         )
-        protocol = _classifier_protocol(aligned, encoder_card, train_cfg, label_column)
+        protocol = _classifier_protocol(
+            aligned, encoder_card, train_cfg, label_column, options.strategy
+        )
         metrics = [
             Metric(name=k, value=v, split="test", protocol=protocol) for k, v in scores.items()
         ]
@@ -195,6 +219,7 @@ def finetune_and_export(
         "strategy": result.strategy,
         "history": _summary(result.history),
         "missing_panel_genes": len(missing),
+        "panel_overlap": 1 - len(missing) / len(pipeline.gene_ids),
     }
     folder = export_classifier(
         autoencoder,
@@ -207,11 +232,23 @@ def finetune_and_export(
         reference=train.X,
         parent=parent,
     )
-    return ClassifierRun(folder, result.labels, result.history, scores, test.shape[0], len(missing))
+    return ClassifierRun(
+        folder,
+        result.labels,
+        result.history,
+        scores,
+        test.shape[0],
+        len(missing),
+        len(pipeline.gene_ids),
+    )
 
 
 def _classifier_protocol(
-    dataset: Dataset, encoder_card: ModelCard, train_cfg: TrainConfig, label_column: str
+    dataset: Dataset,
+    encoder_card: ModelCard,
+    train_cfg: TrainConfig,
+    label_column: str,
+    strategy: str = "frozen",
 ) -> str:
     parent_data = encoder_card.training_data
     # only claim the encoder never saw the test samples when its card proves it
@@ -227,7 +264,7 @@ def _classifier_protocol(
     )
     return (
         f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids; "
-        f"{encoder_note}. Head trained on the frozen encoder with class-weighted cross-entropy, "
+        f"{encoder_note}. Head trained with class-weighted cross-entropy ({strategy} encoder), "
         f"early-stopped on a stratified {train_cfg.val_fraction:.0%} validation part of the "
         f"training split (seed {train_cfg.seed}); scores on the held-out samples, labels from "
         f"obs column {label_column!r}, scikit-learn metrics (macro-F1 over classes present)."

@@ -25,7 +25,7 @@ def test_import_and_help_need_no_torch() -> None:
     code = (
         "import sys, argparse, training.cli as c\n"
         "p = argparse.ArgumentParser(); c.register(p.add_subparsers())\n"
-        "for cmd in ('demo', 'pretrain', 'finetune'):\n"
+        "for cmd in ('demo', 'pretrain', 'finetune', 'evaluate', 'export'):\n"
         "    p._subparsers._group_actions[0].choices[cmd].format_help()\n"
         "heavy = [m for m in ('torch', 'numpy', 'pandas', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -92,7 +92,7 @@ def test_finetune_rejects_bad_arguments(counts: ExpressionMatrix, quick: TrainCo
             "label",
             ClassifierHeadConfig(8, 3),
             quick,
-            strategy="full",  # type: ignore[arg-type]
+            strategy="everything",  # type: ignore[arg-type]
         )
     with pytest.raises(KeyError, match="no obs column"):
         finetune_classifier(ae.encoder, pipe, counts, "nope", ClassifierHeadConfig(8, 3), quick)

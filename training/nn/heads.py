@@ -57,3 +57,52 @@ class ClassifierHead(nn.Module):
         """Logits, shape (batch, n_classes)."""
         out: torch.Tensor = self.layers(z)
         return out
+
+
+@dataclass(frozen=True)
+class RegressorHeadConfig:
+    """Shape of a RegressorHead.
+
+    Parameters
+    ----------
+    n_in:
+        Embedding width (the encoder's latent size).
+    n_targets:
+        Number of continuous outputs.
+    hidden:
+        Hidden layer widths; empty gives a linear head.
+    dropout:
+        Dropout on the embedding and after each hidden activation (training only).
+    activation:
+        Hidden activation: ``relu``, ``gelu``, ``elu`` or ``silu``.
+    """
+
+    n_in: int
+    n_targets: int = 1
+    hidden: tuple[int, ...] = ()
+    dropout: float = 0.0
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.n_in < 1 or self.n_targets < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError("n_in, n_targets and hidden widths must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+
+
+class RegressorHead(nn.Module):
+    """MLP (or linear map) from an embedding to continuous targets (standardised scale)."""
+
+    def __init__(self, config: RegressorHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.n_in, *config.hidden, config.n_targets]
+        first = [nn.Dropout(config.dropout)] if config.dropout > 0 else []
+        self.layers = nn.Sequential(*first, *mlp(widths, config.activation, config.dropout))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Predictions, shape (batch, n_targets)."""
+        out: torch.Tensor = self.layers(z)
+        return out

@@ -1,0 +1,175 @@
+"""Serving a scikit-learn baseline like a neural head: preprocessing → estimator in one ONNX graph.
+
+The preprocessing graph comes from the same torch module the neural export fuses; the estimator
+graph from skl2onnx; `onnx.compose` joins them on the ``features`` edge, so the service sees the
+usual ``expression`` input and ``probabilities`` output and needs no new code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from torch import nn
+
+from app.inference.card import ONNX_FILE, GenePanel, ModelCard, ModelKind, TensorSpec
+from training.export import CardInfo, EncoderGraph, library_versions
+from training.onnx_check import (
+    INPUT_NAME,
+    OPSET,
+    PARITY_ATOL,
+    ExportVerificationError,
+    export_onnx,
+)
+from training.preprocess.pipeline import PreprocessPipeline
+from training.preprocess.steps import Array
+from training.versions import check_model_name, publish, staging_folder
+
+FEATURES = "features"
+PROBABILITIES = "probabilities"
+PARAMS_FILE = "baseline.json"
+
+
+def baseline_to_onnx(model: Any, pipeline: PreprocessPipeline) -> onnx.ModelProto:
+    """One graph: input-scale ``expression`` → preprocessing → estimator → ``probabilities``."""
+    from skl2onnx import to_onnx  # deferred: only exports need it
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pre.onnx"
+        # wrapped so the graph's input is named `expression` like every other exported model
+        wrapped = EncoderGraph(pipeline.torch_module(), nn.Identity())
+        export_onnx(wrapped, pipeline.n_genes, path, [FEATURES])
+        pre = onnx.load(str(path))
+    example = np.zeros((1, pipeline.n_genes), dtype=np.float32)
+    options = {id(model): {"zipmap": False}}
+    estimator = to_onnx(model, example, target_opset={"": OPSET, "ai.onnx.ml": 3}, options=options)
+    estimator_input = estimator.graph.input[0].name
+    # prefix the estimator's internal names so they cannot collide with the torch graph's
+    estimator = onnx.compose.add_prefix(estimator, "est_", rename_outputs=False)
+    pre.ir_version = estimator.ir_version = min(pre.ir_version, estimator.ir_version)
+    return onnx.compose.merge_models(
+        pre,
+        estimator,
+        io_map=[(FEATURES, "est_" + estimator_input)],
+        outputs=[PROBABILITIES],
+    )
+
+
+def verify_baseline_onnx(
+    graph: onnx.ModelProto, model: Any, pipeline: PreprocessPipeline, inputs: Sequence[Array]
+) -> float:
+    """onnx.checker plus ONNX Runtime vs scikit-learn parity; returns the largest difference."""
+    try:
+        onnx.checker.check_model(graph, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportVerificationError(f"onnx.checker rejected the baseline graph: {exc}") from exc
+    first = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    if [i.name for i in graph.graph.input] != [INPUT_NAME] or not first.dim_param:
+        raise ExportVerificationError("the baseline graph lacks a dynamic 'expression' input")
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in inputs:
+        want = model.predict_proba(pipeline.transform(batch))
+        (have,) = session.run([PROBABILITIES], {INPUT_NAME: batch})
+        diff = float(np.max(np.abs(want - have)))
+        if not np.isfinite(diff) or diff > PARITY_ATOL:
+            raise ExportVerificationError(
+                f"baseline probabilities differ from scikit-learn by {diff:.3g} (> {PARITY_ATOL}) "
+                f"on a batch of {len(batch)}"
+            )
+        worst = max(worst, diff)
+    return worst
+
+
+def export_baseline(
+    model: Any,
+    pipeline: PreprocessPipeline,
+    *,
+    baseline: str,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+) -> Path:
+    """Publish a fitted scikit-learn classifier as a servable version folder; returns it.
+
+    Parameters
+    ----------
+    model:
+        A fitted classifier with ``predict_proba`` and ``classes_`` (see `training.baselines`).
+    pipeline:
+        The preprocessing its features came from, fused in front of it.
+    baseline:
+        Its name in `training.baselines` (recorded in baseline.json).
+    name, models_dir:
+        Where to publish (``models_dir/name/<next version>``).
+    info:
+        Card text, training data and metrics.
+    reference:
+        Real input-scale samples (panel order) for the parity check.
+    """
+    check_model_name(name)
+    labels = [str(c) for c in model.classes_]
+    graph = baseline_to_onnx(model, pipeline)
+    rng = np.random.default_rng(0)
+    shape = (16, pipeline.n_genes)
+    random = rng.exponential(pipeline.input_mean + 0.1, size=shape) * (rng.random(shape) < 0.5)
+    inputs = [random.astype(np.float32), np.ascontiguousarray(reference[:64], dtype=np.float32)]
+    verify_baseline_onnx(graph, model, pipeline, inputs)
+    outputs = [TensorSpec(name=PROBABILITIES, shape=["batch", len(labels)])]
+    params = {k: repr(v) for k, v in sorted(model.get_params().items())}
+    with staging_folder(models_dir / name) as staging:
+        onnx_path = staging / ONNX_FILE
+        onnx.save(graph, str(onnx_path))
+        params_path = staging / PARAMS_FILE
+        document = {
+            "baseline": baseline,
+            "estimator": type(model).__name__,
+            "params": params,
+            "extra": dict(info.extra),
+        }
+        params_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+        written = [onnx_path, params_path, *pipeline.save(staging)]
+        for path in written:
+            path.chmod(0o644)
+        from app.inference.card import sha256_file
+
+        files = {p.name: sha256_file(p) for p in sorted(written)}
+
+        def write_card(version: int) -> None:
+            ModelCard(
+                name=name,
+                version=version,
+                kind=ModelKind.classifier,
+                description=info.description,
+                created_at=datetime.now(UTC),
+                input_scale=pipeline.input_scale,
+                panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
+                inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
+                outputs=outputs,
+                labels=labels,
+                preprocessing=pipeline.to_card(),
+                training_data=info.training_data,
+                metrics=list(info.metrics),
+                library_versions={
+                    **library_versions(),
+                    "scikit-learn": _version("scikit-learn"),
+                    "skl2onnx": _version("skl2onnx"),
+                },
+                files=files,
+            ).write(staging)
+
+        return publish(staging, write_card)
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(dist)
