@@ -5,7 +5,6 @@ Imported only by a job runner (it needs the 'train' extra: torch).
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,6 @@ def run(
             f"task {params['task']!r} is not supported by this training build yet "
             "(only classification heads can be fine-tuned)"
         )
-    strategy = params["strategy"]
-    if strategy not in finetune.STRATEGIES:
-        raise JobFailure(
-            f"strategy {strategy!r} is not available in this training build; it has "
-            f"{list(finetune.STRATEGIES)}"
-        )
     encoder = params["encoder"]
     folder = models_dir / encoder["name"] / str(encoder["version"])
     card = ModelCard.read(folder)
@@ -88,10 +81,8 @@ def run(
         patience=hp["patience"],
         seed=hp["seed"],
     )
-    extra: dict[str, Any] = {}
-    # training gains strategies other than "frozen" through this parameter
-    if "strategy" in inspect.signature(finetune_and_export).parameters:
-        extra["strategy"] = strategy
+    # the API schema admits only training's own strategy names
+    options = finetune.FinetuneOptions(strategy=params["strategy"])
     description = params.get("description") or (
         f"{label_column} classifier fine-tuned on {encoder['name']}/{encoder['version']} "
         f"by job {job_id}"
@@ -108,7 +99,7 @@ def run(
             models_dir=models_dir,
             description=description,
             progress=False,
-            **extra,
+            options=options,
         )
     history = result.history
     metrics = {

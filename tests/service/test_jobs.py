@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -102,25 +101,33 @@ def test_cancel_stops_a_running_job_within_seconds(svc: TestClient, pbmc_csv: by
     assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "reason"),
-    [
-        ({"task": "regression"}, "task 'regression' is not supported"),
-        ({"strategy": "full"}, "strategy 'full' is not available"),
-    ],
-)
-def test_unsupported_training_fails_with_a_reason(
-    svc: TestClient, pbmc_csv: bytes, overrides: dict[str, str], reason: str
-) -> None:
-    from training.finetune import STRATEGIES
-
-    if overrides.get("strategy") in STRATEGIES:
-        pytest.skip("this training build has the strategy")
+def test_regression_jobs_fail_with_a_reason(svc: TestClient, pbmc_csv: bytes) -> None:
     dataset_id = upload_pbmc(svc, pbmc_csv)
-    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, **overrides))
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, task="regression"))
     job = wait_for(svc, r.json()["id"], {"failed", "succeeded"})
     assert job["status"] == "failed"
-    assert reason in job["error"]
+    assert "task 'regression' is not supported" in job["error"]
+
+
+def test_the_requested_strategy_reaches_training(
+    svc: TestClient, pbmc_csv: bytes, service_models: Path
+) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, strategy="partial"))
+    job = wait_for(svc, r.json()["id"], {"failed", "succeeded"})
+    assert job["status"] == "succeeded", job
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    protocols = {m["protocol"] for m in card["metrics"]}
+    assert any("partial encoder" in p for p in protocols), protocols
+
+
+def test_the_api_offers_exactly_the_training_strategies() -> None:
+    from typing import get_args
+
+    from app.schemas.jobs import Strategy
+    from training.finetune import STRATEGIES
+
+    assert get_args(Strategy) == STRATEGIES
 
 
 def test_bad_job_requests(svc: TestClient, pbmc_csv: bytes) -> None:
