@@ -156,6 +156,14 @@ class ModelRegistry:
         problems = card.verify_files(folder)
         if problems:
             raise ValueError("; ".join(problems))
+        if card.preprocessing.steps and not card.preprocessing.fused_in_graph:
+            # its graph expects input already through batch-level steps (ComBat) that predict
+            # does not apply: serving it would answer garbage
+            steps = [s.name for s in card.preprocessing.steps]
+            raise ValueError(
+                f"its preprocessing {steps} is not fused into the graph; classify/embed apply "
+                "only fused preprocessing (run batch-level steps with POST /v1/preprocess)"
+            )
         backend = self._factory(folder, card)
         fill = np.asarray(card.panel.fill_values, dtype=np.float32)
         batcher = self._make_batcher(card, backend)

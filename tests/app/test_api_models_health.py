@@ -113,3 +113,20 @@ def test_request_id_is_generated_or_echoed(client: TestClient) -> None:
         client.get("/healthz", headers={"X-Request-ID": "a b\tc"}).headers["x-request-id"]
         != "a b\tc"
     )
+
+
+def test_a_model_whose_preprocessing_is_not_in_its_graph_is_refused(
+    engine: Engine, models_dir: Path
+) -> None:
+    from app.inference.card import ModelCard, Preprocessing, PreprocessStep
+
+    folder = models_dir / "toy-encoder" / "1"
+    card = ModelCard.read(folder)
+    steps = [PreprocessStep(name="combat"), PreprocessStep(name="standardize")]
+    unfused = Preprocessing(steps=steps, fused_in_graph=False)
+    card.model_copy(update={"preprocessing": unfused}).write(folder)
+    settings = make_settings(engine.url.render_as_string(hide_password=False), models_dir)
+    with TestClient(create_app(settings)) as c:
+        errors = {e["path"]: e["error"] for e in c.get("/readyz").json()["model_errors"]}
+        assert "not fused into the graph" in errors[str(folder)]
+        assert c.get("/v1/models/toy-encoder").status_code == 404
