@@ -103,10 +103,10 @@ def fit_parametric_trend(mean: F64, disp: F64) -> tuple[float, float]:
     target = np.asarray(disp, dtype=np.float64)
     use = np.isfinite(covariate) & np.isfinite(target)
     covariate, target = covariate[use], target[use]
-    if covariate.size < 2:
-        raise TrendFitError("too few genes with a dispersion estimate to fit a dispersion trend")
     old, coeffs = np.array([0.1, 0.1]), np.array([1.0, 1.0])
     while (coeffs > 1e-10).all() and (np.log(np.abs(coeffs / old)) ** 2).sum() >= 1e-6:
+        if covariate.size < 2:  # none to begin with, or all dropped as too far from the curve
+            raise TrendFitError("too few genes with a dispersion estimate to fit a trend")
         old = coeffs
         coeffs, converged = _gamma_glm(covariate, target)
         if not converged or (coeffs <= 1e-10).any():

@@ -133,6 +133,8 @@ def test_a_failed_trend_fit_is_an_error_not_a_silent_mean() -> None:
     mean = np.geomspace(1, 1e4, 200)
     with pytest.raises(deseq.TrendFitError, match="non-positive coefficients"):
         nm.fit_dispersion_trend(mean, 1.0 / mean**2)
+    with pytest.raises(deseq.TrendFitError, match="too few genes"):
+        nm.fit_dispersion_trend(np.array([0.0, 5.0]), np.array([0.1, np.nan]))
     with pytest.raises(ValueError, match="fit_type must be 'parametric' or 'mean'"):
         nm.fit_vst_trend(np.ones((3, 2)), np.ones(3), "local")
 
