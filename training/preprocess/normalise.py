@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.preprocess import deseq
-
 F64 = npt.NDArray[np.float64]
 
 
@@ -73,17 +71,22 @@ def fit_vst_trend(
     Raises `deseq.TrendFitError` where the parametric fit fails (pydeseq2 would fall back to the
     mean silently): the caller chooses.
     """
+    if fit_type not in ("parametric", "mean"):
+        raise ValueError(f"fit_type must be 'parametric' or 'mean', not {fit_type!r}")
+    from training.preprocess import deseq  # scipy.optimize only when fitting: the service
+    # imports this module for the closed forms
+
     disp = deseq.genewise_dispersions(counts, factors)
     if fit_type == "mean":
         return deseq.mean_dispersion(disp), 0.0
-    if fit_type != "parametric":
-        raise ValueError(f"fit_type must be 'parametric' or 'mean', not {fit_type!r}")
     normed = np.asarray(counts, dtype=np.float64) / np.asarray(factors, dtype=np.float64)[:, None]
     return fit_dispersion_trend(normed.mean(axis=0), disp)
 
 
 def fit_dispersion_trend(mean: F64, disp: F64) -> tuple[float, float]:
     """Fit α(μ) = a0 + a1/μ to per-gene dispersions as DESeq2 (see `deseq.fit_parametric_trend`)."""
+    from training.preprocess import deseq
+
     return deseq.fit_parametric_trend(mean, disp)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import numpy.typing as npt
 
 from training.preprocess import normalise
-from training.preprocess.deseq import TrendFitError
 from training.preprocess.steps import (
     PCA,
     VST,
@@ -129,6 +128,8 @@ def _fit_vst(
 ) -> VST:
     if "a0" in spec:  # a trend fitted elsewhere (DESeq2 in R, pydeseq2): applied as given
         return VST(float(spec["a0"]), float(spec.get("a1", 0.0)))
+    from training.preprocess.deseq import TrendFitError  # scipy.optimize: fitting only
+
     # NB dispersions are fitted to counts: those before median_of_ratios where it came just
     # before, else the values themselves, taken as counts with size factors of 1
     counts, factors = raw if raw is not None else (normed, np.ones(normed.shape[0]))
