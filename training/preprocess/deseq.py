@@ -58,7 +58,7 @@ def genewise_dispersions(
     min_disp:
         Lower bound on the dispersion; the upper bound is max(10, number of samples).
     """
-    Y = np.ascontiguousarray(counts, dtype=np.float64)  # row-major: sums round as in pydeseq2
+    Y = np.asarray(counts, dtype=np.float64)
     s = np.asarray(factors, dtype=np.float64)
     n = Y.shape[0]
     if n < 2:
