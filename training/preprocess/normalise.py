@@ -43,8 +43,10 @@ def log2p1(values: npt.NDArray[Any]) -> F64:
 
 def size_factor_reference(counts: npt.NDArray[Any]) -> tuple[F64, npt.NDArray[np.bool_]]:
     """Per-gene mean log count over the samples, and the genes usable as reference (no zeros)."""
+    # column-major: each gene's samples summed contiguously (pairwise), as pydeseq2 sums them;
+    # an ulp here moves near-Poisson genes' dispersion fits downstream (see deseq)
     with np.errstate(divide="ignore"):
-        logmeans = np.log(np.asarray(counts, dtype=np.float64)).mean(axis=0)
+        logmeans = np.log(np.asfortranarray(counts, dtype=np.float64)).mean(axis=0)
     usable = np.isfinite(logmeans)
     if not usable.any():
         raise ValueError(
@@ -79,8 +81,8 @@ def fit_vst_trend(
     disp = deseq.genewise_dispersions(counts, factors)
     if fit_type == "mean":
         return deseq.mean_dispersion(disp), 0.0
-    normed = np.asarray(counts, dtype=np.float64) / np.asarray(factors, dtype=np.float64)[:, None]
-    return fit_dispersion_trend(normed.mean(axis=0), disp)
+    normed = np.asfortranarray(counts, dtype=np.float64) / np.asarray(factors)[:, None]
+    return fit_dispersion_trend(normed.mean(axis=0), disp)  # summed as the log means above
 
 
 def fit_dispersion_trend(mean: F64, disp: F64) -> tuple[float, float]:
