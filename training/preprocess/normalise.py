@@ -2,8 +2,9 @@
 
 The DESeq2 pieces follow Love, Huber & Anders (2014) and agree with pydeseq2 (tests): size
 factors are the median over genes of log(count) − mean log count across the training samples,
-using only genes expressed in every training sample; the VST is the closed form for a dispersion
-trend α(μ) = a0 + a1/μ (parametric) or a constant α (mean).
+using only genes expressed in every training sample; the VST trend is fitted as pydeseq2 does
+(`deseq`: gene-wise Cox–Reid dispersion MLEs, then a gamma GLM), and the VST is the closed form
+for a dispersion trend α(μ) = a0 + a1/μ (parametric) or a constant α (mean).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
-MIN_DISP = 1e-8
 
 
 def cpm(counts: npt.NDArray[Any]) -> F64:
@@ -43,8 +43,10 @@ def log2p1(values: npt.NDArray[Any]) -> F64:
 
 def size_factor_reference(counts: npt.NDArray[Any]) -> tuple[F64, npt.NDArray[np.bool_]]:
     """Per-gene mean log count over the samples, and the genes usable as reference (no zeros)."""
+    # column-major: each gene's samples summed contiguously (pairwise), as pydeseq2 sums them;
+    # an ulp here moves near-Poisson genes' dispersion fits downstream (see deseq)
     with np.errstate(divide="ignore"):
-        logmeans = np.log(np.asarray(counts, dtype=np.float64)).mean(axis=0)
+        logmeans = np.log(np.asfortranarray(counts, dtype=np.float64)).mean(axis=0)
     usable = np.isfinite(logmeans)
     if not usable.any():
         raise ValueError(
@@ -61,50 +63,33 @@ def size_factors(counts: npt.NDArray[Any], logmeans: F64, usable: npt.NDArray[np
     return np.asarray(np.exp(np.median(log_counts - logmeans[usable], axis=1)), dtype=np.float64)
 
 
-def moments_dispersions(normed: F64, factors: F64) -> F64:
-    """Per-gene method-of-moments dispersion (var − μ·mean(1/s)) / μ², clipped to [1e-8, 10]."""
-    mean = normed.mean(axis=0)
-    var = normed.var(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        disp = (var - mean * np.mean(1.0 / factors)) / mean**2
-    return np.asarray(np.clip(np.nan_to_num(disp, nan=MIN_DISP), MIN_DISP, 10.0))
+def fit_vst_trend(
+    counts: npt.NDArray[Any], factors: npt.NDArray[Any], fit_type: str = "parametric"
+) -> tuple[float, float]:
+    """DESeq2's VST trend from raw counts and size factors: (a0, a1), or (mean dispersion, 0).
 
-
-def fit_dispersion_trend(mean: F64, disp: F64, *, max_iter: int = 20) -> tuple[float, float]:
-    """Fit α(μ) = a0 + a1/μ by a gamma GLM with identity link, dropping outlying genes as DESeq2.
-
-    Parameters
-    ----------
-    mean:
-        Per-gene mean of the normalised counts.
-    disp:
-        Per-gene dispersion estimates.
-    max_iter:
-        Refits after removing genes whose dispersion is over 15× or under 1e-4× the trend.
+    Gene-wise Cox–Reid dispersion MLEs (intercept only, as ``vst(use_design=False)``), then the
+    parametric trend a0 + a1/μ or, with ``fit_type="mean"``, their trimmed mean (see `deseq`).
+    Raises `deseq.TrendFitError` where the parametric fit fails (pydeseq2 would fall back to the
+    mean silently): the caller chooses.
     """
-    use = (disp >= 100 * MIN_DISP) & (mean > 0)
-    if use.sum() < 3:
-        raise ValueError("too few genes with a dispersion estimate to fit a dispersion trend")
-    coeffs = np.array([0.1, 1.0])
-    for _ in range(max_iter):
-        design = np.column_stack([np.ones(use.sum()), 1.0 / mean[use]])
-        y = disp[use]
-        for _ in range(50):  # IRLS: gamma variance ∝ fitted², identity link
-            fitted = np.maximum(design @ coeffs, 1e-8)
-            root_w = 1.0 / fitted  # √ of the gamma IRLS weight 1/fitted²
-            new = np.linalg.lstsq(design * root_w[:, None], y * root_w, rcond=None)[0]
-            converged = np.allclose(new, coeffs, rtol=1e-10, atol=1e-14)
-            coeffs = new
-            if converged:
-                break
-        if (coeffs <= 0).any():
-            raise ValueError(f"the dispersion trend fit gave non-positive coefficients {coeffs}")
-        ratio = disp / (coeffs[0] + coeffs[1] / np.maximum(mean, 1e-12))
-        keep = (disp >= 100 * MIN_DISP) & (mean > 0) & (ratio > 1e-4) & (ratio < 15)
-        if np.array_equal(keep, use):
-            break
-        use = keep
-    return float(coeffs[0]), float(coeffs[1])
+    if fit_type not in ("parametric", "mean"):
+        raise ValueError(f"fit_type must be 'parametric' or 'mean', not {fit_type!r}")
+    from training.preprocess import deseq  # scipy.optimize only when fitting: the service
+    # imports this module for the closed forms
+
+    disp = deseq.genewise_dispersions(counts, factors)
+    if fit_type == "mean":
+        return deseq.mean_dispersion(disp), 0.0
+    normed = np.asfortranarray(counts, dtype=np.float64) / np.asarray(factors)[:, None]
+    return fit_dispersion_trend(normed.mean(axis=0), disp)  # summed as the log means above
+
+
+def fit_dispersion_trend(mean: F64, disp: F64) -> tuple[float, float]:
+    """Fit α(μ) = a0 + a1/μ to per-gene dispersions as DESeq2 (see `deseq.fit_parametric_trend`)."""
+    from training.preprocess import deseq
+
+    return deseq.fit_parametric_trend(mean, disp)
 
 
 def vst_parametric(normed: npt.NDArray[Any], a0: float, a1: float) -> F64:

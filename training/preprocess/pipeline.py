@@ -130,7 +130,9 @@ class PreprocessPipeline:
         recipe:
             One mapping per step, ``{"step": name, **options}``: ``cpm``, ``normalize_total``
             (``target_sum``), ``tpm``/``fpkm`` (need `gene_lengths`), ``median_of_ratios``,
-            ``vst`` (``fit_type`` parametric|mean, or a given trend ``a0``/``a1``), ``log1p``,
+            ``vst`` (``fit_type`` parametric|mean, or a given trend ``a0``/``a1``; fitted as
+            pydeseq2's ``vst(use_design=False)``, on the counts when ``median_of_ratios`` is
+            the step before; a failed parametric fit is an error, not a silent mean), ``log1p``,
             ``log2p1``, ``combat`` (``batch`` obs column, ``covariates``, ``reference``,
             ``parametric``), ``select_variance``/``select_hvg`` (``n``), ``select_genes``
             (``genes``), ``standardize`` (``clip``), ``pca`` (``n_components``).

@@ -11,7 +11,7 @@ import numpy as np
 from training.data.matrix import ExpressionMatrix
 from training.preprocess.combat import ComBatModel, fit_combat
 from training.preprocess.select import fit_step
-from training.preprocess.steps import Step
+from training.preprocess.steps import MedianOfRatios, Step
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ def fit_recipe_steps(
     steps: list[Step] = []
     combat, combat_at, batch_column = None, 0, None
     genes = list(matrix.gene_ids)
+    raw = None  # (counts, size factors) while X is the output of median_of_ratios
     for spec in recipe:
         if spec.get("step") == "combat":
             if combat is not None:
@@ -49,9 +50,10 @@ def fit_recipe_steps(
                 reference=spec.get("reference"),
                 parametric=bool(spec.get("parametric", True)),
             )
-            X, combat_at = corrected.astype(np.float32), len(steps)
+            X, combat_at, raw = corrected.astype(np.float32), len(steps), None
             continue
-        step = fit_step(spec, X, genes, gene_lengths)
+        step = fit_step(spec, X, genes, gene_lengths, raw)
+        raw = (X, step.factors(X)) if isinstance(step, MedianOfRatios) else None
         X = step.transform(X)
         indices = getattr(step, "indices", None)
         if indices is not None:  # later steps (select_genes by name) see the kept genes only

@@ -73,8 +73,13 @@ def fit_step(
     X: Array,
     gene_ids: Sequence[str],
     gene_lengths: Mapping[str, float] | None,
+    raw: tuple[Array, npt.NDArray[np.float64]] | None = None,
 ) -> Step:
-    """Fit the per-sample step `spec["step"]` on the current values X (columns = gene_ids)."""
+    """Fit the per-sample step `spec["step"]` on the current values X (columns = gene_ids).
+
+    `raw` holds the counts and size factors behind X when X is median-of-ratios output: the VST
+    fits its dispersions to those counts.
+    """
     name = spec.get("step")
     if name == "cpm":
         return NormalizeTotal(1e6)
@@ -87,7 +92,7 @@ def fit_step(
         logmeans, usable = normalise.size_factor_reference(X)
         return MedianOfRatios(logmeans[usable], np.flatnonzero(usable).astype(np.int64))
     if name == "vst":
-        return _fit_vst(spec, X)
+        return _fit_vst(spec, X, raw)
     if name in ("log1p", "log2p1"):
         return Log1p() if name == "log1p" else Log2p1()
     if name == "standardize":
@@ -118,19 +123,21 @@ def _positive(spec: Mapping[str, Any], key: str) -> int:
     return value
 
 
-def _fit_vst(spec: Mapping[str, Any], normed: Array) -> VST:
+def _fit_vst(
+    spec: Mapping[str, Any], normed: Array, raw: tuple[Array, npt.NDArray[np.float64]] | None
+) -> VST:
     if "a0" in spec:  # a trend fitted elsewhere (DESeq2 in R, pydeseq2): applied as given
         return VST(float(spec["a0"]), float(spec.get("a1", 0.0)))
-    factors = np.ones(normed.shape[0])  # the values are already size-factor normalised
-    X = np.asarray(normed, dtype=np.float64)
-    disp = normalise.moments_dispersions(X, factors)
-    if spec.get("fit_type", "parametric") == "mean":
-        usable = disp > 10 * normalise.MIN_DISP
-        return VST(float(np.mean(disp[usable])), 0.0)
+    from training.preprocess.deseq import TrendFitError  # scipy.optimize: fitting only
+
+    # NB dispersions are fitted to counts: those before median_of_ratios where it came just
+    # before, else the values themselves, taken as counts with size factors of 1
+    counts, factors = raw if raw is not None else (normed, np.ones(normed.shape[0]))
     try:
-        return VST(*normalise.fit_dispersion_trend(X.mean(axis=0), disp))
-    except ValueError as exc:  # DESeq2 falls back silently here; we make the caller choose
+        a0, a1 = normalise.fit_vst_trend(counts, factors, spec.get("fit_type", "parametric"))
+    except TrendFitError as exc:  # pydeseq2 falls back silently here; we make the caller choose
         raise ValueError(f"vst: {exc}; use fit_type='mean' or give the trend as a0/a1") from exc
+    return VST(a0, a1)
 
 
 def _lengths(gene_ids: Sequence[str], lengths: Mapping[str, float] | None) -> Array:

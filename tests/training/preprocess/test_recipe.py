@@ -129,5 +129,6 @@ def test_service_side_modules_do_not_import_torch() -> None:
         "import app.main, app.inference.scale, app.inference.genes\n"
         "import training.preprocess.pipeline, training.preprocess.qc, training.data.readers\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'training.preprocess.deseq' not in sys.modules, 'the dispersion fits were'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
