@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ import onnx
 import onnxruntime as ort
 from torch import nn
 
-from app.inference.card import ONNX_FILE, GenePanel, ModelCard, ModelKind, TensorSpec
-from training.export import CardInfo, EncoderGraph, library_versions
+from app.inference.card import ONNX_FILE, ModelKind, TensorSpec
+from training.export import CardInfo, EncoderGraph, parity_inputs, publish_version
 from training.onnx_check import (
     INPUT_NAME,
     OPSET,
@@ -30,7 +29,7 @@ from training.onnx_check import (
 )
 from training.preprocess.pipeline import PreprocessPipeline
 from training.preprocess.steps import Array
-from training.versions import check_model_name, publish, staging_folder
+from training.versions import check_model_name, staging_folder
 
 FEATURES = "features"
 PROBABILITIES = "probabilities"
@@ -118,11 +117,7 @@ def export_baseline(
     check_model_name(name)
     labels = [str(c) for c in model.classes_]
     graph = baseline_to_onnx(model, pipeline)
-    rng = np.random.default_rng(0)
-    shape = (16, pipeline.n_genes)
-    random = rng.exponential(pipeline.input_mean + 0.1, size=shape) * (rng.random(shape) < 0.5)
-    inputs = [random.astype(np.float32), np.ascontiguousarray(reference[:64], dtype=np.float32)]
-    verify_baseline_onnx(graph, model, pipeline, inputs)
+    verify_baseline_onnx(graph, model, pipeline, parity_inputs(pipeline, reference))
     outputs = [TensorSpec(name=PROBABILITIES, shape=["batch", len(labels)])]
     params = {k: repr(v) for k, v in sorted(model.get_params().items())}
     with staging_folder(models_dir / name) as staging:
@@ -137,36 +132,20 @@ def export_baseline(
         }
         params_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
         written = [onnx_path, params_path, *pipeline.save(staging)]
-        for path in written:
-            path.chmod(0o644)
-        from app.inference.card import sha256_file
-
-        files = {p.name: sha256_file(p) for p in sorted(written)}
-
-        def write_card(version: int) -> None:
-            ModelCard(
-                name=name,
-                version=version,
-                kind=ModelKind.classifier,
-                description=info.description,
-                created_at=datetime.now(UTC),
-                input_scale=pipeline.input_scale,
-                panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
-                inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
-                outputs=outputs,
-                labels=labels,
-                preprocessing=pipeline.to_card(),
-                training_data=info.training_data,
-                metrics=list(info.metrics),
-                library_versions={
-                    **library_versions(),
-                    "scikit-learn": _version("scikit-learn"),
-                    "skl2onnx": _version("skl2onnx"),
-                },
-                files=files,
-            ).write(staging)
-
-        return publish(staging, write_card)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=ModelKind.classifier,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+            labels=labels,
+            extra_versions={
+                "scikit-learn": _version("scikit-learn"),
+                "skl2onnx": _version("skl2onnx"),
+            },
+        )
 
 
 def _version(dist: str) -> str:

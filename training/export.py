@@ -37,7 +37,14 @@ from training.preprocess.pipeline import PreprocessPipeline
 from training.preprocess.steps import Array
 from training.versions import check_model_name, publish, staging_folder
 
-__all__ = ["INPUT_NAME", "CardInfo", "export_classifier", "export_encoder"]
+__all__ = [
+    "INPUT_NAME",
+    "CardInfo",
+    "export_classifier",
+    "export_encoder",
+    "parity_inputs",
+    "publish_version",
+]
 
 
 @dataclass(frozen=True)
@@ -197,36 +204,80 @@ def _export(
     with staging_folder(models_dir / name) as staging:
         onnx_path = staging / ONNX_FILE
         export_onnx(graph, pipeline.n_genes, onnx_path, output_names)
-        verify_onnx(onnx_path, graph, output_names, _parity_inputs(pipeline, reference))
+        verify_onnx(onnx_path, graph, output_names, parity_inputs(pipeline, reference))
         written = [onnx_path, *pipeline.save(staging), *save_checkpoint(staging, parts, info.extra)]
-        for path in written:
-            path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
-        files = {p.name: sha256_file(p) for p in sorted(written)}
-
-        def write_card(version: int) -> None:
-            ModelCard(
-                name=name,
-                version=version,
-                kind=kind,
-                description=info.description,
-                created_at=datetime.now(UTC),
-                input_scale=pipeline.input_scale,
-                panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
-                inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
-                outputs=outputs,
-                labels=labels,
-                preprocessing=pipeline.to_card(),
-                training_data=info.training_data,
-                metrics=list(info.metrics),
-                parent=parent,
-                library_versions=library_versions(),
-                files=files,
-            ).write(staging)
-
-        return publish(staging, write_card)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=kind,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+            labels=labels,
+            parent=parent,
+        )
 
 
-def _parity_inputs(pipeline: PreprocessPipeline, reference: Array) -> list[Array]:
+def publish_version(
+    staging: Path,
+    written: Sequence[Path],
+    *,
+    name: str,
+    kind: ModelKind,
+    pipeline: PreprocessPipeline,
+    outputs: list[TensorSpec],
+    info: CardInfo,
+    labels: list[str] | None = None,
+    parent: ModelRef | None = None,
+    extra_versions: Mapping[str, str] | None = None,
+) -> Path:
+    """Hash the staged files, write their card and publish the folder as the next version.
+
+    Parameters
+    ----------
+    staging:
+        The staging folder (from `staging_folder`) holding every file of the version.
+    written:
+        Those files; each is listed with its sha256 in the card.
+    name, kind, outputs, labels, parent:
+        As the card has them.
+    pipeline:
+        The fitted preprocessing the graph starts with (panel, input scale, fill values).
+    info:
+        Card text, training data and metrics.
+    extra_versions:
+        Library versions beyond the common ones (e.g. scikit-learn for a baseline).
+    """
+    for path in written:
+        path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
+    files = {p.name: sha256_file(p) for p in sorted(written)}
+
+    def write_card(version: int) -> None:
+        ModelCard(
+            name=name,
+            version=version,
+            kind=kind,
+            description=info.description,
+            created_at=datetime.now(UTC),
+            input_scale=pipeline.input_scale,
+            panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
+            inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
+            outputs=outputs,
+            labels=labels,
+            preprocessing=pipeline.to_card(),
+            training_data=info.training_data,
+            metrics=list(info.metrics),
+            parent=parent,
+            library_versions={**library_versions(), **(extra_versions or {})},
+            files=files,
+        ).write(staging)
+
+    return publish(staging, write_card)
+
+
+def parity_inputs(pipeline: PreprocessPipeline, reference: Array) -> list[Array]:
+    """Random plausible inputs, real ones and a batch of one, for the ONNX parity check."""
     if reference.ndim != 2 or reference.shape[1] != pipeline.n_genes or len(reference) == 0:
         raise ValueError(f"reference must be (n ≥ 1, {pipeline.n_genes}), got {reference.shape}")
     rng = np.random.default_rng(0)
