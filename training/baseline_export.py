@@ -2,7 +2,8 @@
 
 The preprocessing graph comes from the same torch module the neural export fuses; the estimator
 graph from skl2onnx; `onnx.compose` joins them on the ``features`` edge, so the service sees the
-usual ``expression`` input and ``probabilities`` output and needs no new code.
+usual ``expression`` input and a classifier's ``probabilities`` or a regressor's ``prediction``
+output and needs no new code.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import onnxruntime as ort
 from torch import nn
 
 from app.inference.card import ONNX_FILE, ModelKind, TensorSpec
-from training.export import CardInfo, EncoderGraph, parity_inputs, publish_version
+from training.export import EncoderGraph
 from training.onnx_check import (
     INPUT_NAME,
     OPSET,
@@ -29,16 +30,28 @@ from training.onnx_check import (
 )
 from training.preprocess.pipeline import PreprocessPipeline
 from training.preprocess.steps import Array
+from training.publish import CardInfo, parity_inputs, publish_version
 from training.versions import check_model_name, staging_folder
 
 FEATURES = "features"
 PROBABILITIES = "probabilities"
+PREDICTION = "prediction"
 PARAMS_FILE = "baseline.json"
 
 
+def is_classifier(model: Any) -> bool:
+    """True for a fitted classifier (it has classes), False for a regressor."""
+    return hasattr(model, "classes_")
+
+
 def baseline_to_onnx(model: Any, pipeline: PreprocessPipeline) -> onnx.ModelProto:
-    """One graph: input-scale ``expression`` → preprocessing → estimator → ``probabilities``."""
+    """One graph: input-scale ``expression`` → preprocessing → estimator → its one output.
+
+    The output is ``probabilities`` (n, classes) for a classifier, ``prediction`` (n, 1) for a
+    regressor.
+    """
     from skl2onnx import to_onnx  # deferred: only exports need it
+    from skl2onnx.common.data_types import FloatTensorType
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pre.onnx"
@@ -47,8 +60,15 @@ def baseline_to_onnx(model: Any, pipeline: PreprocessPipeline) -> onnx.ModelProt
         export_onnx(wrapped, pipeline.n_genes, path, [FEATURES])
         pre = onnx.load(str(path))
     example = np.zeros((1, pipeline.n_genes), dtype=np.float32)
-    options = {id(model): {"zipmap": False}}
-    estimator = to_onnx(model, example, target_opset={"": OPSET, "ai.onnx.ml": 3}, options=options)
+    opset = {"": OPSET, "ai.onnx.ml": 3}
+    if is_classifier(model):
+        output = PROBABILITIES
+        options = {id(model): {"zipmap": False}}
+        estimator = to_onnx(model, example, target_opset=opset, options=options)
+    else:
+        output = PREDICTION
+        final = [(PREDICTION, FloatTensorType([None, 1]))]
+        estimator = to_onnx(model, example, target_opset=opset, final_types=final)
     estimator_input = estimator.graph.input[0].name
     # prefix the estimator's internal names so they cannot collide with the torch graph's
     estimator = onnx.compose.add_prefix(estimator, "est_", rename_outputs=False)
@@ -57,7 +77,7 @@ def baseline_to_onnx(model: Any, pipeline: PreprocessPipeline) -> onnx.ModelProt
         pre,
         estimator,
         io_map=[(FEATURES, "est_" + estimator_input)],
-        outputs=[PROBABILITIES],
+        outputs=[output],
     )
 
 
@@ -73,14 +93,22 @@ def verify_baseline_onnx(
     if [i.name for i in graph.graph.input] != [INPUT_NAME] or not first.dim_param:
         raise ExportVerificationError("the baseline graph lacks a dynamic 'expression' input")
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    classifier = is_classifier(model)
     worst = 0.0
     for batch in inputs:
-        want = model.predict_proba(pipeline.transform(batch))
-        (have,) = session.run([PROBABILITIES], {INPUT_NAME: batch})
+        features = pipeline.transform(batch)
+        if classifier:
+            output, want, atol = PROBABILITIES, model.predict_proba(features), PARITY_ATOL
+        else:
+            # the graph computes in float32, scikit-learn in float64: on a target of scale s
+            # rounding alone differs by ~1e-7·s, so the tolerance scales with the target
+            want = np.asarray(model.predict(features), dtype=np.float64).reshape(len(batch), 1)
+            output, atol = PREDICTION, PARITY_ATOL * max(1.0, float(np.max(np.abs(want))))
+        (have,) = session.run([output], {INPUT_NAME: batch})
         diff = float(np.max(np.abs(want - have)))
-        if not np.isfinite(diff) or diff > PARITY_ATOL:
+        if not np.isfinite(diff) or diff > atol:
             raise ExportVerificationError(
-                f"baseline probabilities differ from scikit-learn by {diff:.3g} (> {PARITY_ATOL}) "
+                f"baseline {output} differ from scikit-learn by {diff:.3g} (> {atol:.3g}) "
                 f"on a batch of {len(batch)}"
             )
         worst = max(worst, diff)
@@ -97,12 +125,13 @@ def export_baseline(
     info: CardInfo,
     reference: Array,
 ) -> Path:
-    """Publish a fitted scikit-learn classifier as a servable version folder; returns it.
+    """Publish a fitted scikit-learn classifier or regressor as a servable version; returns it.
 
     Parameters
     ----------
     model:
-        A fitted classifier with ``predict_proba`` and ``classes_`` (see `training.baselines`).
+        A fitted classifier (``predict_proba``, ``classes_``) or single-target regressor
+        (``predict``) from `training.baselines`.
     pipeline:
         The preprocessing its features came from, fused in front of it.
     baseline:
@@ -110,15 +139,20 @@ def export_baseline(
     name, models_dir:
         Where to publish (``models_dir/name/<next version>``).
     info:
-        Card text, training data and metrics.
+        Card text, training data and metrics; a regressor's target is named after
+        ``info.training_data.label_column``.
     reference:
         Real input-scale samples (panel order) for the parity check.
     """
     check_model_name(name)
-    labels = [str(c) for c in model.classes_]
+    if is_classifier(model):
+        kind, labels = ModelKind.classifier, [str(c) for c in model.classes_]
+        outputs = [TensorSpec(name=PROBABILITIES, shape=["batch", len(labels)])]
+    else:
+        kind, labels = ModelKind.regressor, [info.training_data.label_column or "target"]
+        outputs = [TensorSpec(name=PREDICTION, shape=["batch", 1])]
     graph = baseline_to_onnx(model, pipeline)
     verify_baseline_onnx(graph, model, pipeline, parity_inputs(pipeline, reference))
-    outputs = [TensorSpec(name=PROBABILITIES, shape=["batch", len(labels)])]
     params = {k: repr(v) for k, v in sorted(model.get_params().items())}
     with staging_folder(models_dir / name) as staging:
         onnx_path = staging / ONNX_FILE
@@ -136,7 +170,7 @@ def export_baseline(
             staging,
             written,
             name=name,
-            kind=ModelKind.classifier,
+            kind=kind,
             pipeline=pipeline,
             outputs=outputs,
             info=info,

@@ -1,72 +1,51 @@
-"""Verified export of an encoder or classifier to a new ``models/<name>/<version>/`` folder.
+"""Verified export of an encoder, classifier or regressor to a new ``models/<name>/<version>/``.
 
 Steps (after timm's ``onnx_export``): eval mode; wrap ``preprocess → encoder [→ head]`` so one
 graph takes input-scale values; ``torch.onnx.export`` (the torch.export-based exporter, one
 self-contained file); ``onnx.checker``; ONNX Runtime vs torch parity on random and real inputs;
 then stage every file, write the card with their sha256 and publish the folder atomically.
+
+A version with a head also carries the head alone (``head.onnx``: the parent encoder's
+``embedding`` in, the same outputs out), verified the same way on real and random embeddings.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from app.inference.card import (
+    HEAD_FILE,
     ONNX_FILE,
-    GenePanel,
-    Metric,
-    ModelCard,
+    HeadGraph,
     ModelKind,
     ModelRef,
     TensorSpec,
-    TrainingData,
-    sha256_file,
 )
 from training.checkpoint import save_checkpoint
 from training.nn.variants import Autoencoder
 from training.onnx_check import INPUT_NAME, export_onnx, verify_onnx
 from training.preprocess.pipeline import PreprocessPipeline
 from training.preprocess.steps import Array
-from training.versions import check_model_name, publish, staging_folder
+from training.publish import CardInfo, parity_inputs, publish_version
+from training.versions import check_model_name, staging_folder
 
 __all__ = [
+    "EMBEDDING",
     "INPUT_NAME",
     "CardInfo",
+    "ClassifierGraph",
+    "EncoderGraph",
     "export_classifier",
     "export_encoder",
-    "parity_inputs",
-    "publish_version",
+    "export_regressor",
 ]
 
-
-@dataclass(frozen=True)
-class CardInfo:
-    """What the card says about a model beyond its graph.
-
-    Parameters
-    ----------
-    description:
-        What the model is and what it was trained on, in plain words.
-    training_data:
-        Name, fingerprint, size and held-out sample ids of the training data.
-    metrics:
-        Measured results, each with its protocol.
-    extra:
-        JSON-safe metadata saved in the checkpoint's config.json (training configs, history).
-    """
-
-    description: str
-    training_data: TrainingData
-    metrics: Sequence[Metric] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+EMBEDDING = "embedding"
 
 
 class EncoderGraph(nn.Module):
@@ -81,16 +60,37 @@ class EncoderGraph(nn.Module):
         return out
 
 
-class ClassifierGraph(nn.Module):
+class SoftmaxTop(nn.Module):
+    """A classifier head with its softmax: embedding → (logits, probabilities)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits: torch.Tensor = self.head(embedding)
+        return logits, torch.softmax(logits, dim=-1)
+
+
+class FusedGraph(nn.Module):
+    """Input-scale expression → preprocessing → encoder → top (a head, with softmax if any)."""
+
+    def __init__(self, preprocess: nn.Module, encoder: nn.Module, top: nn.Module) -> None:
+        super().__init__()
+        self.preprocess, self.encoder, self.top = preprocess, encoder, top
+
+    def forward(self, expression: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out: torch.Tensor | tuple[torch.Tensor, ...] = self.top(
+            self.encoder(self.preprocess(expression))
+        )
+        return out
+
+
+class ClassifierGraph(FusedGraph):
     """Input-scale expression → (logits, probabilities)."""
 
     def __init__(self, preprocess: nn.Module, encoder: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.preprocess, self.encoder, self.head = preprocess, encoder, head
-
-    def forward(self, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits: torch.Tensor = self.head(self.encoder(self.preprocess(expression)))
-        return logits, torch.softmax(logits, dim=-1)
+        super().__init__(preprocess, encoder, SoftmaxTop(head))
 
 
 def export_encoder(
@@ -119,19 +119,21 @@ def export_encoder(
     reference:
         Real input-scale samples (panel order) for the parity check.
     """
-    graph = EncoderGraph(pipeline.torch_module(), autoencoder.encoder)
-    outputs = [TensorSpec(name="embedding", shape=["batch", autoencoder.config.latent])]
-    return _export(
-        graph,
-        kind=ModelKind.encoder,
-        name=name,
-        models_dir=models_dir,
-        pipeline=pipeline,
-        outputs=outputs,
-        parts={"autoencoder": autoencoder},
-        info=info,
-        reference=reference,
-    )
+    check_model_name(name)
+    graph = EncoderGraph(pipeline.torch_module(), autoencoder.encoder).eval()
+    outputs = [TensorSpec(name=EMBEDDING, shape=["batch", autoencoder.config.latent])]
+    with staging_folder(models_dir / name) as staging:
+        written = _fused(staging, graph, pipeline, outputs, reference)
+        written += save_checkpoint(staging, {"autoencoder": autoencoder}, info.extra)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=ModelKind.encoder,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+        )
 
 
 def export_classifier(
@@ -146,7 +148,7 @@ def export_classifier(
     reference: Array,
     parent: ModelRef | None,
 ) -> Path:
-    """Export ``preprocess → encoder → head`` (outputs ``logits``, ``probabilities``) as a version.
+    """Export ``preprocess → encoder → head → softmax`` (``logits``, ``probabilities``).
 
     Parameters
     ----------
@@ -164,48 +166,99 @@ def export_classifier(
     n = int(getattr(getattr(head, "config", None), "n_classes", -1))
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for a head with {n} outputs")
-    graph = ClassifierGraph(pipeline.torch_module(), autoencoder.encoder, head)
     outputs = [
         TensorSpec(name="logits", shape=["batch", n]),
         TensorSpec(name="probabilities", shape=["batch", n]),
     ]
-    return _export(
-        graph,
+    return _export_with_head(
+        autoencoder,
+        SoftmaxTop(head),
+        head,
+        pipeline,
         kind=ModelKind.classifier,
+        labels=list(labels),
+        outputs=outputs,
         name=name,
         models_dir=models_dir,
-        pipeline=pipeline,
-        outputs=outputs,
-        parts={"autoencoder": autoencoder, "head": head},
         info=info,
         reference=reference,
-        labels=list(labels),
         parent=parent,
     )
 
 
-def _export(
-    graph: nn.Module,
+def export_regressor(
+    autoencoder: Autoencoder,
+    head: nn.Module,
+    pipeline: PreprocessPipeline,
+    targets: Sequence[str],
     *,
-    kind: ModelKind,
     name: str,
     models_dir: Path,
-    pipeline: PreprocessPipeline,
-    outputs: list[TensorSpec],
-    parts: Mapping[str, nn.Module],
     info: CardInfo,
     reference: Array,
-    labels: list[str] | None = None,
-    parent: ModelRef | None = None,
+    parent: ModelRef | None,
+) -> Path:
+    """Export ``preprocess → encoder → head`` (output ``prediction``, one column per target).
+
+    Parameters are those of `export_classifier`, with `targets` the names of the head's outputs
+    (the obs columns it predicts, on their own scale).
+    """
+    n = int(getattr(getattr(head, "config", None), "n_targets", -1))
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} target names for a head with {n} outputs")
+    return _export_with_head(
+        autoencoder,
+        head,
+        head,
+        pipeline,
+        kind=ModelKind.regressor,
+        labels=list(targets),
+        outputs=[TensorSpec(name="prediction", shape=["batch", n])],
+        name=name,
+        models_dir=models_dir,
+        info=info,
+        reference=reference,
+        parent=parent,
+    )
+
+
+def _export_with_head(
+    autoencoder: Autoencoder,
+    top: nn.Module,
+    head: nn.Module,
+    pipeline: PreprocessPipeline,
+    *,
+    kind: ModelKind,
+    labels: list[str],
+    outputs: list[TensorSpec],
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    parent: ModelRef | None,
 ) -> Path:
     check_model_name(name)
-    graph.eval()
-    output_names = [o.name for o in outputs]
+    encoder = EncoderGraph(pipeline.torch_module(), autoencoder.encoder).eval()
+    graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
+    latent = autoencoder.config.latent
+    head_spec = HeadGraph(
+        inputs=[TensorSpec(name=EMBEDDING, shape=["batch", latent])], outputs=outputs
+    )
     with staging_folder(models_dir / name) as staging:
-        onnx_path = staging / ONNX_FILE
-        export_onnx(graph, pipeline.n_genes, onnx_path, output_names)
-        verify_onnx(onnx_path, graph, output_names, parity_inputs(pipeline, reference))
-        written = [onnx_path, *pipeline.save(staging), *save_checkpoint(staging, parts, info.extra)]
+        written = _fused(staging, graph, pipeline, outputs, reference)
+        # the head alone, checked on the embeddings of the same real and random inputs
+        head_path = staging / HEAD_FILE
+        names = [o.name for o in outputs]
+        export_onnx(top, latent, head_path, names, input_name=EMBEDDING)
+        with torch.no_grad():
+            embedded = [
+                encoder(torch.from_numpy(x)).numpy() for x in parity_inputs(pipeline, reference)
+            ]
+        noise = np.random.default_rng(1).normal(size=(8, latent)).astype(np.float32)
+        verify_onnx(head_path, top, names, [*embedded, noise], input_name=EMBEDDING)
+        written.append(head_path)
+        parts = {"autoencoder": autoencoder, "head": head}
+        written += save_checkpoint(staging, parts, info.extra)
         return publish_version(
             staging,
             written,
@@ -216,87 +269,20 @@ def _export(
             info=info,
             labels=labels,
             parent=parent,
+            head=head_spec,
         )
 
 
-def publish_version(
+def _fused(
     staging: Path,
-    written: Sequence[Path],
-    *,
-    name: str,
-    kind: ModelKind,
+    graph: nn.Module,
     pipeline: PreprocessPipeline,
     outputs: list[TensorSpec],
-    info: CardInfo,
-    labels: list[str] | None = None,
-    parent: ModelRef | None = None,
-    extra_versions: Mapping[str, str] | None = None,
-) -> Path:
-    """Hash the staged files, write their card and publish the folder as the next version.
-
-    Parameters
-    ----------
-    staging:
-        The staging folder (from `staging_folder`) holding every file of the version.
-    written:
-        Those files; each is listed with its sha256 in the card.
-    name, kind, outputs, labels, parent:
-        As the card has them.
-    pipeline:
-        The fitted preprocessing the graph starts with (panel, input scale, fill values).
-    info:
-        Card text, training data and metrics.
-    extra_versions:
-        Library versions beyond the common ones (e.g. scikit-learn for a baseline).
-    """
-    for path in written:
-        path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
-    files = {p.name: sha256_file(p) for p in sorted(written)}
-
-    def write_card(version: int) -> None:
-        ModelCard(
-            name=name,
-            version=version,
-            kind=kind,
-            description=info.description,
-            created_at=datetime.now(UTC),
-            input_scale=pipeline.input_scale,
-            panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
-            inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
-            outputs=outputs,
-            labels=labels,
-            preprocessing=pipeline.to_card(),
-            training_data=info.training_data,
-            metrics=list(info.metrics),
-            parent=parent,
-            library_versions={**library_versions(), **(extra_versions or {})},
-            files=files,
-        ).write(staging)
-
-    return publish(staging, write_card)
-
-
-def parity_inputs(pipeline: PreprocessPipeline, reference: Array) -> list[Array]:
-    """Random plausible inputs, real ones and a batch of one, for the ONNX parity check."""
-    if reference.ndim != 2 or reference.shape[1] != pipeline.n_genes or len(reference) == 0:
-        raise ValueError(f"reference must be (n ≥ 1, {pipeline.n_genes}), got {reference.shape}")
-    rng = np.random.default_rng(0)
-    # random but plausible input-scale values: non-negative, sparse, around the training means
-    shape = (16, pipeline.n_genes)
-    dense = rng.exponential(pipeline.input_mean + 0.1, size=shape) * (rng.random(shape) < 0.5)
-    return [
-        dense.astype(np.float32),
-        np.ascontiguousarray(reference[:64], dtype=np.float32),
-        np.ascontiguousarray(reference[:1], dtype=np.float32),  # a batch of one: dynamic axis
-    ]
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shaped the exported files."""
-    versions = {"torch": torch.__version__, "numpy": np.__version__}
-    for dist in ("onnx", "onnxruntime", "onnxscript", "safetensors", "genexfer"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
+    reference: Array,
+) -> list[Path]:
+    """Export and verify `graph` as model.onnx; returns it with the preprocessing files."""
+    onnx_path = staging / ONNX_FILE
+    names = [o.name for o in outputs]
+    export_onnx(graph, pipeline.n_genes, onnx_path, names)
+    verify_onnx(onnx_path, graph, names, parity_inputs(pipeline, reference))
+    return [onnx_path, *pipeline.save(staging)]

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from training.apply import check_panel, embed, numeric_target
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
 from training.evaluate import stratified_split
@@ -163,14 +164,7 @@ def finetune_regressor(
     options = strategy if isinstance(strategy, FinetuneOptions) else FinetuneOptions(strategy)
     if head_cfg.n_targets != 1:
         raise ValueError("finetune_regressor trains one target; n_targets must be 1")
-    raw = matrix.labels(target_column)
-    try:
-        values = np.array([float(v) for v in raw], dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"obs column {target_column!r} is not numeric: {exc}") from exc
-    bad = [s for s, v in zip(matrix.sample_ids, values, strict=True) if not np.isfinite(v)]
-    if bad:
-        raise ValueError(f"obs column {target_column!r} is missing or infinite for {bad[:10]}")
+    values = numeric_target(matrix, target_column)
     n = len(values)
     n_val = max(1, round(train_cfg.val_fraction * n))
     order = np.random.default_rng(train_cfg.seed).permutation(n)
@@ -235,7 +229,7 @@ def _fit(
                 description="finetune",
             )
         return encoder, history
-    _check_panel(matrix, pipeline)
+    check_panel(matrix, pipeline)
     tuned = copy.deepcopy(encoder)
     model = nn.Sequential(tuned, head)
     X = torch.from_numpy(pipeline.transform(matrix.X))
@@ -293,48 +287,3 @@ def _merge(histories: Sequence[History]) -> History:
 def _n_in(head: nn.Module) -> int:
     config = getattr(head, "config", None)
     return int(getattr(config, "n_in", -1))
-
-
-def _check_panel(matrix: ExpressionMatrix, pipeline: PreprocessPipeline) -> None:
-    if matrix.gene_ids != pipeline.gene_ids:
-        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
-
-
-@torch.no_grad()
-def embed(
-    encoder: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
-) -> torch.Tensor:
-    """Encoder output for preprocessed `matrix`, computed in eval mode without gradients."""
-    _check_panel(matrix, pipeline)
-    was_training = encoder.training
-    encoder.eval()
-    out: torch.Tensor = encoder(torch.from_numpy(pipeline.transform(matrix.X)))
-    encoder.train(was_training)
-    return out
-
-
-@torch.no_grad()
-def predict_proba(
-    encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
-) -> npt.NDArray[np.float32]:
-    """Class probabilities (n_samples, n_classes) of a fitted encoder + head."""
-    head.eval()
-    proba: npt.NDArray[np.float32] = torch.softmax(
-        head(embed(encoder, pipeline, matrix)), dim=1
-    ).numpy()
-    return proba
-
-
-@torch.no_grad()
-def predict_values(
-    encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
-) -> npt.NDArray[np.float32]:
-    """Regression predictions (n_samples,) of a fitted encoder + regression head."""
-    head.eval()
-    out: npt.NDArray[np.float32] = head(embed(encoder, pipeline, matrix))[:, 0].numpy()
-    return out
-
-
-def predict_labels(proba: npt.NDArray[np.float32], labels: Sequence[str]) -> list[str]:
-    """The most probable label per row of `proba`."""
-    return [labels[i] for i in np.argmax(proba, axis=1)]

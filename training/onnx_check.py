@@ -26,22 +26,30 @@ class ExportVerificationError(RuntimeError):
     """The exported graph is malformed or disagrees with the torch module."""
 
 
-def export_onnx(module: nn.Module, n_genes: int, path: Path, output_names: Sequence[str]) -> None:
+def export_onnx(
+    module: nn.Module,
+    n_in: int,
+    path: Path,
+    output_names: Sequence[str],
+    input_name: str = INPUT_NAME,
+) -> None:
     """Export `module` (eval mode) to one self-contained ONNX file with a dynamic batch axis.
 
     Parameters
     ----------
     module:
-        Takes one float32 tensor (batch, n_genes) and returns one tensor or a tuple.
-    n_genes:
-        Width of the input.
+        Takes one float32 tensor (batch, n_in) and returns one tensor or a tuple.
+    n_in:
+        Width of the input (genes for a whole model, the embedding for a head).
     path:
         Destination .onnx file; weights are embedded, no external data file is written.
     output_names:
         Names of the graph outputs, in the module's return order.
+    input_name:
+        Name of the graph input.
     """
     module.eval()
-    example = torch.zeros(2, n_genes, dtype=torch.float32)
+    example = torch.zeros(2, n_in, dtype=torch.float32)
     # the torch.export-based exporter is the maintained one in torch 2.x (the TorchScript one is
     # deprecated); it writes the same bytes for the same weights, so re-runs are reproducible
     with _quiet_exporter():
@@ -49,20 +57,30 @@ def export_onnx(module: nn.Module, n_genes: int, path: Path, output_names: Seque
             module,
             (example,),
             dynamo=True,
-            input_names=[INPUT_NAME],
+            input_names=[input_name],
             output_names=list(output_names),
             opset_version=OPSET,
-            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim(BATCH_AXIS)}},
+            dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),  # by position: any arg name
             external_data=False,
             verbose=False,
         )
     if program is None:
         raise ExportVerificationError("torch.onnx.export returned no program")
     program.save(str(path), external_data=False)
+    # the exporter annotates every node with its Python stack trace (absolute paths of this
+    # checkout, line numbers): not for a shared model file, and it breaks byte-reproducibility
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def verify_onnx(
-    path: Path, module: nn.Module, output_names: Sequence[str], inputs: Sequence[Array]
+    path: Path,
+    module: nn.Module,
+    output_names: Sequence[str],
+    inputs: Sequence[Array],
+    input_name: str = INPUT_NAME,
 ) -> float:
     """Check the graph's structure and its ONNX Runtime outputs against torch; returns the max diff.
 
@@ -75,7 +93,9 @@ def verify_onnx(
     output_names:
         Expected graph output names, in order.
     inputs:
-        Float32 (batch, n_genes) arrays; use several batch sizes and real as well as random data.
+        Float32 (batch, n_in) arrays; use several batch sizes and real as well as random data.
+    input_name:
+        The graph's one input.
 
     Raises
     ------
@@ -87,7 +107,7 @@ def verify_onnx(
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportVerificationError(f"{path}: onnx.checker rejected the graph: {exc}") from exc
-    _check_signature(model, output_names)
+    _check_signature(model, output_names, input_name)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     module.eval()
     worst = 0.0
@@ -95,7 +115,7 @@ def verify_onnx(
         with torch.no_grad():
             expected = module(torch.from_numpy(batch))
         expected_list = list(expected) if isinstance(expected, tuple) else [expected]
-        got = session.run(list(output_names), {INPUT_NAME: batch})
+        got = session.run(list(output_names), {input_name: batch})
         for name, want, have in zip(output_names, expected_list, got, strict=True):
             diff = float(np.max(np.abs(want.numpy() - have))) if want.numel() else 0.0
             if not np.isfinite(diff) or diff > PARITY_ATOL:
@@ -107,9 +127,9 @@ def verify_onnx(
     return worst
 
 
-def _check_signature(model: onnx.ModelProto, output_names: Sequence[str]) -> None:
+def _check_signature(model: onnx.ModelProto, output_names: Sequence[str], input_name: str) -> None:
     inputs = list(model.graph.input)
-    if [i.name for i in inputs] != [INPUT_NAME]:
+    if [i.name for i in inputs] != [input_name]:
         raise ExportVerificationError(f"graph inputs are {[i.name for i in inputs]}")
     first = inputs[0].type.tensor_type.shape.dim[0]
     if first.dim_param != BATCH_AXIS:

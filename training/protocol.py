@@ -20,6 +20,7 @@ import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from training import defaults
+from training.apply import predict_proba
 from training.baselines import baseline_names, baseline_proba, fit_baseline
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
@@ -30,7 +31,7 @@ from training.evaluate import (
     predict_labels_from,
     stratified_split,
 )
-from training.finetune import FinetuneOptions, finetune_classifier, predict_proba
+from training.finetune import FinetuneOptions, finetune_classifier
 from training.loop import History
 from training.nn.encoders import AutoencoderConfig
 from training.nn.heads import ClassifierHeadConfig

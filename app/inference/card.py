@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
+HEAD_FILE = "head.onnx"
 SCHEMA_VERSION = 1
 
 
@@ -72,6 +73,18 @@ class TensorSpec(_Frozen):
     shape: list[int | str] = Field(description="Dimensions; a string names a dynamic axis.")
 
 
+class HeadGraph(_Frozen):
+    """The head alone as a second ONNX file: the parent encoder's embedding in, the outputs out.
+
+    For clients that already hold embeddings (from the encoder's /embed) and want to score them
+    without sending the expression again; the service itself serves the fused `model.onnx`.
+    """
+
+    file: str = HEAD_FILE
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
 class PreprocessStep(_Frozen):
     """One fitted step; its arrays live in the file named by `params_file` (npz, no pickles)."""
 
@@ -122,7 +135,11 @@ class ModelCard(_Frozen):
     panel: GenePanel
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    labels: list[str] | None = None
+    labels: list[str] | None = Field(
+        default=None,
+        description="Class names (classifier) or target names (regressor), in output order.",
+    )
+    head: HeadGraph | None = None
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     training_data: TrainingData | None = None
     metrics: list[Metric] = Field(default_factory=list)
@@ -136,6 +153,14 @@ class ModelCard(_Frozen):
             raise ValueError(f"files must list {ONNX_FILE}")
         if self.kind is ModelKind.classifier and not self.labels:
             raise ValueError("a classifier card needs labels")
+        if self.kind is ModelKind.regressor:
+            widths = [o.shape[-1] for o in self.outputs if o.name == "prediction"]
+            if not self.labels or widths != [len(self.labels)]:
+                raise ValueError(
+                    "a regressor card needs a 'prediction' output and one label per target"
+                )
+        if self.head is not None and self.head.file not in self.files:
+            raise ValueError(f"files must list the head graph {self.head.file}")
         return self
 
     @property

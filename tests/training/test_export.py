@@ -9,13 +9,27 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.inference.card import ONNX_FILE, InputScale, ModelCard, ModelKind, TrainingData
+from app.inference.card import (
+    HEAD_FILE,
+    ONNX_FILE,
+    InputScale,
+    ModelCard,
+    ModelKind,
+    TrainingData,
+)
+from training.apply import predict_values
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
-from training.export import CardInfo, ClassifierGraph, export_classifier, export_encoder
-from training.finetune import finetune_classifier
+from training.export import (
+    CardInfo,
+    ClassifierGraph,
+    export_classifier,
+    export_encoder,
+    export_regressor,
+)
+from training.finetune import finetune_classifier, finetune_regressor
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
-from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+from training.nn.heads import ClassifierHead, ClassifierHeadConfig, RegressorHeadConfig
 from training.onnx_check import ExportVerificationError, export_onnx, verify_onnx
 from training.preprocess.pipeline import PreprocessPipeline
 from training.pretrain import pretrain
@@ -113,6 +127,62 @@ def test_encoder_then_classifier(
         want_logits, _ = graph(torch.from_numpy(counts.X[:7]))
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+
+    # the head alone: the encoder's embeddings in, the fused graph's outputs out
+    assert clf.head is not None
+    assert [(t.name, t.shape) for t in clf.head.inputs] == [("embedding", ["batch", 4])]
+    assert clf.head.outputs == clf.outputs
+    assert clf.verify_files(clf_dir) == []
+    onnx.checker.check_model(onnx.load(str(clf_dir / HEAD_FILE)), full_check=True)
+    encoder = ort.InferenceSession(str(enc_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
+    head_only = ort.InferenceSession(str(clf_dir / HEAD_FILE), providers=["CPUExecutionProvider"])
+    (embedding,) = encoder.run(None, {"expression": counts.X[:7]})
+    head_logits, head_proba = head_only.run(None, {"embedding": embedding})
+    np.testing.assert_allclose(head_logits, logits, atol=1e-4)
+    np.testing.assert_allclose(head_proba, proba, atol=1e-5)
+
+
+def test_regressor_export(tmp_path: Path, counts: ExpressionMatrix, trained: Trained) -> None:
+    ae, _, _, pipe = trained
+    obs = counts.obs.assign(score=100 + 10 * pipe.transform(counts.X)[:, 0])
+    matrix = ExpressionMatrix(counts.X, counts.sample_ids, counts.gene_ids, obs)
+    quick = TrainConfig(epochs=3, batch_size=64, val_fraction=0.2, patience=2)
+    result = finetune_regressor(
+        ae.encoder, pipe, matrix, "score", RegressorHeadConfig(n_in=4), quick, progress=False
+    )
+    folder = export_regressor(
+        ae,
+        result.head,
+        pipe,
+        ["score"],
+        name="reg",
+        models_dir=tmp_path,
+        info=_info(counts),
+        reference=counts.X,
+        parent=None,
+    )
+    card = ModelCard.read(folder)
+    assert card.kind is ModelKind.regressor
+    assert card.labels == ["score"]
+    assert [(t.name, t.shape) for t in card.outputs] == [("prediction", ["batch", 1])]
+    assert card.head is not None
+    assert card.head.file in card.files
+    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    (served,) = session.run(None, {"expression": counts.X[:20]})
+    want = predict_values(ae.encoder, result.head, pipe, matrix.take(np.arange(20)))
+    np.testing.assert_allclose(served[:, 0], want, atol=1e-3)  # target scale ~100
+    with pytest.raises(ValueError, match="2 target names for a head with 1 outputs"):
+        export_regressor(
+            ae,
+            result.head,
+            pipe,
+            ["a", "b"],
+            name="reg",
+            models_dir=tmp_path,
+            info=_info(counts),
+            reference=counts.X,
+            parent=None,
+        )
 
 
 def test_versions_count_up_and_leave_no_staging(

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from training.apply import predict_labels, predict_proba
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
 from training.data.synthetic import make_synthetic
 from training.evaluate import classification_metrics, stratified_split
-from training.finetune import finetune_classifier, predict_labels, predict_proba
+from training.finetune import finetune_classifier
 from training.nn.encoders import AutoencoderConfig
 from training.nn.heads import ClassifierHeadConfig
 from training.preprocess.pipeline import PreprocessPipeline

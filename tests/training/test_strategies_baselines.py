@@ -9,21 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from app.inference.card import ModelCard, TrainingData
+from app.inference.card import ModelCard, ModelKind, TrainingData
 from app.inference.onnx import OnnxBackend
+from training.apply import predict_proba, predict_values
 from training.baseline_export import export_baseline
 from training.baselines import baseline_names, baseline_proba, fit_baseline
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
 from training.evaluate import classification_metrics, predict_labels_from, regression_metrics
 from training.export import CardInfo
-from training.finetune import (
-    FinetuneOptions,
-    finetune_classifier,
-    finetune_regressor,
-    predict_proba,
-    predict_values,
-)
+from training.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import DenoisingAutoencoderConfig, build_autoencoder
 from training.preprocess.pipeline import PreprocessPipeline
@@ -168,3 +163,36 @@ def test_baseline_is_served_like_a_neural_head(
     want = model.predict_proba(pipe.transform(counts.X[:50]))
     np.testing.assert_allclose(served, want, atol=1e-4)
     backend.close()
+
+
+@pytest.mark.parametrize("name", baseline_names("regression"))
+def test_regression_baseline_is_served(tmp_path: Path, counts: ExpressionMatrix, name: str) -> None:
+    pipe = PreprocessPipeline.fit(counts, "counts")
+    X = pipe.transform(counts.X)
+    target = 50 + 20 * X[:, 0] - 5 * X[:, 3]  # on its own scale, far from 0 ± 1
+    model = fit_baseline(name, X, target, task="regression", seed=0)
+    data = TrainingData(
+        name="synthetic",
+        fingerprint=counts.fingerprint(),
+        n_samples=240,
+        n_genes=60,
+        label_column="score",
+    )
+    folder = export_baseline(
+        model,
+        pipe,
+        baseline=name,
+        name="reg",
+        models_dir=tmp_path,
+        info=CardInfo("test", data),
+        reference=counts.X,
+    )
+    card = ModelCard.read(folder)
+    assert card.kind is ModelKind.regressor
+    assert card.labels == ["score"]
+    assert [(o.name, o.shape) for o in card.outputs] == [("prediction", ["batch", 1])]
+    backend = OnnxBackend(folder, card, providers=["CPUExecutionProvider"], allow_cpu_fallback=True)
+    served = backend.run(counts.X[:50])["prediction"]
+    backend.close()
+    want = model.predict(X[:50])
+    np.testing.assert_allclose(served[:, 0], want, rtol=1e-5, atol=1e-3)
