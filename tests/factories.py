@@ -23,11 +23,11 @@ from app.inference.card import (
 
 
 def linear_onnx(
-    *, weights: npt.NDArray[np.float32], classifier: bool, opset: int = 17
+    *, weights: npt.NDArray[np.float32], classifier: bool, out: str = "embedding", opset: int = 17
 ) -> onnx.ModelProto:
-    """expression (batch, genes) @ weights → embedding, or → logits + softmax probabilities."""
+    """expression (batch, genes) @ weights → `out`, or → logits + softmax probabilities."""
     w = numpy_helper.from_array(weights.astype(np.float32), name="W")
-    out = "logits" if classifier else "embedding"
+    out = "logits" if classifier else out
     nodes = [helper.make_node("MatMul", ["expression", "W"], [out])]
     outputs = [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", weights.shape[1]])]
     if classifier:
@@ -61,30 +61,42 @@ def write_model(
     version: int = 1,
     genes: list[str],
     labels: list[str] | None = None,
+    targets: list[str] | None = None,
     latent: int = 2,
     aliases: list[list[str]] | None = None,
     fill_values: list[float] | None = None,
     seed: int = 0,
 ) -> Path:
-    """Write models/<name>/<version>/ with a real linear ONNX graph and a valid card."""
+    """Write models/<name>/<version>/ with a real linear ONNX graph and a valid card.
+
+    With `labels` a classifier, with `targets` a regressor (output ``prediction``), else an encoder.
+    """
     folder = root / name / str(version)
     folder.mkdir(parents=True)
     classifier = labels is not None
-    width = len(labels) if labels else latent
+    width = len(labels) if labels else len(targets) if targets else latent
     weights = np.random.default_rng(seed).normal(size=(len(genes), width)).astype(np.float32)
-    onnx.save(linear_onnx(weights=weights, classifier=classifier), folder / ONNX_FILE)
+    out = "prediction" if targets else "embedding"
+    onnx.save(linear_onnx(weights=weights, classifier=classifier, out=out), folder / ONNX_FILE)
     outputs = (
         [
             TensorSpec(name="logits", shape=["batch", width]),
             TensorSpec(name="probabilities", shape=["batch", width]),
         ]
         if classifier
-        else [TensorSpec(name="embedding", shape=["batch", width])]
+        else [TensorSpec(name=out, shape=["batch", width])]
+    )
+    kind = (
+        ModelKind.classifier
+        if classifier
+        else ModelKind.regressor
+        if targets
+        else ModelKind.encoder
     )
     card = ModelCard(
         name=name,
         version=version,
-        kind=ModelKind.classifier if classifier else ModelKind.encoder,
+        kind=kind,
         description="test model",
         created_at=datetime.now(UTC),
         input_scale=InputScale.log,
@@ -95,7 +107,7 @@ def write_model(
         ),
         inputs=[TensorSpec(name="expression", shape=["batch", len(genes)])],
         outputs=outputs,
-        labels=labels,
+        labels=labels or targets,
         files={ONNX_FILE: sha256_file(folder / ONNX_FILE)},
     )
     card.write(folder)

@@ -87,21 +87,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     fine = subparsers.add_parser(
         "finetune",
-        help="fine-tune a classifier head on a published encoder",
+        help="fine-tune a classifier or regression head on a published encoder",
         description=(
             "Load a published encoder (weights, config and preprocessing from its version "
-            "folder), align the data to its gene panel, hold out a stratified test split, train "
-            "a classifier head on the frozen encoder (class-weighted cross-entropy, early "
-            "stopping) and publish preprocess → encoder → head as a new version of "
-            "MODELS_DIR/NAME (outputs 'logits' and 'probabilities'), its parent the encoder. "
-            "The data must be on the encoder's input scale (see its model.json)."
+            "folder), align the data to its gene panel, hold out a test split (stratified by "
+            "label for classification), train a head with the chosen strategy (classification: "
+            "class-weighted cross-entropy; regression: mean squared error on the standardised "
+            "target; early stopping) and publish preprocess → encoder → head as a new version "
+            "of MODELS_DIR/NAME, its parent the encoder: outputs 'logits' and 'probabilities' "
+            "(classification) or 'prediction' on the target's own scale (regression), plus the "
+            "head alone as head.onnx (input 'embedding'). The data must be on the encoder's "
+            "input scale (see its model.json)."
         ),
     )
     _data_arguments(fine)
     fine.add_argument(
         "--label-column",
         required=True,
-        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column",
+        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
+        "classes, or the numbers to predict with --task regression",
+    )
+    fine.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        default="classification",
+        help="what the head predicts (default: %(default)s)",
     )
     fine.add_argument(
         "--labels",
@@ -115,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--test-fraction",
         type=float,
         default=defaults.TEST_FRACTION,
-        help="share held out, stratified by label, for the card's metrics (default: %(default)s)",
+        help="share held out (stratified by label when classifying) for the card's metrics "
+        "(default: %(default)s)",
     )
     _common(fine)
     _train_arguments(fine, defaults.FINETUNE)

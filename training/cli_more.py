@@ -96,17 +96,30 @@ def register_more(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
     ex = subparsers.add_parser(
         "export",
-        help="fit a scikit-learn baseline and publish it as a servable ONNX classifier",
+        help="fit a scikit-learn baseline and publish it as a servable ONNX classifier/regressor",
         description=(
-            "Hold out a stratified test split, fit the per-gene preprocessing and the chosen "
-            "baseline on the rest, score the held-out cells, and publish preprocessing → "
-            "estimator as one ONNX graph (input 'expression', output 'probabilities'; "
-            "onnx.checker and ONNX Runtime vs scikit-learn parity ≤ 1e-4) with a model card, "
-            "as a new version of MODELS_DIR/NAME that the service loads like any classifier. "
-            "Neural encoders and heads are exported by `pretrain` and `finetune` themselves."
+            "Hold out a test split (stratified when classifying), fit the per-gene "
+            "preprocessing and the chosen baseline on the rest, score the held-out samples, and "
+            "publish preprocessing → estimator as one ONNX graph (input 'expression', output "
+            "'probabilities' for a classifier or 'prediction' for a regressor; onnx.checker and "
+            "ONNX Runtime vs scikit-learn parity ≤ 1e-4, relative to the target's scale for a "
+            "regressor) with a model card, as a new version of MODELS_DIR/NAME that the service "
+            "loads like any classifier or regressor. Neural encoders and heads are exported by "
+            "`pretrain` and `finetune` themselves."
         ),
     )
-    ex.add_argument("--baseline", choices=BASELINES, required=True, help="which baseline")
+    ex.add_argument(
+        "--baseline",
+        choices=(*BASELINES, "linear"),
+        required=True,
+        help="which baseline ('linear' is ordinary least squares, regression only)",
+    )
+    ex.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        default="classification",
+        help=_d("classes or numbers; regression baselines are the regressor of the same name"),
+    )
     ex.add_argument("--data", type=Path, required=True, metavar="FILE", help=".h5ad/.csv/.tsv")
     ex.add_argument("--layer", default="X", help=_d("h5ad matrix: X, raw or a layer name"))
     ex.add_argument(
@@ -115,7 +128,9 @@ def register_more(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         choices=["samples_as_rows", "genes_as_rows"],
         help=_d("CSV/TSV layout"),
     )
-    ex.add_argument("--label-column", required=True, help="obs/table column with the classes")
+    ex.add_argument(
+        "--label-column", required=True, help="obs/table column with the classes or the numbers"
+    )
     ex.add_argument(
         "--input-scale",
         choices=["log", "counts", "normalized"],

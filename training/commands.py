@@ -11,7 +11,8 @@ from training.config import TrainConfig
 
 if TYPE_CHECKING:
     from training.data.matrix import ExpressionMatrix
-    from training.workflows import ClassifierRun, EncoderRun
+    from training.tuning import HeadRun
+    from training.workflows import EncoderRun
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,12 +147,15 @@ def _stream_pretrain(args: argparse.Namespace) -> EncoderRun:
 
 
 def finetune(args: argparse.Namespace) -> int:
-    """Fine-tune a head on --encoder with --data and publish the classifier."""
+    """Fine-tune a head on --encoder with --data and publish the classifier or regressor."""
     from training.finetune import FinetuneOptions
+    from training.tuning import finetune_and_export
     from training.versions import resolve_version
-    from training.workflows import finetune_and_export, hold_out
+    from training.workflows import hold_out
 
-    def run() -> ClassifierRun:
+    classify = args.task == "classification"
+
+    def run() -> HeadRun:
         encoder_folder = resolve_version(args.models_dir, args.encoder)
         in_table = args.labels is None and args.orientation == "samples_as_rows"
         matrix = _read(args, obs_columns=(args.label_column,) if in_table else ())
@@ -164,10 +168,11 @@ def finetune(args: argparse.Namespace) -> int:
             matrix,
             test_fraction=args.test_fraction,
             seed=args.seed,
-            stratify_by=args.label_column,
+            stratify_by=args.label_column if classify else None,
         )
         description = args.description or (
-            f"Classifier of {args.label_column!r} on {args.data.name}: a head "
+            f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
+            f"{args.data.name}: a head "
             f"({args.strategy}) on the encoder "
             f"{encoder_folder.parent.name}:{encoder_folder.name}, "
             f"trained on {dataset.train.shape[0]} samples."
@@ -182,6 +187,7 @@ def finetune(args: argparse.Namespace) -> int:
             name=args.name,
             models_dir=args.models_dir,
             description=description,
+            task=args.task,
             options=FinetuneOptions(args.strategy, args.unfreeze_top, args.encoder_lr_scale),
             progress=_progress(args),
         )

@@ -12,13 +12,8 @@ from training import defaults
 from training.config import TrainConfig
 from training.data.readers import load_pbmc68k_reduced
 from training.nn.encoders import AutoencoderConfig
-from training.workflows import (
-    ClassifierRun,
-    EncoderRun,
-    finetune_and_export,
-    hold_out,
-    pretrain_and_export,
-)
+from training.tuning import HeadRun, finetune_and_export
+from training.workflows import EncoderRun, hold_out, pretrain_and_export
 
 ENCODER_NAME = "pbmc68k-encoder"
 CLASSIFIER_NAME = "pbmc68k-celltype"
@@ -31,7 +26,7 @@ class DemoResult:
     """The two published models and the wall-clock time of the whole run."""
 
     encoder: EncoderRun
-    classifier: ClassifierRun
+    classifier: HeadRun
     seconds: float
 
 

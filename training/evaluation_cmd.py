@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from training import defaults
 from training.commands import _guard, _progress, _read, train_config
@@ -56,14 +58,20 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export_baseline_cmd(args: argparse.Namespace) -> int:
-    """Fit a scikit-learn baseline on --data and publish it as a servable classifier."""
+    """Fit a scikit-learn baseline on --data and publish it as a servable classifier/regressor."""
     from app.inference.card import InputScale, Metric
+    from training.apply import numeric_target
     from training.baseline_export import export_baseline
-    from training.baselines import baseline_proba, fit_baseline
-    from training.evaluate import classification_metrics, predict_labels_from
+    from training.baselines import baseline_names, baseline_proba, fit_baseline
+    from training.evaluate import classification_metrics, predict_labels_from, regression_metrics
     from training.export import CardInfo
     from training.preprocess.pipeline import PreprocessPipeline
     from training.workflows import hold_out
+
+    classify = args.task == "classification"
+    if args.baseline not in baseline_names(args.task):
+        print(f"error: {args.baseline} is not a {args.task} baseline", file=sys.stderr)
+        return 2
 
     def run() -> Path:
         matrix = _read(args, obs_columns=(args.label_column,))
@@ -72,23 +80,31 @@ def export_baseline_cmd(args: argparse.Namespace) -> int:
             matrix,
             test_fraction=args.test_fraction,
             seed=args.seed,
-            stratify_by=args.label_column,
+            stratify_by=args.label_column if classify else None,
         )
         train, test = dataset.train, dataset.test
         pipeline = PreprocessPipeline.fit(train, InputScale(args.input_scale))
+        target: Any = (
+            train.labels(args.label_column)
+            if classify
+            else numeric_target(train, args.label_column)
+        )
         model = fit_baseline(
-            args.baseline,
-            pipeline.transform(train.X),
-            train.labels(args.label_column),
-            seed=args.seed,
+            args.baseline, pipeline.transform(train.X), target, task=args.task, seed=args.seed
         )
         metrics = []
-        if test.shape[0]:
-            proba = baseline_proba(model, pipeline.transform(test.X))
-            classes = [str(c) for c in model.classes_]
-            scores = classification_metrics(
-                test.labels(args.label_column), predict_labels_from(proba, classes), proba, classes
-            )
+        if test.shape[0] >= (1 if classify else 2):
+            features = pipeline.transform(test.X)
+            if classify:
+                proba = baseline_proba(model, features)
+                classes = [str(c) for c in model.classes_]
+                predicted = predict_labels_from(proba, classes)
+                scores = classification_metrics(
+                    test.labels(args.label_column), predicted, proba, classes
+                )
+            else:
+                truth = numeric_target(test, args.label_column)
+                scores = regression_metrics(truth, model.predict(features))
             protocol = (
                 f"{dataset.protocol} before any fitting; preprocessing and the "
                 f"{args.baseline} baseline fitted on the rest; scikit-learn metrics"
@@ -99,14 +115,14 @@ def export_baseline_cmd(args: argparse.Namespace) -> int:
             for k, v in scores.items():
                 print(f"held-out {k} {v:.4f}")
         description = args.description or (
-            f"scikit-learn {args.baseline} baseline of {args.label_column!r} on "
+            f"scikit-learn {args.baseline} {args.task} baseline of {args.label_column!r} on "
             f"{args.data.name}, served as ONNX (preprocessing fused in front)."
         )
         info = CardInfo(
             description,
             dataset.training_data(args.label_column),
             metrics,
-            {"baseline": args.baseline},
+            {"baseline": args.baseline, "task": args.task},
         )
         return export_baseline(
             model,

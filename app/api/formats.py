@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from app.errors import AppError, InvalidRequest, PayloadTooLarge
 from app.inference import tables
 from app.inference.payloads import Expression, decode_json, decode_npy, decode_npz
-from app.schemas.predict import ClassifyOut, EmbedOut
+from app.schemas.predict import Answer, ClassifyOut, RegressOut
 
 JSON = "application/json"
 CSV, TSV = "text/csv", "text/tab-separated-values"
@@ -109,7 +109,7 @@ def choose(accept: str | None) -> str:
     raise NotAcceptable(f"cannot answer in {accept!r}; available: {', '.join(RESPONSE_TYPES)}")
 
 
-def _table(out: ClassifyOut | EmbedOut) -> pa.Table:
+def _table(out: Answer) -> pa.Table:
     if isinstance(out, ClassifyOut):
         labels = list(out.predictions[0].probabilities) if out.predictions else []
         columns: dict[str, list[Any]] = {
@@ -118,6 +118,12 @@ def _table(out: ClassifyOut | EmbedOut) -> pa.Table:
         }
         for label in labels:
             columns[f"p_{label}"] = [p.probabilities[label] for p in out.predictions]
+        return pa.table(columns)
+    if isinstance(out, RegressOut):
+        targets = list(out.predictions[0].values) if out.predictions else []
+        columns = {"sample_id": [p.id for p in out.predictions]}
+        for target in targets:
+            columns[target] = [p.values[target] for p in out.predictions]
         return pa.table(columns)
     width = len(out.embeddings[0].embedding) if out.embeddings else 0
     columns = {"sample_id": [e.id for e in out.embeddings]}
@@ -140,7 +146,7 @@ def _write(kind: str) -> Callable[[pa.Table, io.BytesIO], None]:
     return write
 
 
-def render(out: ClassifyOut | EmbedOut, kind: str) -> Response:
+def render(out: Answer, kind: str) -> Response:
     """The answer in the negotiated format; tables carry the gene overlap in headers."""
     if kind == JSON:
         return Response(orjson.dumps(out.model_dump(mode="json")), media_type=JSON)

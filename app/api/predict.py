@@ -1,4 +1,7 @@
-"""POST /v1/models/{name}/embed and /classify, in every payload format (see app/api/formats.py)."""
+"""POST /v1/models/{name}/embed, /classify and /regress, in every payload format.
+
+The formats are in app/api/formats.py.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from app.inference.card import InputScale
 from app.inference.payloads import Expression
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
-from app.schemas.predict import ClassifyOut, EmbedOut
+from app.schemas.predict import Answer, ClassifyOut, EmbedOut, RegressOut
 from app.services import predict
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
@@ -75,7 +78,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
 }
 
-Task = Callable[..., Awaitable[ClassifyOut | EmbedOut]]
+Task = Callable[..., Awaitable[Answer]]
 
 
 async def _serve(
@@ -118,7 +121,7 @@ async def _serve(
 
 
 def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
-    """The route function for one task: classify and embed differ only in the service they call."""
+    """The route function for one task: the tasks differ only in the service they call."""
 
     async def endpoint(
         name: str,
@@ -148,6 +151,7 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
 
 for _task, _model, _summary in (
     (predict.classify, ClassifyOut, "Classify expression profiles"),
+    (predict.regress, RegressOut, "Predict continuous values (a regressor's targets)"),
     (predict.embed, EmbedOut, "Embed expression profiles with an encoder"),
 ):
     router.post(

@@ -19,7 +19,8 @@ from training import finetune, progress
 from training.config import TrainConfig
 from training.data.matrix import ExpressionMatrix
 from training.progress import TrainingHook
-from training.workflows import finetune_and_export, hold_out
+from training.tuning import finetune_and_export
+from training.workflows import hold_out
 
 
 def to_panel_ids(parsed: ParsedDataset, card: ModelCard, label_column: str) -> ExpressionMatrix:
@@ -51,11 +52,7 @@ def run(
     hook: TrainingHook,
 ) -> tuple[str, int, dict[str, Any]]:
     """Fine-tune and publish; returns (model name, version, metrics)."""
-    if params["task"] != "classification":
-        raise JobFailure(
-            f"task {params['task']!r} is not supported by this training build yet "
-            "(only classification heads can be fine-tuned)"
-        )
+    task = params["task"]
     encoder = params["encoder"]
     folder = models_dir / encoder["name"] / str(encoder["version"])
     card = ModelCard.read(folder)
@@ -70,7 +67,7 @@ def run(
         matrix,
         test_fraction=validation["test_fraction"],
         seed=hp["seed"],
-        stratify_by=label_column,
+        stratify_by=label_column if task == "classification" else None,
     )
     train_cfg = TrainConfig(
         epochs=hp["epochs"],
@@ -83,8 +80,9 @@ def run(
     )
     # the API schema admits only training's own strategy names
     options = finetune.FinetuneOptions(strategy=params["strategy"])
+    what = "classifier" if task == "classification" else "regressor"
     description = params.get("description") or (
-        f"{label_column} classifier fine-tuned on {encoder['name']}/{encoder['version']} "
+        f"{label_column} {what} fine-tuned on {encoder['name']}/{encoder['version']} "
         f"by job {job_id}"
     )
     with progress.watching(hook):
@@ -99,6 +97,7 @@ def run(
             models_dir=models_dir,
             description=description,
             progress=False,
+            task=task,
             options=options,
         )
     history = result.history

@@ -1,4 +1,4 @@
-"""Request and response bodies of /v1/models/{name}/embed and /classify."""
+"""Request and response bodies of /v1/models/{name}/embed, /classify and /regress."""
 
 from __future__ import annotations
 
@@ -87,6 +87,13 @@ class SamplePrediction(BaseModel):
     probabilities: dict[str, float]
 
 
+class SampleValues(BaseModel):
+    id: str
+    values: dict[str, float] = Field(
+        description="The predicted value of each target (the model's labels), on its own scale."
+    )
+
+
 class SampleEmbedding(BaseModel):
     id: str
     embedding: list[float]
@@ -104,3 +111,13 @@ class EmbedOut(BaseModel):
     model: ModelUsed
     gene_overlap: GeneOverlap
     embeddings: list[SampleEmbedding]
+
+
+class RegressOut(BaseModel):
+    request_id: str
+    model: ModelUsed
+    gene_overlap: GeneOverlap
+    predictions: list[SampleValues]
+
+
+Answer = ClassifyOut | EmbedOut | RegressOut

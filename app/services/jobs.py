@@ -8,6 +8,7 @@ is never left 'running' after its worker died, and never runs twice at once.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -50,6 +51,8 @@ def create(
             f"dataset {dataset.id} has no label column {body.label_column!r}; "
             f"it has {sorted(dataset.label_counts)}"
         )
+    if body.task == "regression":
+        _check_numeric(dataset.label_counts[body.label_column], body.label_column)
     params = body.model_dump(mode="json")
     params["encoder"]["version"] = encoder.card.version  # pin "latest" at submission
     job = Job(
@@ -67,6 +70,24 @@ def create(
     session.add(job)
     session.flush()
     return job
+
+
+def _check_numeric(counts: dict[str, int], column: str) -> None:
+    """A regression target must be a finite number in every sample."""
+    bad = []
+    for value in counts:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            bad.append(value)
+    if bad:
+        n = sum(counts[v] for v in bad)
+        raise InvalidRequest(
+            f"regression needs a number in label column {column!r} for every sample; "
+            f"{n} samples have {sorted(bad)[:20]}"
+        )
 
 
 def get(session: Session, job_id: uuid.UUID) -> Job:
@@ -244,7 +265,7 @@ def record_model_version(
         ModelVersion(
             name=name,
             version=version,
-            kind="classifier",
+            kind="regressor" if job.params["task"] == "regression" else "classifier",
             parent_name=encoder["name"],
             parent_version=encoder["version"],
             metrics=metrics,

@@ -1,5 +1,5 @@
-"""Embed and classify: check the input's scale, fold duplicate genes, align to the model's panel,
-run the model, record the call.
+"""Embed, classify and regress: check the input's scale, fold duplicate genes, align to the
+model's panel, run the model, record the call.
 
 The checks, alignment and the database write run in worker threads; inference goes through the
 model version's batcher, so concurrent requests share ONNX Runtime calls.
@@ -26,8 +26,10 @@ from app.schemas.predict import (
     EmbedOut,
     GeneOverlap,
     ModelUsed,
+    RegressOut,
     SampleEmbedding,
     SamplePrediction,
+    SampleValues,
 )
 
 
@@ -121,6 +123,49 @@ async def classify(
         overlap=fraction,
     )
     return ClassifyOut(
+        request_id=request_id,
+        model=ModelUsed(name=card.name, version=card.version),
+        gene_overlap=overlap,
+        predictions=predictions,
+    )
+
+
+async def regress(
+    *,
+    session: Session,
+    model: LoadedModel,
+    expr: Expression,
+    request_id: str,
+    min_overlap: float,
+    declared_scale: InputScale | None = None,
+) -> RegressOut:
+    """The predicted value of every target for every sample."""
+    card = model.card
+    if card.kind is not ModelKind.regressor or card.labels is None:
+        raise InvalidRequest(
+            f"{card.name} is a {card.kind} model; regress needs a regressor"
+            + (
+                f" (use /v1/models/{card.name}/classify)"
+                if card.kind is ModelKind.classifier
+                else ""
+            )
+        )
+    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
+    targets = card.labels
+    predictions = [
+        SampleValues(id=sample_id, values={t: float(v) for t, v in zip(targets, row, strict=True)})
+        for sample_id, row in zip(expr.sample_ids, outputs["prediction"], strict=True)
+    ]
+    await _record(
+        session,
+        model,
+        task="regress",
+        expr=expr,
+        request_id=request_id,
+        outputs=[p.model_dump() for p in predictions],
+        overlap=fraction,
+    )
+    return RegressOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
         gene_overlap=overlap,

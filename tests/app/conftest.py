@@ -15,6 +15,7 @@ from tests.factories import write_model
 
 GENES = [f"G{i}" for i in range(10)]
 LABELS = ["a", "b", "c"]
+TARGETS = ["age", "score"]
 
 
 @pytest.fixture
@@ -31,6 +32,12 @@ def models_dir(tmp_path: Path) -> Path:
     )
     write_model(root=root, name="toy-classifier", version=2, genes=GENES, labels=LABELS, seed=1)
     return root
+
+
+@pytest.fixture
+def regressor(models_dir: Path) -> Path:
+    """A regressor beside the other toy models (ask for it before `client`)."""
+    return write_model(root=models_dir, name="toy-regressor", genes=GENES, targets=TARGETS, seed=2)
 
 
 def make_settings(database_url: str, models_dir: Path, **overrides: object) -> Settings:

@@ -1,8 +1,9 @@
-"""POST /v1/models/{name}/classify and /embed on small real ONNX models."""
+"""POST /v1/models/{name}/classify, /regress and /embed on small real ONNX models."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
-from tests.app.conftest import GENES, LABELS
+from tests.app.conftest import GENES, LABELS, TARGETS
 
 PROBLEM = "application/problem+json"
 
@@ -222,6 +223,47 @@ def test_classify_on_an_encoder_and_embed_on_a_classifier_are_refused(client: Te
     assert r.status_code == 422
     assert "embed" in r.json()["detail"]
     r = client.post("/v1/models/toy-classifier/embed", json=body)
+    assert r.status_code == 422
+
+
+def test_regress_answers_each_target_and_records_it(
+    regressor: Path, client: TestClient, engine: Engine
+) -> None:
+    x = np.abs(np.random.default_rng(3).normal(size=(4, 10))).astype(np.float32)
+    body = _body(GENES, {f"S{i}": row.tolist() for i, row in enumerate(x)})
+    r = client.post("/v1/models/toy-regressor/regress", json=body, headers={"X-Request-ID": "r"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == {"name": "toy-regressor", "version": 1}
+    want = x @ _weights(client, "toy-regressor", 1)
+    for i, pred in enumerate(out["predictions"]):
+        assert pred["id"] == f"S{i}"
+        assert list(pred["values"]) == TARGETS
+        np.testing.assert_allclose(list(pred["values"].values()), want[i], rtol=1e-5)
+    with Session(engine) as s:
+        (row,) = s.scalars(select(Prediction)).all()
+    assert (row.task, row.request_id, row.sample_ids) == ("regress", "r", ["S0", "S1", "S2", "S3"])
+    assert row.outputs is not None
+    assert row.outputs[3]["values"] == out["predictions"][3]["values"]
+    # the same answer as a table: a column per target
+    r = client.post("/v1/models/toy-regressor/regress", json=body, headers={"Accept": "text/csv"})
+    assert r.status_code == 200, r.text
+    lines = r.text.strip().splitlines()
+    assert lines[0].replace('"', "") == "sample_id,age,score"
+    assert float(lines[1].split(",")[1]) == np.float32(want[0, 0])
+
+
+def test_task_and_model_kind_must_agree(regressor: Path, client: TestClient) -> None:
+    body = _body(GENES, {"S": [0.0] * 10})
+    r = client.post("/v1/models/toy-classifier/regress", json=body)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == PROBLEM
+    assert "needs a regressor" in r.json()["detail"]
+    assert "/classify" in r.json()["detail"]
+    r = client.post("/v1/models/toy-regressor/classify", json=body)
+    assert r.status_code == 422
+    assert "is a regressor model" in r.json()["detail"]
+    r = client.post("/v1/models/toy-regressor/embed", json=body)
     assert r.status_code == 422
 
 

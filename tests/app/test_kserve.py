@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from onnx import numpy_helper
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -254,3 +256,27 @@ def test_wrong_input_scale_is_a_v2_error_unless_declared(c: TestClient) -> None:
     r = c.post(URL, json=body)
     assert r.status_code == 400
     assert "parameters.input_scale 'tpm'" in r.json()["error"]
+
+
+def test_a_regressor_answers_its_prediction_tensor(
+    regressor: Path, sqlite_url: str, models_dir: Path
+) -> None:
+    with TestClient(create_app(make_settings(sqlite_url, models_dir))) as client:
+        meta = client.get("/v2/models/toy-regressor").json()
+        assert meta["outputs"] == [{"name": "prediction", "datatype": "FP32", "shape": [-1, 2]}]
+        body = {
+            "inputs": [
+                {
+                    "name": "expression",
+                    "shape": [4, 10],
+                    "datatype": "FP32",
+                    "data": X.ravel().tolist(),
+                }
+            ]
+        }
+        r = client.post("/v2/models/toy-regressor/infer", json=body)
+    assert r.status_code == 200, r.text
+    (out,) = r.json()["outputs"]
+    assert (out["name"], out["shape"]) == ("prediction", [4, 2])
+    w = numpy_helper.to_array(onnx.load(regressor / "model.onnx").graph.initializer[0])
+    np.testing.assert_allclose(np.reshape(out["data"], (4, 2)), X @ w, rtol=1e-5)

@@ -101,12 +101,57 @@ def test_cancel_stops_a_running_job_within_seconds(svc: TestClient, pbmc_csv: by
     assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
 
 
-def test_regression_jobs_fail_with_a_reason(svc: TestClient, pbmc_csv: bytes) -> None:
+def test_a_regression_job_publishes_a_served_regressor(
+    svc: TestClient, engine: Engine, pbmc_csv: bytes, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    """G2M_score (scanpy's cell-cycle score) from the expression: a real continuous target."""
+    from training.data.readers import load_pbmc68k_reduced
+
+    m = load_pbmc68k_reduced()
+    scores = pd.DataFrame({"cell": m.sample_ids, "G2M_score": m.obs["G2M_score"].to_numpy()})
+    files = {"file": ("pbmc.csv", pbmc_csv), "labels": ("g2m.csv", scores.to_csv(index=False))}
+    r = svc.post("/v1/datasets", files=files)
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["id"]
+    body = job_body(
+        dataset_id,
+        task="regression",
+        label_column="G2M_score",
+        strategy="full",
+        output_name="lab-g2m",
+        hyperparameters={"epochs": 40, "patience": 10},
+    )
+    r = svc.post("/v1/finetune-jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    test = job["metrics"]["test"]
+    assert set(test) == {"r2", "mae", "spearman"}
+    assert test["r2"] > 0.1, test  # beats predicting the mean: the score is in the expression
+    card = json.loads((service_models / "lab-g2m" / "1" / "model.json").read_text())
+    assert (card["kind"], card["labels"]) == ("regressor", ["G2M_score"])
+    assert card["head"]["inputs"] == [
+        {"name": "embedding", "dtype": "float32", "shape": ["batch", 64]}
+    ]
+    with Session(engine) as s:
+        row = s.scalars(select(ModelVersion)).one()
+        assert (row.name, row.kind) == ("lab-g2m", "regressor")
+    deadline = time.monotonic() + 10
+    request = expression_body(pbmc_table, 3)
+    while (r := svc.post("/v1/models/lab-g2m/regress", json=request)).status_code == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    assert [list(p["values"]) for p in r.json()["predictions"]] == [["G2M_score"]] * 3
+
+
+def test_a_regression_target_must_be_numeric(svc: TestClient, pbmc_csv: bytes) -> None:
     dataset_id = upload_pbmc(svc, pbmc_csv)
     r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, task="regression"))
-    job = wait_for(svc, r.json()["id"], {"failed", "succeeded"})
-    assert job["status"] == "failed"
-    assert "task 'regression' is not supported" in job["error"]
+    assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
+    assert "regression needs a number in label column 'bulk_labels'" in r.json()["detail"]
+    assert "700 samples have" in r.json()["detail"]
+    assert "CD14+ Monocyte" in r.json()["detail"]
 
 
 def test_the_requested_strategy_reaches_training(

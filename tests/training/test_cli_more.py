@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import training.cli
-from app.inference.card import ModelCard
+from app.inference.card import ModelCard, ModelKind
 from training.checkpoint import load_checkpoint
 from training.data.synthetic import make_synthetic
 from training.nn.variants import DenoisingAutoencoder
@@ -125,6 +126,48 @@ def test_export_baseline_command(tmp_path: Path, table: Path) -> None:
     card = ModelCard.read(tmp_path / "logreg" / "1")
     assert [o.name for o in card.outputs] == ["probabilities"]
     assert {m.name for m in card.metrics} >= {"balanced_accuracy", "auroc"}
+
+
+@pytest.fixture(scope="module")
+def scored(table: Path) -> Path:
+    """The same cells with a numeric target instead of the classes."""
+    frame = pd.read_csv(table, index_col=0)
+    genes = [c for c in frame.columns if c != "label"]
+    frame = frame[genes].assign(score=50 + 10 * frame[genes[0]] - 4 * frame[genes[1]])
+    path = table.with_name("scored.csv")
+    frame.to_csv(path)
+    return path
+
+
+def test_regression_finetune_and_baseline_export(
+    tmp_path: Path, scored: Path, table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data", str(scored), "--models-dir", str(tmp_path), *QUICK]
+    assert _run(["pretrain", "--name", "enc", "--hidden", "16", "--latent", "4", *common]) == 0
+    tune = ["finetune", "--task", "regression", "--label-column", "score", "--encoder", "enc"]
+    assert _run([*tune, "--name", "reg", "--strategy", "full", *common]) == 0
+    assert "held-out spearman" in capsys.readouterr().out
+    card = ModelCard.read(tmp_path / "reg" / "1")
+    assert (card.kind, card.labels) == (ModelKind.regressor, ["score"])
+    assert {m.name for m in card.metrics} == {"r2", "mae", "spearman"}
+    assert (
+        "mean squared error on the standardised target (full encoder)" in card.metrics[0].protocol
+    )
+    assert card.head is not None
+    export = ["export", "--task", "regression", "--label-column", "score", "--name", "ridge"]
+    assert _run([*export, "--baseline", "ridge", *common[:4]]) == 0
+    baseline = ModelCard.read(tmp_path / "ridge" / "1")
+    assert (baseline.kind, [o.name for o in baseline.outputs]) == (
+        ModelKind.regressor,
+        ["prediction"],
+    )
+    assert {m.name: m.value for m in baseline.metrics}["r2"] > 0.5
+    # a classifier-only or classification-only choice is refused with a reason
+    assert _run([*export, "--baseline", "linear", "--task", "classification", *common[:4]]) == 2
+    assert "not a classification baseline" in capsys.readouterr().err
+    bad = ["finetune", "--task", "regression", "--label-column", "label", "--encoder", "enc"]
+    assert _run([*bad, "--name", "x", "--data", str(table), *common[2:]]) == 1
+    assert "obs column 'label' is not numeric (or missing) for 1" in capsys.readouterr().err
 
 
 def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
