@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     )
     job_max_attempts: int = Field(default=2, ge=1, description="Runs of a job before it fails.")
     max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    idempotency_ttl_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long an Idempotency-Key's first answer is replayed; older records "
+        "(which may hold results) are deleted and the key may be used afresh.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

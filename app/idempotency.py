@@ -4,6 +4,8 @@ The first request with a key claims it (a unique row, so concurrent duplicates c
 and stores its answer; a retry with the same key and body gets that answer replayed, the same key
 with another body is a 422, and a retry while the first still runs is a 409. Keys are namespaced by
 the caller's credentials, so a replay never reaches someone who could not make the request.
+Records live `idempotency_ttl_hours`: each claim first deletes the expired ones (an index range
+on created_at), so stored answers, which may hold results, are not kept for ever.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -20,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit import idempotency_key_var
+from app.db.base import utcnow
 from app.db.tables import IdempotencyRecord
 from app.errors import AppError, InvalidRequest, ServiceUnavailable, problem_json
 
@@ -70,8 +74,9 @@ class Idempotency:
         scope_key = _sha(credentials, b"\0", key.encode())
         fingerprint = _sha(path.encode(), b"?", scope.get("query_string", b""), b"\0", bytes(body))
         factory: sessionmaker[Session] = scope["app"].state.sessionmaker
+        ttl = timedelta(hours=scope["app"].state.settings.idempotency_ttl_hours)
         try:
-            claimed = await run_in_threadpool(_claim, factory, scope_key, fingerprint)
+            claimed = await run_in_threadpool(_claim, factory, scope_key, fingerprint, ttl)
         except OperationalError:
             error = ServiceUnavailable("The database cannot be reached; try again shortly.")
             await _problem(send, error, path)
@@ -142,10 +147,13 @@ def _sha(*parts: bytes) -> str:
 
 
 def _claim(
-    factory: sessionmaker[Session], scope_key: str, fingerprint: str
+    factory: sessionmaker[Session], scope_key: str, fingerprint: str, ttl: timedelta
 ) -> IdempotencyRecord | None:
-    """None when this request claimed the key; else the existing record."""
+    """None when this request claimed the key; else the existing (unexpired) record."""
     with factory() as session:
+        expired = IdempotencyRecord.created_at < utcnow() - ttl
+        session.execute(delete(IdempotencyRecord).where(expired))
+        session.commit()
         session.add(IdempotencyRecord(scope_key=scope_key, request_sha256=fingerprint))
         try:
             session.commit()

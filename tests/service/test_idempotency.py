@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.base import utcnow
 from app.db.tables import IdempotencyRecord, Prediction
 from app.idempotency import _claim, _finish, _sha
 from tests.service.conftest import expression_body
@@ -81,12 +84,39 @@ def test_invalid_key_is_422(svc: TestClient, pbmc_table: pd.DataFrame) -> None:
     assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
 
 
+DAY = timedelta(hours=24)
+
+
 def test_a_server_error_frees_the_key_for_a_retry(engine: Engine) -> None:
     factory = sessionmaker(engine)
-    assert _claim(factory, "k5", "req") is None
+    assert _claim(factory, "k5", "req", DAY) is None
     _finish(factory, "k5", 503, [], b"{}")
-    assert _claim(factory, "k5", "req") is None  # claimable again: the retry runs
+    assert _claim(factory, "k5", "req", DAY) is None  # claimable again: the retry runs
     _finish(factory, "k5", 201, [["content-type", "application/json"]], b"{}")
-    record = _claim(factory, "k5", "req")
+    record = _claim(factory, "k5", "req", DAY)
     assert record is not None
     assert record.status_code == 201
+
+
+def test_records_expire_after_the_ttl(
+    svc: TestClient, engine: Engine, pbmc_table: pd.DataFrame
+) -> None:
+    body = expression_body(pbmc_table, 1)
+    assert svc.post(URL, json=body, headers={"Idempotency-Key": "old"}).status_code == 200
+    with Session(engine) as s:  # a day and a minute later
+        s.execute(
+            update(IdempotencyRecord).values(created_at=utcnow() - DAY - timedelta(minutes=1))
+        )
+        s.commit()
+    again = svc.post(URL, json=body, headers={"Idempotency-Key": "old"})
+    assert again.status_code == 200
+    assert "idempotent-replayed" not in again.headers  # expired: run afresh, recorded again
+    assert count(engine) == 2
+    # another body under the expired key is a new request too, not a 422; the old answer is gone
+    factory = sessionmaker(engine)
+    with Session(engine) as s:
+        s.execute(update(IdempotencyRecord).values(created_at=utcnow() - 2 * DAY))
+        s.commit()
+    assert _claim(factory, "other-key", "x", DAY) is None
+    with Session(engine) as s:
+        assert s.scalars(select(IdempotencyRecord.scope_key)).all() == ["other-key"]
