@@ -18,25 +18,27 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    cast,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UTCDateTime, utcnow
 
 
 class Prediction(Base):
-    """One embed/classify call: what was asked of which model version, and what it answered."""
+    """One embed/classify/regress call: what was asked of which version, and what it answered."""
 
     __tablename__ = "predictions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     request_id: Mapped[str] = mapped_column(String(128), index=True)
-    task: Mapped[str] = mapped_column(String(16))  # "embed" | "classify"
+    task: Mapped[str] = mapped_column(String(16))  # embed | classify | regress | v2-infer
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[int] = mapped_column(Integer)
     n_samples: Mapped[int] = mapped_column(Integer)
     sample_ids: Mapped[list[str]] = mapped_column(JSON)
-    # classify: [{"id", "label", "probabilities"}]; embed: None (embeddings are not kept)
+    # classify: [{"id", "label", "probabilities"}]; regress: [{"id", "values"}]; embed: None
     outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     gene_overlap: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -44,7 +46,14 @@ class Prediction(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
-    __table_args__ = (Index(None, "model_name", "model_version"),)
+    __table_args__ = (
+        Index(None, "model_name", "model_version"),
+        # GET /v1/predictions?sample_id=: `sample_ids::jsonb ? id` on PostgreSQL uses this
+        # (migration 0003); SQLite, the single-lab embedded default, scans with json_each
+        Index(
+            "ix_predictions_sample_ids_gin", cast(sample_ids, JSONB), postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
+    )
 
 
 class ApiKey(Base):
