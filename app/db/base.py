@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import DateTime, MetaData, func, select
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -35,6 +35,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """Now, in UTC, timezone-aware."""
     return datetime.now(UTC)
+
+
+def db_now(session: Session) -> datetime:
+    """The database server's clock (UTC): one clock for every API replica and worker.
+
+    Leases are judged by it, so a runner or reaper whose own clock is off cannot take a live
+    job away or keep a dead one. SQLite is embedded, so its clock is this machine's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        # clock_timestamp: now, not the transaction's start
+        now = session.scalar(select(func.clock_timestamp(type_=DateTime(timezone=True))))
+        if isinstance(now, datetime):
+            return now.astimezone(UTC)
+    return utcnow()
 
 
 class Base(DeclarativeBase):

@@ -3,7 +3,8 @@
 A runner claims a queued job with one conditional UPDATE (queued → running, with its name as the
 lease owner), renews the lease while it works and finishes only while it still holds the lease.
 A job whose lease runs out is re-queued (or failed after too many attempts) by `reap`, so a job
-is never left 'running' after its worker died, and never runs twice at once.
+is never left 'running' after its worker died, and never runs twice at once. Lease times come
+from the database's clock (`db_now`), never a runner's, so machines need not agree on the time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.base import utcnow
+from app.db.base import db_now, utcnow
 from app.db.tables import Job, ModelVersion
 from app.errors import InvalidRequest, NotFound
 from app.inference.card import ModelKind
@@ -130,7 +131,7 @@ def cancel(session: Session, job_id: uuid.UUID) -> Job:
 
 def claim(session: Session, job_id: uuid.UUID, owner: str, lease_seconds: float) -> Job | None:
     """Take a queued job for `owner`; None if someone else has it or it is no longer queued."""
-    now = utcnow()
+    now = db_now(session)
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
@@ -158,7 +159,7 @@ def renew(
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), **progress)
+        .values(lease_expires_at=db_now(session) + timedelta(seconds=lease_seconds), **progress)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return None
@@ -217,7 +218,7 @@ def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> boo
 
 def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
     """Re-queue (or fail) running jobs whose lease expired; returns the ids to enqueue again."""
-    now = utcnow()
+    now = db_now(session)
     lost = session.scalars(
         select(Job).where(Job.status == "running", Job.lease_expires_at < now)
     ).all()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
+import app.db.base
 from app.db.base import utcnow
 from app.db.tables import Dataset, Job
 from app.services import jobs
@@ -59,6 +61,27 @@ def test_only_one_runner_claims_a_job(engine: Engine) -> None:
         assert jobs.renew(s, job_id, "runner-b", 30) is None  # not b's lease
         assert jobs.renew(s, job_id, "runner-a", 30, epoch=3) is False
         s.commit()
+
+
+def test_leases_follow_the_database_clock_not_the_runners(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite is embedded: its clock is the one machine's")
+    job_id = make_job(engine)
+    with Session(engine) as s:
+        jobs.claim(s, job_id, "slow-clock", 30)  # this runner's clock is an hour behind
+        s.commit()
+    # a reaper on a machine whose clock is an hour ahead: it must not take the live job away
+    ahead = utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(app.db.base, "utcnow", lambda: ahead)
+    with Session(engine) as s:
+        assert jobs.reap(s, max_attempts=2) == []
+        s.commit()
+        job = jobs.get(s, job_id)
+        assert job.status == "running"
+        assert job.lease_expires_at is not None
+        assert job.lease_expires_at < ahead - timedelta(minutes=59)  # set by the database's clock
 
 
 def test_a_lost_runner_is_requeued_then_failed(engine: Engine) -> None:
