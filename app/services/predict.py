@@ -8,7 +8,8 @@ model version's batcher, so concurrent requests share ONNX Runtime calls.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -87,6 +88,37 @@ async def _record(
     )
 
 
+Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
+
+
+async def _answer(
+    session: Session,
+    model: LoadedModel,
+    expr: Expression,
+    request_id: str,
+    min_overlap: float,
+    declared: InputScale | None,
+    *,
+    task: str,
+    rows: Callable[[dict[str, Array]], list[Row]],
+    keep: bool,
+) -> tuple[list[Row], GeneOverlap]:
+    """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows)."""
+    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared)
+    answer = rows(outputs)
+    kept = [r.model_dump() for r in answer] if keep else None
+    await _record(
+        session,
+        model,
+        task=task,
+        expr=expr,
+        request_id=request_id,
+        outputs=kept,
+        overlap=fraction,
+    )
+    return answer, overlap
+
+
 async def classify(
     *,
     session: Session,
@@ -103,25 +135,22 @@ async def classify(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
             f"(use /v1/models/{card.name}/embed for an encoder)"
         )
-    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
     labels = card.labels
-    predictions = [
-        SamplePrediction(
-            id=sample_id,
-            label=labels[int(row.argmax())],
-            probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
-        )
-        for sample_id, row in zip(expr.sample_ids, outputs["probabilities"], strict=True)
-    ]
-    await _record(
-        session,
-        model,
-        task="classify",
-        expr=expr,
-        request_id=request_id,
-        outputs=[p.model_dump() for p in predictions],
-        overlap=fraction,
-    )
+
+    def rows(outputs: dict[str, Array]) -> list[SamplePrediction]:
+        return [
+            SamplePrediction(
+                id=sample_id,
+                label=labels[int(row.argmax())],
+                probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
+            )
+            for sample_id, row in zip(expr.sample_ids, outputs["probabilities"], strict=True)
+        ]
+
+    predictions, overlap = await _answer(
+        session, model, expr, request_id, min_overlap, declared_scale,
+        task="classify", rows=rows, keep=True,
+    )  # fmt: skip
     return ClassifyOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
@@ -142,29 +171,24 @@ async def regress(
     """The predicted value of every target for every sample."""
     card = model.card
     if card.kind is not ModelKind.regressor or card.labels is None:
-        raise InvalidRequest(
-            f"{card.name} is a {card.kind} model; regress needs a regressor"
-            + (
-                f" (use /v1/models/{card.name}/classify)"
-                if card.kind is ModelKind.classifier
-                else ""
-            )
+        hint = (
+            f" (use /v1/models/{card.name}/classify)" if card.kind is ModelKind.classifier else ""
         )
-    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
+        raise InvalidRequest(f"{card.name} is a {card.kind} model; regress needs a regressor{hint}")
     targets = card.labels
-    predictions = [
-        SampleValues(id=sample_id, values={t: float(v) for t, v in zip(targets, row, strict=True)})
-        for sample_id, row in zip(expr.sample_ids, outputs["prediction"], strict=True)
-    ]
-    await _record(
-        session,
-        model,
-        task="regress",
-        expr=expr,
-        request_id=request_id,
-        outputs=[p.model_dump() for p in predictions],
-        overlap=fraction,
-    )
+
+    def rows(outputs: dict[str, Array]) -> list[SampleValues]:
+        return [
+            SampleValues(
+                id=sample_id, values={t: float(v) for t, v in zip(targets, row, strict=True)}
+            )
+            for sample_id, row in zip(expr.sample_ids, outputs["prediction"], strict=True)
+        ]
+
+    predictions, overlap = await _answer(
+        session, model, expr, request_id, min_overlap, declared_scale,
+        task="regress", rows=rows, keep=True,
+    )  # fmt: skip
     return RegressOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
@@ -189,20 +213,17 @@ async def embed(
             f"{card.name} has no embedding output; embed with its encoder "
             f"{card.parent.name if card.parent else '(none recorded)'}"
         )
-    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared_scale)
-    embeddings = [
-        SampleEmbedding(id=sample_id, embedding=row.tolist())
-        for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
-    ]
-    await _record(
-        session,
-        model,
-        task="embed",
-        expr=expr,
-        request_id=request_id,
-        outputs=None,
-        overlap=fraction,
-    )
+
+    def rows(outputs: dict[str, Array]) -> list[SampleEmbedding]:
+        return [
+            SampleEmbedding(id=sample_id, embedding=row.tolist())
+            for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
+        ]
+
+    embeddings, overlap = await _answer(
+        session, model, expr, request_id, min_overlap, declared_scale,
+        task="embed", rows=rows, keep=False,  # embeddings are not kept
+    )  # fmt: skip
     return EmbedOut(
         request_id=request_id,
         model=ModelUsed(name=card.name, version=card.version),
