@@ -63,21 +63,26 @@ def _contains(session: Session, sample_id: str) -> ColumnElement[bool]:
 
 
 def to_csv(predictions: list[PastPrediction]) -> str:
-    """One row per sample: when, which model, the label and each class probability."""
+    """One row per sample: when, which model, the label and each class probability, or each
+    predicted value (regressors)."""
     classes = sorted(
         {c for p in predictions if p.output for c in p.output.get("probabilities", {})}
     )
+    targets = sorted({t for p in predictions if p.output for t in p.output.get("values", {})})
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
         ["created_at", "request_id", "model", "version", "task", "sample_id", "label"]
         + [f"p_{c}" for c in classes]
+        + [f"value_{t}" for t in targets]
     )
     for p in predictions:
-        probs = (p.output or {}).get("probabilities", {})
+        output = p.output or {}
+        probs, values = output.get("probabilities", {}), output.get("values", {})
         writer.writerow(
             [p.created_at.isoformat(), p.request_id, p.model, p.version, p.task, p.sample_id]
-            + [(p.output or {}).get("label", "")]
+            + [output.get("label", "")]
             + [probs.get(c, "") for c in classes]
+            + [values.get(t, "") for t in targets]
         )
     return buf.getvalue()

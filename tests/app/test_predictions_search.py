@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.app.conftest import LABELS
+from tests.app.conftest import LABELS, TARGETS
 
 
 def test_find_past_results_and_download_csv(client: TestClient) -> None:
@@ -47,3 +48,13 @@ def test_find_past_results_and_download_csv(client: TestClient) -> None:
     assert {f"p_{label}" for label in LABELS} <= set(rows[0])
     assert rows[0]["label"] in LABELS
     assert client.get("/v1/predictions", params={"format": "xml"}).status_code == 422
+
+
+def test_regressor_results_download_with_their_values(regressor: Path, client: TestClient) -> None:
+    body = {"genes": [f"G{i}" for i in range(10)], "samples": [{"id": "L7", "values": [1.0] * 10}]}
+    answer = client.post("/v1/models/toy-regressor/regress", json=body).json()
+    r = client.get("/v1/predictions", params={"sample_id": "L7", "format": "csv"})
+    (row,) = list(csv.DictReader(io.StringIO(r.text)))
+    assert (row["task"], row["label"]) == ("regress", "")
+    for target in TARGETS:
+        assert float(row[f"value_{target}"]) == answer["predictions"][0]["values"][target]
