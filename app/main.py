@@ -17,6 +17,7 @@ from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.session import make_engine, make_sessionmaker
+from app.db.writer import PredictionWriter
 from app.errors import install_error_handlers
 from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory, InferenceBackend
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.writer = PredictionWriter(app.state.sessionmaker)
         app.state.registry = registry
         log.info(
             "serving %d model version(s) from %s; %d broken",
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
                 watcher.cancel()
             app.state.executor.close()
             registry.close()
+            await app.state.writer.close()
             engine.dispose()
 
     app = FastAPI(

@@ -17,7 +17,6 @@ from fastapi.responses import Response
 from app import __version__
 from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
 from app.api.formats import inflate
-from app.db import repository
 from app.errors import AppError, InvalidRequest, ModelNotFound, v2_error
 from app.inference import v2codec
 from app.inference.registry import LoadedModel, ModelRegistry
@@ -125,7 +124,16 @@ async def infer(
             body, headers, n = await _infer(
                 m, request, settings.max_samples_per_request, settings.max_body_bytes
             )
-            await asyncio.to_thread(_record, request.app.state.sessionmaker, m, request_id, n)
+            # answered only once the row is committed; concurrent calls share the transaction
+            await request.app.state.writer.record(
+                request_id=request_id,
+                task="v2-infer",
+                model_name=m.card.name,
+                model_version=m.card.version,
+                sample_ids=[str(i) for i in range(n)],
+                outputs=None,
+                gene_overlap=1.0,
+            )
         outcome = "ok"
     except AppError as exc:
         return v2_error(exc)
@@ -133,22 +141,6 @@ async def infer(
         metrics.inferences.labels(m.card.name, str(m.card.version), outcome).inc()
     media = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"
     return Response(body, media_type=media, headers=headers)
-
-
-def _record(sessionmaker: Any, m: LoadedModel, request_id: str, n: int) -> None:
-    # one thread hop for the whole transaction (SessionDep would take three): this endpoint is
-    # the one small requests hammer
-    with sessionmaker() as session, session.begin():
-        repository.add_prediction(
-            session,
-            request_id=request_id,
-            task="v2-infer",
-            model_name=m.card.name,
-            model_version=m.card.version,
-            sample_ids=[str(i) for i in range(n)],
-            outputs=None,
-            gene_overlap=1.0,
-        )
 
 
 async def _infer(
