@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0.0)
     request_timeout_s: float = Field(default=60.0, gt=0.0, description="Longer requests: 504.")
 
+    fastapi_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's built-in OpenTelemetry spans and metrics (for a configured "
+        "OpenTelemetry provider); off, /metrics and the JSON logs are the service's telemetry "
+        "and requests skip its per-request checks.",
+    )
+
     min_gene_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
     max_samples_per_request: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)

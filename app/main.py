@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
@@ -54,6 +55,15 @@ def _batcher_factory(settings: Settings, metrics: Metrics) -> BatcherFactory:
         )
 
     return make
+
+
+# FastAPI's OpenTelemetry instrumentation, every part of it, when GENEXFER_FASTAPI_TELEMETRY is off
+_NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def create_app(settings: Settings | None = None, backend: BackendFactory | None = None) -> FastAPI:
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         version=__version__,
         summary="Transfer learning for gene-expression data: embed and classify profiles.",
         lifespan=lifespan,
+        telemetry=None if settings.fastapi_telemetry else _NO_TELEMETRY,
     )
     metrics = Metrics()
     app.state.settings = settings
@@ -120,7 +131,8 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         timeout_s=settings.request_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 504s too
-    for router in (health.router, models.router, kserve.router, metrics_api.router):
+    # /v2 first: its infer route is the hottest, and routes are matched in order
+    for router in (kserve.router, health.router, models.router, metrics_api.router):
         app.include_router(router)
     app.include_router(predict.router, dependencies=[Depends(require("predict"))])
     app.include_router(preprocess.router, dependencies=[Depends(require("predict"))])
