@@ -2,7 +2,8 @@
 
 Errors here are `{"error": "..."}` with the status the protocol expects (400 for a bad request,
 404 for an unknown model), not problem+json: that is what v2 clients parse. Inference goes through
-the same batcher as /v1 and is recorded the same way (task "v2-infer", rows numbered from 0).
+the same batcher as /v1 and is recorded (task "v2-infer", rows numbered from 0) through the
+group-commit writer (`app.db.writer`): each call answers once its row is committed.
 """
 
 from __future__ import annotations
