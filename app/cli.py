@@ -14,11 +14,13 @@ from training.preprocess.command import register as register_preprocess
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.allocator import keep_freed_memory
     from app.config import get_settings
     from app.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    keep_freed_memory(settings.malloc_trim_threshold_mb)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -78,9 +78,22 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0.0)
     request_timeout_s: float = Field(default=60.0, gt=0.0, description="Longer requests: 504.")
 
+    fastapi_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's built-in OpenTelemetry spans and metrics (for a configured "
+        "OpenTelemetry provider); off, /metrics and the JSON logs are the service's telemetry "
+        "and requests skip its per-request checks.",
+    )
+
     min_gene_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
     max_samples_per_request: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    malloc_trim_threshold_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="genexfer serve keeps up to this much freed heap for reuse (glibc only; "
+        "large bodies otherwise page-fault afresh on every request); 0: the C library's defaults.",
+    )
 
     # fine-tuning service (datasets, jobs, workers, keys)
     data_dir: Path = Path("data")

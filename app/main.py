@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
@@ -17,6 +18,7 @@ from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.session import make_engine, make_sessionmaker
+from app.db.writer import PredictionWriter
 from app.errors import install_error_handlers
 from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory, InferenceBackend
@@ -55,6 +57,15 @@ def _batcher_factory(settings: Settings, metrics: Metrics) -> BatcherFactory:
     return make
 
 
+# FastAPI's OpenTelemetry instrumentation, every part of it, when GENEXFER_FASTAPI_TELEMETRY is off
+_NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def create_app(settings: Settings | None = None, backend: BackendFactory | None = None) -> FastAPI:
     """Build the app; `backend` replaces ONNX Runtime (tests pass a fake)."""
     settings = settings or get_settings()
@@ -78,6 +89,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.writer = PredictionWriter(app.state.sessionmaker)
         app.state.registry = registry
         log.info(
             "serving %d model version(s) from %s; %d broken",
@@ -98,6 +110,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
                 watcher.cancel()
             app.state.executor.close()
             registry.close()
+            await app.state.writer.close()
             engine.dispose()
 
     app = FastAPI(
@@ -105,6 +118,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         version=__version__,
         summary="Transfer learning for gene-expression data: embed and classify profiles.",
         lifespan=lifespan,
+        telemetry=None if settings.fastapi_telemetry else _NO_TELEMETRY,
     )
     metrics = Metrics()
     app.state.settings = settings
@@ -117,7 +131,8 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         timeout_s=settings.request_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s and 504s too
-    for router in (health.router, models.router, kserve.router, metrics_api.router):
+    # /v2 first: its infer route is the hottest, and routes are matched in order
+    for router in (kserve.router, health.router, models.router, metrics_api.router):
         app.include_router(router)
     app.include_router(predict.router, dependencies=[Depends(require("predict"))])
     app.include_router(preprocess.router, dependencies=[Depends(require("predict"))])

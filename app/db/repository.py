@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
@@ -36,6 +36,12 @@ def add_prediction(
     session.add(row)
     session.flush()
     return row
+
+
+def add_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Record many prediction calls in one multi-row INSERT (rows carry every column)."""
+    if rows:
+        session.execute(insert(Prediction), rows)
 
 
 def predictions_by_request(session: Session, request_id: str) -> Sequence[Prediction]:

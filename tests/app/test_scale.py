@@ -46,3 +46,17 @@ def test_missing_values_are_ignored_and_all_missing_refused() -> None:
     assert detect_scale(values).scale == "log"
     with pytest.raises(ValueError, match="no finite values"):
         detect_scale(np.full((2, 2), np.nan))
+
+
+def test_large_inputs_are_judged_on_a_strided_sample() -> None:
+    rng = np.random.default_rng(0)
+    logged = np.log1p(rng.gamma(0.3, 4.0, size=(64, 20_000))).astype(np.float32)
+    whole = detect_scale(logged[:8])  # 160,000 values: every one looked at
+    sampled = detect_scale(logged)  # 1.28 M values: a strided sample of ~200,000
+    assert whole.scale == sampled.scale == "log"
+    counts = np.round(rng.gamma(0.3, 40.0, size=(64, 20_000))).astype(np.float32)
+    assert detect_scale(counts).compatible == frozenset({"counts"})
+    # missing values are skipped; a sample that hits only missing values looks at all of them
+    holes = np.full((64, 20_000), np.nan, dtype=np.float32)
+    holes.reshape(-1)[1::7] = 2.5
+    assert detect_scale(holes).scale == "log"
