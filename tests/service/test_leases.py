@@ -6,11 +6,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlalchemy.orm import Session
 
 import app.db.base
+from app.db import migrate
 from app.db.base import utcnow
+from app.db.session import make_engine
 from app.db.tables import Dataset, Job
 from app.services import jobs
 
@@ -64,10 +66,21 @@ def test_only_one_runner_claims_a_job(engine: Engine) -> None:
 
 
 def test_leases_follow_the_database_clock_not_the_runners(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite is embedded: its clock is the one machine's")
+    """PostgreSQL only: SQLite is embedded, so its clock is the one machine's."""
+    engine = make_engine(postgresql_url)
+    migrate.upgrade(engine)
+    try:
+        _check_db_clock(engine, monkeypatch)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(Job))
+            conn.execute(delete(Dataset))
+        engine.dispose()
+
+
+def _check_db_clock(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = make_job(engine)
     with Session(engine) as s:
         jobs.claim(s, job_id, "slow-clock", 30)  # this runner's clock is an hour behind
