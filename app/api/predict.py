@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from app.api import formats
-from app.api.deps import RegistryDep, RequestIdDep, SessionDep, SettingsDep
+from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
 from app.config import Settings
 from app.errors import documented
 from app.inference.card import InputScale
@@ -87,7 +86,6 @@ async def _serve(
     name: str,
     version: int | None,
     *,
-    session: Session,
     registry: ModelRegistry,
     settings: Settings,
     request_id: str,
@@ -107,7 +105,7 @@ async def _serve(
                 max_bytes=settings.max_body_bytes,
             )
             out = await task(
-                session=session,
+                writer=request.app.state.writer,
                 model=model,
                 expr=expr,
                 request_id=request_id,
@@ -126,7 +124,6 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
     async def endpoint(
         name: str,
         request: Request,
-        session: SessionDep,
         registry: RegistryDep,
         settings: SettingsDep,
         request_id: RequestIdDep,
@@ -138,7 +135,6 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
             request,
             name,
             version,
-            session=session,
             registry=registry,
             settings=settings,
             request_id=request_id,

@@ -5,37 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Boolean, ColumnElement, exists, func, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
-
-
-def add_prediction(
-    session: Session,
-    *,
-    request_id: str,
-    task: str,
-    model_name: str,
-    model_version: int,
-    sample_ids: list[str],
-    outputs: list[dict[str, Any]] | None,
-    gene_overlap: float,
-) -> Prediction:
-    """Record one prediction call."""
-    row = Prediction(
-        request_id=request_id,
-        task=task,
-        model_name=model_name,
-        model_version=model_version,
-        n_samples=len(sample_ids),
-        sample_ids=sample_ids,
-        outputs=outputs,
-        gene_overlap=gene_overlap,
-    )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def add_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -44,11 +18,34 @@ def add_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(Prediction), rows)
 
 
-def predictions_by_request(session: Session, request_id: str) -> Sequence[Prediction]:
-    """The predictions recorded for one request id, oldest first."""
-    stmt = (
-        select(Prediction)
-        .where(Prediction.request_id == request_id)
-        .order_by(Prediction.created_at)
-    )
-    return session.scalars(stmt).all()
+def find_predictions(
+    session: Session,
+    *,
+    sample_id: str | None,
+    model: str | None,
+    version: int | None,
+    limit: int,
+    offset: int,
+) -> Sequence[Prediction]:
+    """Recorded calls, newest first, filtered by a sample id they include, model and version."""
+    stmt = select(Prediction).order_by(Prediction.created_at.desc())
+    if model is not None:
+        stmt = stmt.where(Prediction.model_name == model)
+    if version is not None:
+        stmt = stmt.where(Prediction.model_version == version)
+    if sample_id is not None:
+        stmt = stmt.where(includes_sample(session, sample_id))
+    return session.scalars(stmt.limit(limit).offset(offset)).all()
+
+
+def includes_sample(session: Session, sample_id: str) -> ColumnElement[bool]:
+    """`sample_id` is in a row's sample_ids (a JSON array), in the backend's own JSON terms.
+
+    On PostgreSQL, ``sample_ids::jsonb ? id`` is answered from the GIN index of migration 0003.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        jsonb = Prediction.sample_ids.cast(JSONB)
+        contains: ColumnElement[bool] = jsonb.op("?", return_type=Boolean)(sample_id)
+        return contains
+    each = func.json_each(Prediction.sample_ids).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == sample_id))

@@ -42,7 +42,7 @@ class Prediction(Base):
     outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     gene_overlap: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    # filled from the request's audit context (app.audit) when the row is inserted
+    # from the request's audit context (app.audit), stamped by the prediction writer
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 

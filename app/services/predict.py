@@ -1,8 +1,9 @@
 """Embed, classify and regress: check the input's scale, fold duplicate genes, align to the
 model's panel, run the model, record the call.
 
-The checks, alignment and the database write run in worker threads; inference goes through the
-model version's batcher, so concurrent requests share ONNX Runtime calls.
+The checks and alignment run in a worker thread; inference goes through the model version's
+batcher, so concurrent requests share ONNX Runtime calls; the call's record goes through the
+group-commit writer (`app.db.writer`) and the answer leaves only once it is committed.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
-from app.db import repository
+from app.db.writer import PredictionWriter
 from app.errors import InvalidRequest
 from app.inference.align import MAX_LISTED, Alignment, align
 from app.inference.backend import Array
@@ -66,7 +65,7 @@ async def _run(
 
 
 async def _record(
-    session: Session,
+    writer: PredictionWriter,
     model: LoadedModel,
     *,
     task: str,
@@ -75,9 +74,7 @@ async def _record(
     outputs: list[dict[str, Any]] | None,
     overlap: float,
 ) -> None:
-    await asyncio.to_thread(
-        repository.add_prediction,
-        session,
+    await writer.record(
         request_id=request_id,
         task=task,
         model_name=model.card.name,
@@ -92,7 +89,7 @@ Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
 
 
 async def _answer(
-    session: Session,
+    writer: PredictionWriter,
     model: LoadedModel,
     expr: Expression,
     request_id: str,
@@ -108,7 +105,7 @@ async def _answer(
     answer = rows(outputs)
     kept = [r.model_dump() for r in answer] if keep else None
     await _record(
-        session,
+        writer,
         model,
         task=task,
         expr=expr,
@@ -121,7 +118,7 @@ async def _answer(
 
 async def classify(
     *,
-    session: Session,
+    writer: PredictionWriter,
     model: LoadedModel,
     expr: Expression,
     request_id: str,
@@ -148,7 +145,7 @@ async def classify(
         ]
 
     predictions, overlap = await _answer(
-        session, model, expr, request_id, min_overlap, declared_scale,
+        writer, model, expr, request_id, min_overlap, declared_scale,
         task="classify", rows=rows, keep=True,
     )  # fmt: skip
     return ClassifyOut(
@@ -161,7 +158,7 @@ async def classify(
 
 async def regress(
     *,
-    session: Session,
+    writer: PredictionWriter,
     model: LoadedModel,
     expr: Expression,
     request_id: str,
@@ -186,7 +183,7 @@ async def regress(
         ]
 
     predictions, overlap = await _answer(
-        session, model, expr, request_id, min_overlap, declared_scale,
+        writer, model, expr, request_id, min_overlap, declared_scale,
         task="regress", rows=rows, keep=True,
     )  # fmt: skip
     return RegressOut(
@@ -199,7 +196,7 @@ async def regress(
 
 async def embed(
     *,
-    session: Session,
+    writer: PredictionWriter,
     model: LoadedModel,
     expr: Expression,
     request_id: str,
@@ -221,7 +218,7 @@ async def embed(
         ]
 
     embeddings, overlap = await _answer(
-        session, model, expr, request_id, min_overlap, declared_scale,
+        writer, model, expr, request_id, min_overlap, declared_scale,
         task="embed", rows=rows, keep=False,  # embeddings are not kept
     )  # fmt: skip
     return EmbedOut(

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 
-from sqlalchemy import Boolean, ColumnElement, exists, func, select
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from app.db.tables import Prediction
+from app.db import repository
 from app.schemas.jobs import PastPrediction
 
 
@@ -24,14 +21,9 @@ def find(
     offset: int,
 ) -> list[PastPrediction]:
     """One entry per (prediction, sample), newest first."""
-    stmt = select(Prediction).order_by(Prediction.created_at.desc())
-    if model is not None:
-        stmt = stmt.where(Prediction.model_name == model)
-    if version is not None:
-        stmt = stmt.where(Prediction.model_version == version)
-    if sample_id is not None:
-        stmt = stmt.where(_contains(session, sample_id))
-    rows: Sequence[Prediction] = session.scalars(stmt.limit(limit).offset(offset)).all()
+    rows = repository.find_predictions(
+        session, sample_id=sample_id, model=model, version=version, limit=limit, offset=offset
+    )
     out = []
     for row in rows:
         outputs = {o["id"]: o for o in row.outputs or []}
@@ -50,16 +42,6 @@ def find(
                     )
                 )
     return out
-
-
-def _contains(session: Session, sample_id: str) -> ColumnElement[bool]:
-    # sample_ids is a JSON array: search it with the backend's own JSON functions
-    if session.get_bind().dialect.name == "postgresql":
-        jsonb = Prediction.sample_ids.cast(JSONB)
-        contains: ColumnElement[bool] = jsonb.op("?", return_type=Boolean)(sample_id)
-        return contains
-    each = func.json_each(Prediction.sample_ids).table_valued("value")
-    return exists(select(1).select_from(each).where(each.c.value == sample_id))
 
 
 def to_csv(predictions: list[PastPrediction]) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from app.db import migrate, repository
+from app.db.base import utcnow
 from app.db.session import make_engine
 
 
@@ -26,22 +28,33 @@ def test_upgrade_downgrade_roundtrip(database_url: str) -> None:
 
 
 def test_prediction_roundtrip_keeps_utc_and_json(engine: Engine) -> None:
+    row = {
+        "id": uuid.uuid4(),
+        "created_at": utcnow(),
+        "request_id": "r1",
+        "task": "classify",
+        "model_name": "m",
+        "model_version": 3,
+        "n_samples": 2,
+        "sample_ids": ["a", "b"],
+        "outputs": [{"id": "a", "label": "x", "probabilities": {"x": 1.0}}],
+        "gene_overlap": 0.75,
+        "api_key_id": None,
+        "idempotency_key": None,
+    }
     with Session(engine) as s:
-        repository.add_prediction(
-            s,
-            request_id="r1",
-            task="classify",
-            model_name="m",
-            model_version=3,
-            sample_ids=["a", "b"],
-            outputs=[{"id": "a", "label": "x", "probabilities": {"x": 1.0}}],
-            gene_overlap=0.75,
-        )
+        repository.add_predictions(s, [row])
         s.commit()
     with Session(engine) as s:
-        (row,) = repository.predictions_by_request(s, "r1")
-    assert row.sample_ids == ["a", "b"]
-    assert row.n_samples == 2
-    assert row.outputs == [{"id": "a", "label": "x", "probabilities": {"x": 1.0}}]
-    assert row.created_at.tzinfo is not None
-    assert row.created_at.utcoffset() == UTC.utcoffset(None)
+        (found,) = repository.find_predictions(
+            s, sample_id="b", model="m", version=3, limit=10, offset=0
+        )
+        none = repository.find_predictions(
+            s, sample_id="c", model=None, version=None, limit=9, offset=0
+        )
+        assert none == []
+    assert found.sample_ids == ["a", "b"]
+    assert found.n_samples == 2
+    assert found.outputs == [{"id": "a", "label": "x", "probabilities": {"x": 1.0}}]
+    assert found.created_at.tzinfo is not None
+    assert found.created_at.utcoffset() == UTC.utcoffset(None)

@@ -7,10 +7,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
-from app.db import migrate
+from app.db import migrate, repository
 from app.db.session import make_engine
 from app.db.tables import Prediction
-from app.services import predictions
 from tests.service.conftest import expression_body
 
 NEW_TABLES = {"api_keys", "datasets", "jobs", "model_versions", "idempotency_keys"}
@@ -54,7 +53,7 @@ def test_sample_id_search_uses_the_index_on_postgresql(database_url: str) -> Non
             with Session(engine) as session:
                 # the planner must be able to answer the service's own query from the index
                 session.execute(text("SET LOCAL enable_seqscan = off"))
-                stmt = select(Prediction.id).where(predictions._contains(session, "S1"))
+                stmt = select(Prediction.id).where(repository.includes_sample(session, "S1"))
                 sql = stmt.compile(engine, compile_kwargs={"literal_binds": True})
                 plan = "\n".join(session.scalars(text(f"EXPLAIN {sql}")))
             assert "ix_predictions_sample_ids_gin" in plan, plan
