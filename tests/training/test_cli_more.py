@@ -168,6 +168,9 @@ def test_regression_finetune_and_baseline_export(
     bad = ["finetune", "--task", "regression", "--label-column", "label", "--encoder", "enc"]
     assert _run([*bad, "--name", "x", "--data", str(table), *common[2:]]) == 1
     assert "obs column 'label' is not numeric (or missing) for 1" in capsys.readouterr().err
+    regress_classes = ["export", "--task", "regression", "--label-column", "label", "--name", "x"]
+    assert _run([*regress_classes, "--baseline", "ridge", "--data", str(table), *common[2:4]]) == 1
+    assert "obs column 'label' is not numeric" in capsys.readouterr().err
 
 
 def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
