@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import db_now, utcnow
@@ -158,7 +158,7 @@ def renew(
     """Extend the lease and record progress; None if the lease is lost, else cancel_requested."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .where(*_held(job_id, owner))
         .values(lease_expires_at=db_now(session) + timedelta(seconds=lease_seconds), **progress)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
@@ -176,19 +176,45 @@ def finish(
     **values: Any,
 ) -> bool:
     """Record the outcome, only while `owner` still holds the lease."""
+    return _end_lease(
+        session,
+        job_id,
+        owner,
+        _event(status, reason),
+        status=status,
+        error=reason if status == "failed" else None,
+        finished_at=utcnow(),
+        **values,
+    )
+
+
+def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> bool:
+    """Put a job its runner had to drop (its process is stopping) back in the queue, uncounted."""
+    return _end_lease(
+        session,
+        job_id,
+        owner,
+        _event("queued", reason),
+        status="queued",
+        attempts=Job.attempts - 1,
+    )
+
+
+def _end_lease(
+    session: Session, job_id: uuid.UUID, owner: str, event: dict[str, Any], **values: Any
+) -> bool:
+    """Clear `owner`'s lease, add `event` to the history and set `values`, only while `owner`
+    still holds the lease of the running job; False if it does not."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None or job.lease_owner != owner or job.status != "running":
         return False
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .where(*_held(job_id, owner))
         .values(
-            status=status,
-            error=reason if status == "failed" else None,
             lease_owner=None,
             lease_expires_at=None,
-            finished_at=utcnow(),
-            history=[*job.history, _event(status, reason)],
+            history=[*job.history, event],
             **values,
         )
     )
@@ -196,24 +222,9 @@ def finish(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> bool:
-    """Put a job its runner had to drop (its process is stopping) back in the queue, uncounted."""
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None or job.lease_owner != owner or job.status != "running":
-        return False
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-        .values(
-            status="queued",
-            lease_owner=None,
-            lease_expires_at=None,
-            attempts=Job.attempts - 1,
-            history=[*job.history, _event("queued", reason)],
-        )
-    )
-    session.flush()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def _held(job_id: uuid.UUID, owner: str | None) -> tuple[ColumnElement[bool], ...]:
+    """The job is running and `owner` holds its lease."""
+    return Job.id == job_id, Job.lease_owner == owner, Job.status == "running"
 
 
 def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
@@ -235,7 +246,7 @@ def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
             reason += f"{max_attempts}; not retried"
         result = session.execute(
             update(Job)
-            .where(Job.id == job.id, Job.status == "running", Job.lease_owner == who)
+            .where(*_held(job.id, who))
             .values(
                 status=status,
                 lease_owner=None,
