@@ -4,8 +4,9 @@ The first request with a key claims it (a unique row, so concurrent duplicates c
 and stores its answer; a retry with the same key and body gets that answer replayed, the same key
 with another body is a 422, and a retry while the first still runs is a 409. Keys are namespaced by
 the caller's credentials, so a replay never reaches someone who could not make the request.
-Records live `idempotency_ttl_hours`: each claim first deletes the expired ones (an index range
-on created_at), so stored answers, which may hold results, are not kept for ever.
+Records live `idempotency_ttl_hours`: each claim deletes the expired ones (an index range on
+created_at) in its own transaction, so stored answers, which may hold results, are not kept for
+ever.
 """
 
 from __future__ import annotations
@@ -151,9 +152,10 @@ def _claim(
 ) -> IdempotencyRecord | None:
     """None when this request claimed the key; else the existing (unexpired) record."""
     with factory() as session:
+        # one transaction: an expired record of this key is gone before the insert; if the key
+        # is taken (unexpired) the rollback keeps the other expired rows for the next claim
         expired = IdempotencyRecord.created_at < utcnow() - ttl
         session.execute(delete(IdempotencyRecord).where(expired))
-        session.commit()
         session.add(IdempotencyRecord(scope_key=scope_key, request_sha256=fingerprint))
         try:
             session.commit()
