@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app = FastAPI(
         title="GeneXfer",
         version=__version__,
-        summary="Transfer learning for gene-expression data: embed and classify profiles.",
+        summary="Transfer learning for gene-expression data: embed, classify and regress profiles.",
         lifespan=lifespan,
         telemetry=None if settings.fastapi_telemetry else _NO_TELEMETRY,
     )

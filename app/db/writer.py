@@ -39,7 +39,7 @@ class PredictionWriter:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
-        self.transactions = 0  # committed so far (tests and metrics read it)
+        self.transactions = 0  # committed so far (the tests read it)
 
     async def record(
         self,

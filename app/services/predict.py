@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from app.db.writer import PredictionWriter
 from app.errors import InvalidRequest
@@ -64,27 +64,6 @@ async def _run(
     return await model.batcher.run(x), gene_overlap(alignment, folded), alignment.fraction
 
 
-async def _record(
-    writer: PredictionWriter,
-    model: LoadedModel,
-    *,
-    task: str,
-    expr: Expression,
-    request_id: str,
-    outputs: list[dict[str, Any]] | None,
-    overlap: float,
-) -> None:
-    await writer.record(
-        request_id=request_id,
-        task=task,
-        model_name=model.card.name,
-        model_version=model.card.version,
-        sample_ids=expr.sample_ids,
-        outputs=outputs,
-        gene_overlap=overlap,
-    )
-
-
 Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
 
 
@@ -103,15 +82,14 @@ async def _answer(
     """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows)."""
     outputs, overlap, fraction = await _run(model, expr, min_overlap, declared)
     answer = rows(outputs)
-    kept = [r.model_dump() for r in answer] if keep else None
-    await _record(
-        writer,
-        model,
-        task=task,
-        expr=expr,
+    await writer.record(
         request_id=request_id,
-        outputs=kept,
-        overlap=fraction,
+        task=task,
+        model_name=model.card.name,
+        model_version=model.card.version,
+        sample_ids=expr.sample_ids,
+        outputs=[r.model_dump() for r in answer] if keep else None,
+        gene_overlap=fraction,
     )
     return answer, overlap
 
