@@ -66,13 +66,11 @@ def export_onnx(
         )
     if program is None:
         raise ExportVerificationError("torch.onnx.export returned no program")
-    program.save(str(path), external_data=False)
     # the exporter annotates every node with its Python stack trace (absolute paths of this
     # checkout, line numbers): not for a shared model file, and it breaks byte-reproducibility
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    onnx.save(model, str(path))
+    for node in program.model.graph.all_nodes():
+        node.metadata_props.clear()
+    program.save(str(path), external_data=False)
 
 
 def verify_onnx(
