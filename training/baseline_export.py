@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+from sklearn.base import is_classifier
 from torch import nn
 
 from app.inference.card import ONNX_FILE, ModelKind, TensorSpec
@@ -37,11 +38,6 @@ FEATURES = "features"
 PROBABILITIES = "probabilities"
 PREDICTION = "prediction"
 PARAMS_FILE = "baseline.json"
-
-
-def is_classifier(model: Any) -> bool:
-    """True for a fitted classifier (it has classes), False for a regressor."""
-    return hasattr(model, "classes_")
 
 
 def baseline_to_onnx(model: Any, pipeline: PreprocessPipeline) -> onnx.ModelProto:
