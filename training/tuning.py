@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from app.inference.card import Metric, ModelCard
 from training.apply import numeric_target, predict_labels, predict_proba, predict_values
+from training.baselines import Task
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_to_dict
 from training.data.align import align_to_panel
@@ -32,9 +33,6 @@ from training.nn.variants import Autoencoder, DenoisingAutoencoder, VariationalA
 from training.preprocess.pipeline import PreprocessPipeline
 from training.versions import model_ref
 from training.workflows import Dataset, summary
-
-Task = Literal["classification", "regression"]
-TASKS: tuple[Task, ...] = ("classification", "regression")
 
 
 @dataclass(frozen=True)
