@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from app import __version__
-from training.cli import register as register_training
-from training.preprocess.command import register as register_preprocess
+
+# commands other packages add to `genexfer` (training adds `train` and `preprocess`): the service
+# imports none of them, so it runs where only the service is installed
+COMMANDS_GROUP = "genexfer.commands"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -134,15 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("show", help="print the database URL (password hidden) and its tables")
     db.set_defaults(func=_db)
 
-    train = commands.add_parser(
-        "train",
-        help="pretrain, fine-tune and export models (needs the 'train' extra)",
-        description="Offline training: needs `pip install genexfer[train]` (PyTorch). "
-        "Each command writes a new immutable version folder under --models-dir.",
-    )
-    train_commands = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
-    register_training(train_commands)  # imports only argparse: torch loads when a step runs
-
     keys = commands.add_parser(
         "keys",
         help="manage API keys",
@@ -168,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ping", action="store_true", help="exit 0 if this host's worker answers (health check)"
     )
     worker.set_defaults(func=_worker)
-    register_preprocess(commands)  # likewise: the readers and matplotlib load when it runs
+    for entry in entry_points(group=COMMANDS_GROUP):
+        entry.load()(commands)  # parsers only: torch loads when a training command runs
     return parser
 
 

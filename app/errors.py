@@ -1,14 +1,26 @@
-"""Errors as RFC 9457 problem+json.
+"""Errors as RFC 9457 problem+json: every error the service answers on purpose is here.
 
 AppError (500)
+├── ModelLoadError                a model version could not be loaded
+├── Unauthorized (401)            missing or invalid API key
+├── Forbidden (403)               the key lacks a scope
 ├── NotFound (404)
 │   └── ModelNotFound
-├── InvalidRequest (422)
-│   ├── InvalidExpressionData   bad values; names the samples and genes at fault
-│   ├── InsufficientGeneOverlap too few of the model's genes present
-│   └── WrongInputScale         counts sent to a log model, and the like
+├── NotAcceptable (406)           no answer format the client accepts
+├── Conflict (409)                the resource's state forbids it (e.g. a job already finished)
+│   └── IdempotencyConflict       a request with the same Idempotency-Key is still running
 ├── PayloadTooLarge (413)
-└── ServiceUnavailable (503)    e.g. the database cannot be reached
+├── UnsupportedMediaType (415)
+├── InvalidRequest (422)
+│   ├── KeyReused                 an Idempotency-Key sent again with another request
+│   ├── InvalidExpressionData     bad values; names the samples and genes at fault
+│   ├── InsufficientGeneOverlap   too few of the model's genes present
+│   └── WrongInputScale           counts sent to a log model, and the like
+├── ServiceUnavailable (503)      e.g. the database cannot be reached
+└── RequestTimeout (504)
+
+The shared core (`contract`) raises `contract.errors.DataError` and its subclasses, since it
+knows nothing of HTTP; `from_contract` gives each its AppError here (one handler, every route).
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contract.errors import DataError, GeneOverlapError, InputScaleError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,23 @@ class AppError(Exception):
         return problem
 
 
+class ModelLoadError(AppError):
+    slug = "model-load-error"
+    title = "Model could not be loaded"
+
+
+class Unauthorized(AppError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or invalid API key"
+
+
+class Forbidden(AppError):
+    status = 403
+    slug = "forbidden"
+    title = "The API key lacks a scope"
+
+
 class NotFound(AppError):
     status = 404
     slug = "not-found"
@@ -67,10 +98,38 @@ class ModelNotFound(NotFound):
     title = "Model not found"
 
 
+class NotAcceptable(AppError):
+    status = 406
+    slug = "not-acceptable"
+    title = "Not acceptable"
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict with the resource's state"
+
+
+class IdempotencyConflict(Conflict):
+    slug = "idempotency-in-progress"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class InvalidRequest(AppError):
     status = 422
     slug = "invalid-request"
     title = "Invalid request"
+
+
+class KeyReused(InvalidRequest):
+    slug = "idempotency-key-reused"
+    title = "Idempotency-Key reused with a different request"
 
 
 class InvalidExpressionData(InvalidRequest):
@@ -100,6 +159,22 @@ class ServiceUnavailable(AppError):
     title = "Service unavailable"
 
 
+class RequestTimeout(AppError):
+    status = 504
+    slug = "request-timeout"
+    title = "Request timed out"
+
+
+def from_contract(error: DataError) -> AppError:
+    """The AppError a data error of the shared core is answered with."""
+    kind: type[AppError] = InvalidExpressionData
+    if isinstance(error, GeneOverlapError):
+        kind = InsufficientGeneOverlap
+    elif isinstance(error, InputScaleError):
+        kind = WrongInputScale
+    return kind(error.detail, **error.extra)
+
+
 def documented(**statuses: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for problem+json answers, e.g. documented(e404="No such model")."""
     return {
@@ -115,8 +190,10 @@ def problem_json(
     return Response(orjson.dumps(problem), status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def v2_error(error: AppError) -> Response:
+def v2_error(error: AppError | DataError) -> Response:
     """An error as the Open Inference Protocol has it: `{"error": ...}`, Triton's status mapping."""
+    if isinstance(error, DataError):
+        error = from_contract(error)
     status = error.status if error.status in (401, 403, 404, 413, 503, 504) else 400
     if error.status >= 500 and status == 400:
         status = 500
@@ -145,6 +222,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, AppError)
         return problem_response(exc, request)
 
+    async def on_data_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DataError)
+        return problem_response(from_contract(exc), request)
+
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = _validation_errors(exc)
@@ -170,6 +251,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(error, request)
 
     app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(DataError, on_data_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(OperationalError, on_db_down)

@@ -26,23 +26,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.audit import idempotency_key_var
 from app.db.base import utcnow
 from app.db.tables import IdempotencyRecord
-from app.errors import AppError, InvalidRequest, ServiceUnavailable, problem_json
+from app.errors import (
+    AppError,
+    IdempotencyConflict,
+    InvalidRequest,
+    KeyReused,
+    ServiceUnavailable,
+    problem_json,
+)
 
 log = logging.getLogger(__name__)
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # headers worth replaying; hop-by-hop and per-response ones are not
 _REPLAYED = {b"content-type", b"location"}
-
-
-class IdempotencyConflict(AppError):
-    status = 409
-    slug = "idempotency-in-progress"
-    title = "A request with this Idempotency-Key is still being processed"
-
-
-class KeyReused(InvalidRequest):
-    slug = "idempotency-key-reused"
-    title = "Idempotency-Key reused with a different request"
 
 
 class Idempotency:

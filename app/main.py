@@ -23,14 +23,14 @@ from app.errors import install_error_handlers
 from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
-from app.inference.card import ModelCard
 from app.inference.registry import BatcherFactory, ModelRegistry
 from app.jobs.executor import make_executor
-from app.jobs.reaper import reap_once
+from app.jobs.housekeeping import reap_once
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import RequestContext
 from app.security import require
 from app.services import jobs as jobs_service
+from contract.card import ModelCard
 
 log = logging.getLogger(__name__)
 

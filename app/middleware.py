@@ -11,16 +11,10 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, AppError, PayloadTooLarge
+from app.errors import PROBLEM_JSON, AppError, PayloadTooLarge, RequestTimeout
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestTimeout(AppError):
-    status = 504
-    slug = "request-timeout"
-    title = "Request timed out"
 
 
 class RequestIdFilter(logging.Filter):

@@ -20,22 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from app.audit import api_key_id_var
 from app.db.tables import ApiKey
-from app.errors import AppError
+from app.errors import Forbidden, Unauthorized
 
 Scope = Literal["predict", "train", "admin"]
 SCOPES: tuple[Scope, ...] = ("predict", "train", "admin")
-
-
-class Unauthorized(AppError):
-    status = 401
-    slug = "unauthorized"
-    title = "Missing or invalid API key"
-
-
-class Forbidden(AppError):
-    status = 403
-    slug = "forbidden"
-    title = "The API key lacks a scope"
 
 
 def hash_key(key: str) -> str:

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.inference.card import (
+from contract.card import (
     CARD_FILE,
     ONNX_FILE,
     GenePanel,

@@ -11,7 +11,8 @@ from app.api.deps import RegistryDep, SessionDep
 from app.audit import idempotency_key_var
 from app.errors import documented
 from app.jobs.executor import Executor
-from app.schemas.jobs import JobCreate, JobList, JobRead, JobStatus
+from app.schemas.jobs import JobCreate, JobList, JobRead
+from contract.vocab import JobStatus
 from app.security import current_key_id
 from app.services import jobs
 

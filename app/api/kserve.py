@@ -17,14 +17,15 @@ from fastapi.responses import Response
 
 from app import __version__
 from app.api.deps import RegistryDep
-from app.api.formats import inflate
+from app.codecs import v2 as v2codec
+from app.codecs.negotiate import inflate
 from app.config import Settings
 from app.errors import AppError, InvalidRequest, ModelNotFound, v2_error
-from app.inference import v2codec
 from app.inference.registry import LoadedModel, ModelRegistry
-from app.inference.scale import require_scale
 from app.metrics import Metrics
 from app.security import require
+from contract.errors import DataError
+from contract.scale import require_scale
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -65,7 +66,7 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
     request_id: str = request.state.request_id
     try:
         m = _model(registry, name, version)
-    except AppError as exc:
+    except (AppError, DataError) as exc:
         return v2_error(exc)
     metrics: Metrics = request.app.state.metrics
     outcome = "failed"
@@ -85,7 +86,7 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
                 gene_overlap=1.0,
             )
         outcome = "ok"
-    except AppError as exc:
+    except (AppError, DataError) as exc:
         return v2_error(exc)
     finally:
         metrics.inferences.labels(m.card.name, str(m.card.version), outcome).inc()
@@ -114,7 +115,7 @@ def ready(registry: RegistryDep) -> Response:
 def model_metadata(name: str, registry: RegistryDep, version: str | None = None) -> Response:
     try:
         m = _model(registry, name, version)
-    except AppError as exc:
+    except (AppError, DataError) as exc:
         return v2_error(exc)
     versions = [str(v.card.version) for v in registry.models() if v.card.name == name]
     card = m.card
@@ -141,7 +142,7 @@ def model_metadata(name: str, registry: RegistryDep, version: str | None = None)
 def model_ready(name: str, registry: RegistryDep, version: str | None = None) -> Response:
     try:
         _model(registry, name, version)
-    except AppError as exc:
+    except (AppError, DataError) as exc:
         return v2_error(exc)
     return _json({"name": name, "ready": True})
 

@@ -11,16 +11,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api import formats
 from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
+from app.codecs import negotiate as formats
+from app.codecs.payloads import Expression
 from app.config import Settings
 from app.errors import documented
-from app.inference.card import InputScale
-from app.inference.payloads import Expression
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
 from app.schemas.predict import Answer, ClassifyOut, EmbedOut, RegressOut
 from app.services import predict
+from contract.card import InputScale
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
 

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
+from app.codecs import preprocess as preprocess_io
 from app.errors import InvalidRequest, documented
 from app.schemas.preprocess import PreprocessIn, PreprocessOptions, PreprocessOut
-from app.services import preprocess_io
 from app.services.preprocess import preprocess
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 
 router = APIRouter(prefix="/v1", tags=["preprocess"])
 PROBLEMS = documented(

@@ -1,0 +1,1 @@
+"""The database: tables, sessions, the group-commit writer, every query, migrations."""

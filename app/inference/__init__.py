@@ -1,0 +1,1 @@
+"""Serving models: the registry, ONNX Runtime backends, dynamic batching."""

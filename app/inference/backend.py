@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from app.inference.card import ModelCard
+from contract.card import ModelCard
 
 Array = npt.NDArray[np.float32]
 

@@ -9,16 +9,11 @@ import numpy as np
 import onnxruntime as ort
 
 from app.config import Settings
-from app.errors import AppError
+from app.errors import ModelLoadError
 from app.inference.backend import Array, BackendFactory, InferenceBackend
-from app.inference.card import ONNX_FILE, ModelCard
+from contract.card import ONNX_FILE, ModelCard
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(AppError):
-    slug = "model-load-error"
-    title = "Model could not be loaded"
 
 
 _OPT_LEVELS = {

@@ -18,14 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 from app.errors import ModelNotFound
-from app.inference.align import panel_lookup
 from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
-from app.inference.card import ModelCard
+from contract.align import PanelIndex
+from contract.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +41,7 @@ class LoadedModel:
     card: ModelCard
     folder: Path
     backend: InferenceBackend
-    lookup: dict[str, int]
-    fill: npt.NDArray[np.float32]
+    index: PanelIndex
     batcher: Batcher
 
 
@@ -165,9 +161,8 @@ class ModelRegistry:
                 "only fused preprocessing (run batch-level steps with POST /v1/preprocess)"
             )
         backend = self._factory(folder, card)
-        fill = np.asarray(card.panel.fill_values, dtype=np.float32)
         batcher = self._make_batcher(card, backend)
-        return LoadedModel(card, folder, backend, panel_lookup(card.panel), fill, batcher)
+        return LoadedModel(card, folder, backend, PanelIndex.of(card.panel), batcher)
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         """The given version of a model, or its latest; ModelNotFound otherwise."""

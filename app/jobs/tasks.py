@@ -2,7 +2,7 @@
 
 Idempotent: a job that is not queued (done, cancelled, or held by another runner) is skipped, so
 a redelivered message or a duplicate enqueue never runs a job twice. Torch is imported only here,
-when a job actually runs (app.jobs.finetune_run), never when the API imports this module.
+when a job actually runs (app.jobs.train), never when the API imports this module.
 """
 
 from __future__ import annotations
@@ -17,25 +17,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.jobs.errors import Interrupted, JobCancelled, JobFailure, LeaseLost
 from app.services import datasets, jobs
+from contract.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-class JobFailure(Exception):
-    """A reason the job cannot run, worded for the lab that submitted it."""
-
-
-class JobCancelled(Exception):
-    """The job's cancel flag was seen; training stops."""
-
-
-class LeaseLost(Exception):
-    """Another runner (or the reaper) took the job over; this run must stop and record nothing."""
-
-
-class Interrupted(Exception):
-    """The process running the job is stopping; the job goes back to the queue."""
 
 
 def runner_name() -> str:
@@ -126,14 +112,14 @@ def run_job(
     heartbeat.start()
     outcome: dict[str, Any]
     try:
-        from app.jobs import finetune_run  # torch loads here, in the runner only
+        from app.jobs import train  # torch loads here, in the runner only
 
         with factory() as session:
             dataset = datasets.get(session, dataset_id) if dataset_id else None
             path = dataset.path if dataset else None
         if path is None:
             raise JobFailure("its dataset was deleted")
-        result = finetune_run.run(
+        result = train.run(
             job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
         )
         outcome = {"status": "succeeded", "result": result}
@@ -148,7 +134,9 @@ def run_job(
         return "interrupted"
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        reason = str(exc) if isinstance(exc, JobFailure) else f"{type(exc).__name__}: {exc}"
+        # the lab's own data at fault: its words; anything else: what broke, by type
+        bad_input = isinstance(exc, JobFailure | DataError)
+        reason = str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
         outcome = {"status": "failed", "reason": reason}
     finally:
         heartbeat.stopped.set()

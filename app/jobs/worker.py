@@ -16,7 +16,7 @@ from celery import Celery
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.jobs.celery_app import TASK_NAME, make_celery
-from app.jobs.reaper import reap_once
+from app.jobs.housekeeping import reap_once
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Task = Literal["classification", "regression"]
-Strategy = Literal["frozen", "partial", "gradual", "full"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from contract.vocab import JobStatus, Strategy, Task
 
 
 class DatasetRead(BaseModel):

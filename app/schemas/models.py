@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.inference.card import InputScale, Metric, ModelKind, ModelRef, TensorSpec
+from contract.card import InputScale, Metric, ModelKind, ModelRef, TensorSpec
 
 
 class ModelVersionRead(BaseModel):

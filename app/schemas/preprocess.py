@@ -6,14 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.inference.card import InputScale
 from app.schemas.predict import GeneOverlap, SampleIn
+from contract.card import InputScale
+from contract.vocab import RecipeStep
 
 OutputFormat = Literal["json", "same", "csv", "tsv", "parquet", "h5ad"]
-StepName = Literal[
-    "cpm", "normalize_total", "median_of_ratios", "vst", "log1p", "log2p1", "combat",
-    "select_variance", "select_hvg", "select_genes", "standardize", "pca",
-]  # fmt: skip
 
 
 class StepSpec(BaseModel):
@@ -21,7 +18,7 @@ class StepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: StepName
+    step: RecipeStep
     n: int | None = Field(default=None, ge=1, description="select_variance / select_hvg")
     n_components: int | None = Field(default=None, ge=1, description="pca")
     genes: list[str] | None = Field(default=None, min_length=1, description="select_genes")

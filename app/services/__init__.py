@@ -1,0 +1,1 @@
+"""Domain logic behind the routes; keyword-only, never imports fastapi."""

@@ -12,21 +12,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.codecs import datasets as dataset_io
+from app.codecs.datasets import ParsedDataset
 from app.db.tables import Dataset, Job
-from app.errors import AppError, InvalidRequest, NotFound
-from app.inference.align import panel_lookup
-from app.inference.card import ModelKind
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
-from app.services import dataset_io
-from app.services.dataset_io import ParsedDataset
-
-ACTIVE = ("queued", "running")
-
-
-class Conflict(AppError):
-    status = 409
-    slug = "conflict"
-    title = "Conflict with the resource's state"
+from contract.card import ModelKind
+from contract.vocab import ACTIVE_JOB_STATUSES
 
 
 def parse_upload(
@@ -63,9 +55,7 @@ def gene_overlap(parsed: ParsedDataset, registry: ModelRegistry) -> list[dict[st
     for model in registry.models():
         if model.card.kind is not ModelKind.encoder:
             continue
-        lookup = panel_lookup(model.card.panel)
-        # the same matching as serving (case-insensitive, ids and aliases); jobs map genes alike
-        matched = len({lookup[k] for g in parsed.gene_ids if (k := g.strip().upper()) in lookup})
+        matched = len(model.index.matched_columns(parsed.gene_ids))
         size = len(model.card.panel.ids)
         out.append(
             {
@@ -141,7 +131,7 @@ def delete(session: Session, dataset_id: uuid.UUID) -> None:
     active = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
+        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_JOB_STATUSES))
     )
     if active:
         raise Conflict(f"dataset {dataset_id} is used by {active} queued or running job(s)")

@@ -20,14 +20,12 @@ from sqlalchemy.orm import Session
 
 from app.db.base import db_now, utcnow
 from app.db.tables import Job, ModelVersion
-from app.errors import InvalidRequest, NotFound
-from app.inference.card import ModelKind
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets
-from app.services.datasets import Conflict
-
-FINAL = ("succeeded", "failed", "cancelled")
+from contract.card import ModelKind
+from contract.vocab import FINAL_JOB_STATUSES
 
 
 def _event(status: str, reason: str | None = None) -> dict[str, Any]:
@@ -110,7 +108,7 @@ def listing(session: Session, *, status: str | None, limit: int, offset: int) ->
 def cancel(session: Session, job_id: uuid.UUID) -> Job:
     """Cancel a queued job now; ask a running one to stop (its runner checks every batch)."""
     job = get(session, job_id)
-    if job.status in FINAL:
+    if job.status in FINAL_JOB_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}")
     queued = session.execute(
         update(Job)

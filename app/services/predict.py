@@ -12,15 +12,11 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from app.codecs.payloads import Expression
 from app.db.writer import PredictionWriter
 from app.errors import InvalidRequest
-from app.inference.align import MAX_LISTED, Alignment, align
 from app.inference.backend import Array
-from app.inference.card import InputScale, ModelKind
-from app.inference.genes import Harmonised, harmonise
-from app.inference.payloads import Expression
 from app.inference.registry import LoadedModel
-from app.inference.scale import require_scale
 from app.schemas.predict import (
     ClassifyOut,
     EmbedOut,
@@ -31,6 +27,9 @@ from app.schemas.predict import (
     SamplePrediction,
     SampleValues,
 )
+from contract.align import MAX_LISTED, Alignment, to_panel
+from contract.card import InputScale, ModelKind
+from contract.genes import Harmonised
 
 
 def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
@@ -50,11 +49,15 @@ def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
 def _prepare(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
 ) -> tuple[Array, Alignment, Harmonised]:
-    expected = model.card.input_scale
-    require_scale(expr.values, expected, declared)
-    folded = harmonise(expr.values, expr.genes, expected.value)
-    alignment = align(model.card.panel, model.lookup, folded.genes, min_overlap=min_overlap)
-    return alignment.apply(folded.values, model.fill), alignment, folded
+    done = to_panel(
+        expr.values,
+        expr.genes,
+        model.index,
+        model.card.input_scale,
+        min_overlap=min_overlap,
+        declared=declared,
+    )
+    return done.values, done.alignment, done.folded
 
 
 async def _run(

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.errors import InvalidExpressionData, InvalidRequest
-from app.inference.align import MAX_LISTED, align
-from app.inference.card import InputScale
-from app.inference.genes import harmonise
 from app.inference.registry import ModelRegistry
-from app.inference.scale import detect_scale, require_scale
 from app.schemas.preprocess import PreprocessOptions, PreprocessOut, SampleValues, ScaleOut
 from app.services.predict import gene_overlap
-from training.data.matrix import ExpressionMatrix
-from training.preprocess.pipeline import PARAMS_JSON, PreprocessPipeline
-from training.preprocess.qc import run_qc
+from contract.align import MAX_LISTED, align
+from contract.card import InputScale
+from contract.genes import harmonise
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PARAMS_JSON, PreprocessPipeline
+from contract.preprocess.qc import run_qc
+from contract.scale import detect_scale, require_scale
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def preprocess(
             raise InvalidRequest(f"{model.card.name} v{model.card.version} has no preprocessing")
         pipeline = PreprocessPipeline.load(model.folder)
         require_scale(matrix.X, pipeline.input_scale, options.input_scale, report)
-        alignment = align(model.card.panel, model.lookup, kept.gene_ids, min_overlap=min_overlap)
-        X = alignment.apply(kept.X, model.fill)
+        alignment = align(model.index, kept.gene_ids, min_overlap=min_overlap)
+        X = alignment.apply(kept.X, model.index.fill)
         source = {"model": model.card.name, "version": model.card.version}
         overlap = gene_overlap(alignment, folded)
     else:

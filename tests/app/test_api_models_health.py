@@ -118,7 +118,7 @@ def test_request_id_is_generated_or_echoed(client: TestClient) -> None:
 def test_a_model_whose_preprocessing_is_not_in_its_graph_is_refused(
     engine: Engine, models_dir: Path
 ) -> None:
-    from app.inference.card import ModelCard, Preprocessing, PreprocessStep
+    from contract.card import ModelCard, Preprocessing, PreprocessStep
 
     folder = models_dir / "toy-encoder" / "1"
     card = ModelCard.read(folder)

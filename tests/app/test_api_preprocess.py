@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from contract.preprocess.pipeline import PreprocessPipeline
 from tests.app.conftest import make_settings
-from training.data.formats import load_pbmc68k_reduced
-from training.preprocess.pipeline import PreprocessPipeline
+from training.data.pbmc68k import load_pbmc68k_reduced
 
 REPO = Path(__file__).resolve().parents[2]
 ENCODER = REPO / "models" / "pbmc68k-encoder" / "1"

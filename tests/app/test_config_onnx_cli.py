@@ -15,11 +15,12 @@ from sqlalchemy import Engine, inspect
 
 from app.config import Settings
 from app.db.session import make_engine
-from app.inference.card import ModelCard
-from app.inference.onnx import ModelLoadError, OnnxBackend
+from app.errors import ModelLoadError
+from app.inference.onnx import OnnxBackend
 from app.logs import JsonFormatter
 from app.main import create_app
 from app.middleware import RequestIdFilter, request_id_var
+from contract.card import ModelCard
 from tests.app.conftest import make_settings
 
 

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.inference.backend import InferenceBackend
-from app.inference.card import ModelCard
 from app.inference.onnx import OnnxBackend
 from app.main import create_app
+from contract.card import ModelCard
 from tests.app.conftest import GENES, make_settings
 from tests.app.test_batcher import Recording
 

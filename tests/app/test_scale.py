@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.inference.scale import detect_scale
+from contract.preprocess.normalise import cpm, log2p1
+from contract.scale import detect_scale
 from tests.training.preprocess.oracle_data import pasilla
-from training.data.formats import load_pbmc68k_reduced
-from training.preprocess.normalise import cpm, log2p1
+from training.data.pbmc68k import load_pbmc68k_reduced
 
 
 @pytest.fixture(scope="module")

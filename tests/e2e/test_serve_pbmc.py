@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
-from app.inference.card import ModelCard
+from contract.card import ModelCard
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.config import TrainConfig
+from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.stream import npy_source, sample_rows
+from training.nn.config import TrainConfig
 from training.nn.variants import DenoisingAutoencoderConfig
-from training.preprocess.pipeline import PreprocessPipeline
-from training.pretrain import pretrain_stream
+from training.train.pretrain import pretrain_stream
 
 
 def write_source(path: Path, n_rows: int, n_genes: int, chunk: int = 2000) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from training.data.readers import read_csv
+from contract.io.readers import read_csv
 
 
 def write_table(path: Path, genes: int, samples: int, seed: int = 0) -> None:

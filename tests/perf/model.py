@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.inference.card import InputScale, TrainingData
-from training.export import CardInfo, export_classifier
+from contract.card import InputScale, TrainingData
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.export.graphs import CardInfo, export_classifier
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
-from training.preprocess.pipeline import PreprocessPipeline
 
 NAME = "bench-classifier"
 N_GENES, HIDDEN, LATENT, N_CLASSES = 20_000, 1024, 256, 10

@@ -21,7 +21,7 @@ ENCODER = "pbmc68k-encoder"
 @pytest.fixture(scope="session")
 def pbmc_table() -> pd.DataFrame:
     """pbmc68k_reduced (scanpy's bundled 700 cells): log values, genes as columns, bulk_labels."""
-    from training.data.readers import load_pbmc68k_reduced
+    from training.data.pbmc68k import load_pbmc68k_reduced
 
     m = load_pbmc68k_reduced()
     table = pd.DataFrame(m.X, index=pd.Index(m.sample_ids, name="cell"), columns=m.gene_ids)

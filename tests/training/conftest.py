@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 from training.data.synthetic import make_synthetic
+from training.nn.config import TrainConfig
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -8,25 +7,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import training.cli
-from app.inference.card import ModelCard, ModelKind
+from app.cli import main
+from contract.card import ModelCard, ModelKind
 from training.data.synthetic import make_synthetic
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="genexfer train")
-    training.cli.register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return main(["train", *argv])
 
 
 def test_import_and_help_need_no_torch() -> None:
     code = (
-        "import sys, argparse, training.cli as c\n"
-        "p = argparse.ArgumentParser(); c.register(p.add_subparsers())\n"
+        "import sys, app.cli\n"
+        "p = app.cli.build_parser()\n"
+        "train = p._subparsers._group_actions[0].choices['train']\n"
         "for cmd in ('demo', 'pretrain', 'finetune', 'evaluate', 'export'):\n"
-        "    p._subparsers._group_actions[0].choices[cmd].format_help()\n"
+        "    train._subparsers._group_actions[0].choices[cmd].format_help()\n"
         "heavy = [m for m in ('torch', 'numpy', 'pandas', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import training.cli
-from app.inference.card import ModelCard, ModelKind
-from training.checkpoint import load_checkpoint
+from app.cli import main
+from contract.card import ModelCard, ModelKind
 from training.data.synthetic import make_synthetic
+from training.nn.checkpoint import load_checkpoint
 from training.nn.variants import DenoisingAutoencoder
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="genexfer train")
-    training.cli.register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return main(["train", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.inference.card import ModelCard
-from training.config import TrainConfig
-from training.demo import CLASSIFIER_NAME, ENCODER_NAME, run_demo
+from contract.card import ModelCard
+from training.cli.demo import CLASSIFIER_NAME, ENCODER_NAME, run_demo
+from training.nn.config import TrainConfig
 
 
 def test_quick_demo_beats_chance(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.inference.card import (
+from contract.card import (
     HEAD_FILE,
     ONNX_FILE,
     InputScale,
@@ -17,23 +17,24 @@ from app.inference.card import (
     ModelKind,
     TrainingData,
 )
-from training.apply import predict_values
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
-from training.export import (
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.export.graphs import (
     CardInfo,
     ClassifierGraph,
     export_classifier,
     export_encoder,
     export_regressor,
 )
-from training.finetune import finetune_classifier, finetune_regressor
+from training.export.onnx import ExportVerificationError, export_onnx, verify_onnx
+from training.export.store import model_ref, resolve_version
+from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig, RegressorHeadConfig
-from training.onnx_check import ExportVerificationError, export_onnx, verify_onnx
-from training.preprocess.pipeline import PreprocessPipeline
-from training.pretrain import pretrain
-from training.versions import model_ref, resolve_version
+from training.preprocess.fused import pipeline_module
+from training.train.apply import predict_values
+from training.train.finetune import finetune_classifier, finetune_regressor
+from training.train.pretrain import pretrain
 
 Trained = tuple[DenseAutoencoder, ClassifierHead, list[str], PreprocessPipeline]
 
@@ -122,7 +123,7 @@ def test_encoder_then_classifier(
     assert model.opset_import[0].version >= 17
     session = ort.InferenceSession(str(clf_dir / ONNX_FILE), providers=["CPUExecutionProvider"])
     logits, proba = session.run(None, {"expression": counts.X[:7]})
-    graph = ClassifierGraph(pipe.torch_module(), ae.encoder, head).eval()
+    graph = ClassifierGraph(pipeline_module(pipe), ae.encoder, head).eval()
     with torch.no_grad():
         want_logits, _ = graph(torch.from_numpy(counts.X[:7]))
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4)
@@ -218,7 +219,7 @@ def test_versions_count_up_and_leave_no_staging(
 
 def test_parity_failure_raises(tmp_path: Path, trained: Trained) -> None:
     ae, head, _, pipe = trained
-    graph = ClassifierGraph(pipe.torch_module(), ae.encoder, head).eval()
+    graph = ClassifierGraph(pipeline_module(pipe), ae.encoder, head).eval()
     path = tmp_path / "m.onnx"
     export_onnx(graph, pipe.n_genes, path, ["logits", "probabilities"])
     x = np.abs(np.random.default_rng(0).normal(size=(3, pipe.n_genes))).astype(np.float32)

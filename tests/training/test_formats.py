@@ -10,8 +10,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from training.data.checks import detect_orientation
-from training.data.readers import read_10x, read_csv, read_gct, read_h5ad, read_matrix, read_parquet
+from contract.io.checks import detect_orientation
+from contract.io.readers import read_10x, read_csv, read_gct, read_h5ad, read_matrix, read_parquet
 
 X = np.array([[1.0, 0.0, 2.5], [0.0, 3.0, 1.0]], dtype=np.float32)
 ENSG = ["ENSG00000141510.17", "ENSG00000012048.23", "ENSG00000139618.16"]

@@ -3,10 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.inference.genes import gene_key, harmonise, strip_version
-from training.data.align import align_to_panel
-from training.data.genes import DuplicateGenesWarning, harmonise_matrix
-from training.data.matrix import ExpressionMatrix
+from contract.align import align_matrix
+from contract.card import GenePanel, InputScale
+from contract.genes import (
+    DuplicateGenesWarning,
+    gene_key,
+    harmonise,
+    harmonise_matrix,
+    strip_version,
+)
+from contract.matrix import ExpressionMatrix
 
 
 def test_ensembl_versions_are_stripped_and_case_folded() -> None:
@@ -47,6 +53,7 @@ def test_matrix_harmonisation_warns_and_panel_alignment_ignores_versions() -> No
         folded, info = harmonise_matrix(m, "counts")
     assert folded.gene_ids == ["ENSG00000000001", "g2"]
     assert info.renamed == 1
-    aligned, missing = align_to_panel(m.take([0]), ["ENSG00000000001"], [0.0])
+    panel = GenePanel(ids=["ENSG00000000001"], fill_values=[0.0])
+    aligned, done = align_matrix(m.take([0]), panel, InputScale.counts)
     assert aligned.X.tolist() == [[1.0]]
-    assert missing == []
+    assert done.alignment.missing_genes == []

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
-from training.config import TrainConfig, config_from_dict, config_to_dict
+from training.nn.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from training.nn.config import TrainConfig, config_from_dict, config_to_dict
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.inference.card import InputScale
-from training.data.matrix import ExpressionMatrix
-from training.preprocess.pipeline import PARAMS_JSON, PARAMS_NPZ, PreprocessPipeline
+from contract.card import InputScale
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PARAMS_JSON, PARAMS_NPZ, PreprocessPipeline
+from training.preprocess.fused import pipeline_module
 
 
 def _matrix(X: np.ndarray) -> ExpressionMatrix:
@@ -82,7 +83,7 @@ def test_card_description() -> None:
 @pytest.mark.parametrize("scale", ["counts", "normalized", "log"])
 def test_torch_module_matches_numpy(counts: ExpressionMatrix, scale: str) -> None:
     pipe = PreprocessPipeline.fit(counts, scale)
-    module = pipe.torch_module().eval()
+    module = pipeline_module(pipe).eval()
     with torch.no_grad():
         got = module(torch.from_numpy(counts.X)).numpy()
     np.testing.assert_allclose(got, pipe.transform(counts.X), atol=1e-5)

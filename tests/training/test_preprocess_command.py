@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from app.cli import main
-from training.data.formats import load_pbmc68k_reduced
-from training.preprocess.pipeline import PreprocessPipeline
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.data.pbmc68k import load_pbmc68k_reduced
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from training.apply import predict_labels, predict_proba
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.synthetic import make_synthetic
-from training.evaluate import classification_metrics, stratified_split
-from training.finetune import finetune_classifier
+from training.evaluation.metrics import classification_metrics
+from training.evaluation.splits import stratified_split
+from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
 from training.nn.heads import ClassifierHeadConfig
-from training.preprocess.pipeline import PreprocessPipeline
-from training.pretrain import pretrain, reconstruction_mse
+from training.train.apply import predict_labels, predict_proba
+from training.train.finetune import finetune_classifier
+from training.train.pretrain import pretrain, reconstruction_mse
 
 
 def _setup(matrix: ExpressionMatrix) -> tuple[PreprocessPipeline, AutoencoderConfig]:

@@ -7,17 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
-from training.evaluate import (
-    classification_metrics,
-    confusion,
-    few_shot_sample,
-    kfold_splits,
-    per_class_report,
-)
-from training.protocol import SCRATCH, TRANSFER, ProtocolConfig, run_protocol
-from training.report import summarise, write_report
+from contract.matrix import ExpressionMatrix
+from training.evaluation.metrics import classification_metrics, confusion, per_class_report
+from training.evaluation.protocol import SCRATCH, TRANSFER, ProtocolConfig, run_protocol
+from training.evaluation.report import summarise, write_report
+from training.evaluation.splits import few_shot_sample, kfold_splits
+from training.nn.config import TrainConfig
 
 
 def test_auroc_binary_and_one_vs_rest() -> None:
@@ -100,10 +95,10 @@ def test_protocol_refuses_too_few_classes(counts: ExpressionMatrix) -> None:
 
 
 def test_external_validation_aligns_and_scores() -> None:
-    from training.baselines import baseline_proba, fit_baseline
+    from contract.preprocess.pipeline import PreprocessPipeline
     from training.data.synthetic import make_synthetic
-    from training.external import external_validation
-    from training.preprocess.pipeline import PreprocessPipeline
+    from training.evaluation.baselines import baseline_proba, fit_baseline
+    from training.evaluation.external import external_validation
 
     whole = make_synthetic(300, 50, n_classes=3, separation=2.0, seed=11)
     internal = whole.take(np.arange(200))

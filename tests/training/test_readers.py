@@ -9,16 +9,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from training.data.align import align_to_panel
-from training.data.matrix import ExpressionMatrix
-from training.data.readers import (
-    attach_obs,
-    load_pbmc68k_reduced,
-    read_csv,
-    read_h5ad,
-    read_matrix,
-    read_obs,
-)
+from contract.align import align_matrix
+from contract.card import GenePanel, InputScale
+from contract.io.readers import attach_obs, read_csv, read_h5ad, read_matrix, read_obs
+from contract.matrix import ExpressionMatrix
+from training.data.pbmc68k import load_pbmc68k_reduced
 from training.data.synthetic import make_synthetic
 
 X = np.array([[1.0, 0.0, 2.5], [0.0, 3.0, 1.0]], dtype=np.float32)
@@ -146,12 +141,13 @@ def test_attach_obs_and_align(tmp_path: Path) -> None:
     both = attach_obs(m, read_obs(path))
     assert both.labels("label") == ["A", "B"]
     assert both.labels("donor") == ["", "7"]
-    aligned, missing = align_to_panel(m, ["g3", "gX", "g1"], [7.0, 8.0, 9.0])
-    assert missing == ["gX"]
+    panel = GenePanel(ids=["g3", "gX", "g1"], fill_values=[7.0, 8.0, 9.0])
+    aligned, done = align_matrix(m, panel, InputScale.log)
+    assert done.alignment.missing_genes == ["gX"]
     assert aligned.gene_ids == ["g3", "gX", "g1"]
     assert aligned.X.tolist() == [[2.5, 8.0, 1.0], [1.0, 8.0, 0.0]]
     with pytest.raises(ValueError, match="1 of the model's 3 genes"):
-        align_to_panel(m, ["g1", "a", "b"], [0.0, 0.0, 0.0])
+        align_matrix(m, GenePanel(ids=["g1", "a", "b"], fill_values=[0.0] * 3), InputScale.log)
 
 
 def test_synthetic_is_seeded() -> None:

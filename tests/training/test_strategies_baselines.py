@@ -9,19 +9,23 @@ import pandas as pd
 import pytest
 import torch
 
-from app.inference.card import ModelCard, ModelKind, TrainingData
 from app.inference.onnx import OnnxBackend
-from training.apply import predict_proba, predict_values
-from training.baseline_export import export_baseline
-from training.baselines import baseline_names, baseline_proba, fit_baseline
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
-from training.evaluate import classification_metrics, predict_labels_from, regression_metrics
-from training.export import CardInfo
-from training.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+from contract.card import ModelCard, ModelKind, TrainingData
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
+from training.evaluation.metrics import (
+    classification_metrics,
+    predict_labels_from,
+    regression_metrics,
+)
+from training.export.baseline import export_baseline
+from training.export.graphs import CardInfo
+from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import DenoisingAutoencoderConfig, build_autoencoder
-from training.preprocess.pipeline import PreprocessPipeline
+from training.train.apply import predict_proba, predict_values
+from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
 
 FINE = TrainConfig(epochs=15, batch_size=32, lr=1e-2, val_fraction=0.2, patience=8)
 

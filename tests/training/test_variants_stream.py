@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.stream import ArraySource, H5adSource, open_source, sample_rows
+from training.nn.checkpoint import load_checkpoint, save_checkpoint
+from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
 from training.nn.variants import (
     DenoisingAutoencoder,
@@ -26,8 +27,7 @@ from training.nn.variants import (
     build_autoencoder,
     encoder_layers,
 )
-from training.preprocess.pipeline import PreprocessPipeline
-from training.pretrain import pretrain, pretrain_stream
+from training.train.pretrain import pretrain, pretrain_stream
 
 CONFIGS = [
     AutoencoderConfig(n_genes=60, hidden=(16,), latent=4, input_dropout=0.2),
@@ -204,8 +204,8 @@ def test_streaming_refuses_bad_input(tmp_path: Path, counts: ExpressionMatrix) -
 
 
 def test_vae_encoder_exports_with_parity(tmp_path: Path, counts: ExpressionMatrix) -> None:
-    from app.inference.card import ModelCard, TrainingData
-    from training.export import CardInfo, export_encoder
+    from contract.card import ModelCard, TrainingData
+    from training.export.graphs import CardInfo, export_encoder
 
     pipe = PreprocessPipeline.fit(counts, "counts")
     vae = build_autoencoder(VariationalAutoencoderConfig(n_genes=60, hidden=(16,), latent=4))

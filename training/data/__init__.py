@@ -1,0 +1,1 @@
+"""Training data: bundled real data, synthetic data, and sources streamed from disk."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 
 Block = npt.NDArray[np.float32]
 DEFAULT_CHUNK_ROWS = 4096

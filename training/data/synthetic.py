@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 
 
 def make_synthetic(

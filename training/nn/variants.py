@@ -161,7 +161,6 @@ class VariationalAutoencoder(nn.Module):
 
 Autoencoder = DenseAutoencoder | DenoisingAutoencoder | VariationalAutoencoder
 AnyAutoencoderConfig = AutoencoderConfig | DenoisingAutoencoderConfig | VariationalAutoencoderConfig
-KINDS = ("ae", "dae", "vae")
 
 
 def build_autoencoder(config: AnyAutoencoderConfig) -> Autoencoder:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.preprocess.qc import QCReport
+from contract.preprocess.qc import QCReport
 
 
 def pcs(X: npt.NDArray[Any], k: int = 2) -> npt.NDArray[np.float64]:

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.preprocess.combat import fit_combat
+from contract.preprocess.normalise import cpm, log2p1
 from tests.training.preprocess.oracle_data import pasilla
-from training.preprocess.combat import fit_combat
-from training.preprocess.normalise import cpm, log2p1
 
 inmoose_combat = pytest.importorskip("inmoose.pycombat")
 # inmoose builds np.matrix objects internally

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.io.readers import read_h5ad
+from contract.matrix import ExpressionMatrix
+from contract.preprocess import deseq
+from contract.preprocess import normalise as nm
+from contract.preprocess.pipeline import PreprocessPipeline
 from tests.training.preprocess.oracle_data import pasilla
-from training.data.matrix import ExpressionMatrix
-from training.data.readers import read_h5ad
-from training.preprocess import deseq
-from training.preprocess import normalise as nm
-from training.preprocess.pipeline import PreprocessPipeline
 
 dds_module = pytest.importorskip("pydeseq2.dds")
 

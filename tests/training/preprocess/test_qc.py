@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.matrix import ExpressionMatrix
-from training.preprocess.qc import run_qc
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.qc import run_qc
 
 
 def _counts(seed: int = 0) -> ExpressionMatrix:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PARAMS_JSON, PARAMS_NPZ, PreprocessPipeline
 from training.data.synthetic import make_synthetic
-from training.preprocess.pipeline import PARAMS_JSON, PARAMS_NPZ, PreprocessPipeline
+from training.preprocess.fused import pipeline_module
 
 RECIPE = [
     {"step": "median_of_ratios"},
@@ -51,7 +52,7 @@ def test_numpy_and_onnx_agree_for_the_fused_steps(counts: ExpressionMatrix, tmp_
     import torch
     from torch import nn
 
-    from training.onnx_check import export_onnx
+    from training.export.onnx import export_onnx
 
     # the parametric VST formula with a given trend, the mean one is covered above
     recipe = [RECIPE[0], {"step": "vst", "a0": 0.05, "a1": 2.0}, *RECIPE[2:]]
@@ -62,7 +63,7 @@ def test_numpy_and_onnx_agree_for_the_fused_steps(counts: ExpressionMatrix, tmp_
     class Fused(nn.Module):  # the exporter names the graph input after this argument
         def __init__(self) -> None:
             super().__init__()
-            self.steps = pipe.torch_module()
+            self.steps = pipeline_module(pipe)
 
         def forward(self, expression: torch.Tensor) -> torch.Tensor:
             out: torch.Tensor = encoder(self.steps(expression))
@@ -86,8 +87,8 @@ def test_combat_in_a_recipe_adjusts_known_and_new_batches(
     train = np.array(counts.labels("batch")) != "batch_2"
     pipe = PreprocessPipeline.fit_recipe(counts.take(train), "counts", recipe)
     assert pipe.to_card().fused_in_graph is False
-    with pytest.raises(ValueError, match=r"use torch_module\(start=2\)"):
-        pipe.torch_module()
+    with pytest.raises(ValueError, match=r"use pipeline_module\(pipeline, start=2\)"):
+        pipeline_module(pipe)
     new = counts.take(~train)
     out, notes = pipe.transform_with_notes(new.X, batch=new.labels("batch"))
     assert notes == [
@@ -126,9 +127,9 @@ def test_recipe_errors(counts: ExpressionMatrix) -> None:
 def test_service_side_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import app.main, app.inference.scale, app.inference.genes\n"
-        "import training.preprocess.pipeline, training.preprocess.qc, training.data.readers\n"
+        "import app.main, contract.scale, contract.genes\n"
+        "import contract.preprocess.pipeline, contract.preprocess.qc, contract.io.readers\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "assert 'training.preprocess.deseq' not in sys.modules, 'the dispersion fits were'\n"
+        "assert 'contract.preprocess.deseq' not in sys.modules, 'the dispersion fits were'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

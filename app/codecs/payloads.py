@@ -1,0 +1,223 @@
+"""Decoders: a request body in, (sample ids, gene ids, float32 samples × genes matrix) out.
+
+JSON comes as records (`{"genes": [...], "samples": [{"id", "values"}]}`) or as a matrix
+(`{"genes": [...], "sample_ids": [...], "values": [[...], ...]}`); npy is a bare float matrix whose
+columns follow the model's panel; npz names its own genes. Tables (CSV/TSV, Arrow, Parquet) are
+in `app.codecs.tables`. Every refusal names the samples and genes at fault.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydantic_core
+from pydantic import ValidationError
+
+from app.errors import InvalidExpressionData, InvalidRequest, PayloadTooLarge
+from app.schemas.predict import ExpressionIn, MatrixIn
+
+MAX_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Expression:
+    sample_ids: list[str]
+    genes: list[str]
+    values: npt.NDArray[np.float32]
+
+
+def _listed(ids: Sequence[str]) -> str:
+    more = f" and {len(ids) - MAX_LISTED} more" if len(ids) > MAX_LISTED else ""
+    return ", ".join(ids[:MAX_LISTED]) + more
+
+
+def check_count(n_samples: int, max_samples: int) -> None:
+    """413 when one request carries more samples than allowed."""
+    if n_samples > max_samples:
+        raise PayloadTooLarge(
+            f"{n_samples} samples in one request; at most {max_samples} are accepted",
+            max_samples=max_samples,
+        )
+
+
+def check_ids(sample_ids: list[str]) -> None:
+    """Refuse duplicate sample ids, naming them."""
+    dupes = sorted(s for s, n in Counter(sample_ids).items() if n > 1)
+    if dupes:
+        raise InvalidExpressionData(f"duplicate sample ids: {_listed(dupes)}", samples=dupes)
+
+
+def decode_json(body: bytes, *, max_samples: int) -> Expression:
+    """Records or matrix JSON (chosen by the keys present), validated strictly."""
+    try:
+        data = pydantic_core.from_json(body)  # unlike orjson, reads NaN/Infinity: we name them
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is malformed: invalid JSON ({exc})") from exc
+    if isinstance(data, dict) and "values" in data and "samples" not in data:
+        try:
+            matrix = MatrixIn.model_validate(data)
+        except ValidationError as exc:
+            raise _named(exc, data, matrix=True) from exc
+        return decode_matrix(matrix, max_samples=max_samples)
+    try:
+        records = ExpressionIn.model_validate(data)
+    except ValidationError as exc:
+        raise _named(exc, data, matrix=False) from exc
+    return decode_records(records, max_samples=max_samples)
+
+
+def _named(exc: ValidationError, data: Any, *, matrix: bool) -> InvalidRequest:
+    """A validation error, with the sample and gene of every bad value cell named."""
+    errors = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]
+    ]
+    where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+    detail = f"The request body is malformed: {where}"
+    samples: list[str] = []
+    genes: list[str] = []
+    for e in errors:
+        loc = e["loc"]
+        cell = (loc[1], loc[2]) if matrix and len(loc) >= 3 and loc[0] == "values" else None
+        if not matrix and len(loc) >= 4 and loc[0] == "samples" and loc[2] == "values":
+            cell = (loc[1], loc[3])
+        if cell is None or not (isinstance(cell[0], int) and isinstance(cell[1], int)):
+            continue
+        samples.append(_pick(data, "sample_ids" if matrix else "samples", cell[0], matrix))
+        genes.append(_pick(data, "genes", cell[1], True))
+    if not samples:
+        return InvalidRequest(detail, errors=errors)
+    samples, genes = list(dict.fromkeys(samples)), list(dict.fromkeys(genes))
+    detail += f" (samples: {_listed(samples)}; genes: {_listed(genes)})"
+    return InvalidExpressionData(detail, samples=samples[:MAX_LISTED], genes=genes[:MAX_LISTED])
+
+
+def _pick(data: Any, key: str, index: int, plain: bool) -> str:
+    try:
+        item = data[key][index]
+        return str(item if plain else item["id"])
+    except (KeyError, IndexError, TypeError):
+        return f"#{index}"
+
+
+def decode_records(body: ExpressionIn, *, max_samples: int) -> Expression:
+    """Check a records body and turn it into a matrix; every problem names its samples."""
+    sample_ids = [s.id for s in body.samples]
+    return _from_rows(sample_ids, list(body.genes), [s.values for s in body.samples], max_samples)
+
+
+def decode_matrix(body: MatrixIn, *, max_samples: int) -> Expression:
+    """Check a matrix body (one row of values per sample id) and turn it into a matrix."""
+    if len(body.values) != len(body.sample_ids):
+        raise InvalidExpressionData(
+            f"{len(body.sample_ids)} sample ids but {len(body.values)} rows of values"
+        )
+    return _from_rows(list(body.sample_ids), list(body.genes), body.values, max_samples)
+
+
+def _from_rows(
+    sample_ids: list[str], genes: list[str], rows: Sequence[list[Any]], max_samples: int
+) -> Expression:
+    check_count(len(sample_ids), max_samples)
+    check_ids(sample_ids)
+    n_genes = len(genes)
+    wrong = [sid for sid, row in zip(sample_ids, rows, strict=True) if len(row) != n_genes]
+    if wrong:
+        raise InvalidExpressionData(
+            f"{len(wrong)} sample(s) do not have one value per gene ({n_genes} genes): "
+            f"{_listed(wrong)}",
+            samples=wrong[:MAX_LISTED],
+        )
+    nulls = [sid for sid, row in zip(sample_ids, rows, strict=True) if None in row]
+    if nulls:
+        raise InvalidExpressionData(
+            f"{len(nulls)} sample(s) have null values: {_listed(nulls)}",
+            samples=nulls[:MAX_LISTED],
+        )
+    values = np.array(rows, dtype=np.float32)
+    return check_finite(Expression(sample_ids, genes, values))
+
+
+def decode_npy(
+    body: bytes, *, panel: list[str], sample_ids: list[str] | None, max_samples: int
+) -> Expression:
+    """An npy matrix, samples × the model's panel genes in panel order."""
+    values = _matrix(_load_npy(body), "the npy body")
+    if values.shape[1] != len(panel):
+        raise InvalidExpressionData(
+            f"the npy matrix has {values.shape[1]} columns; this model's panel has {len(panel)} "
+            "genes (in the order GET /v1/models/{name} lists them). Send npz to name your genes."
+        )
+    ids = sample_ids or [str(i) for i in range(values.shape[0])]
+    if len(ids) != values.shape[0]:
+        raise InvalidExpressionData(
+            f"X-Sample-IDs names {len(ids)} samples, the matrix has {values.shape[0]} rows"
+        )
+    check_count(len(ids), max_samples)
+    check_ids(ids)
+    return check_finite(Expression(ids, list(panel), values))
+
+
+def decode_npz(body: bytes, *, max_samples: int) -> Expression:
+    """An npz archive with `values` (samples × genes), `genes` and optional `sample_ids`."""
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InvalidRequest(f"The request body is not a readable npz archive: {exc}") from exc
+    missing = [k for k in ("values", "genes") if k not in arrays]
+    if missing:
+        raise InvalidRequest(f"the npz archive lacks {missing}; it has {sorted(arrays)}")
+    values = _matrix(arrays["values"], "npz 'values'")
+    genes = [str(g) for g in arrays["genes"].reshape(-1)]
+    if len(genes) != values.shape[1]:
+        raise InvalidExpressionData(
+            f"npz 'genes' names {len(genes)} genes, 'values' has {values.shape[1]} columns"
+        )
+    ids = [str(s) for s in arrays.get("sample_ids", np.arange(values.shape[0])).reshape(-1)]
+    if len(ids) != values.shape[0]:
+        raise InvalidExpressionData(
+            f"npz 'sample_ids' names {len(ids)} samples, 'values' has {values.shape[0]} rows"
+        )
+    check_count(len(ids), max_samples)
+    check_ids(ids)
+    return check_finite(Expression(ids, genes, values))
+
+
+def _load_npy(body: bytes) -> npt.NDArray[Any]:
+    try:
+        array: npt.NDArray[Any] = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidRequest(f"The request body is not a readable npy array: {exc}") from exc
+    return array
+
+
+def _matrix(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.float32]:
+    if array.ndim != 2:
+        raise InvalidExpressionData(f"{what} must be a samples × genes matrix, got {array.shape}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise InvalidExpressionData(f"{what} must hold numbers, not {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_finite(expr: Expression) -> Expression:
+    """Refuse NaN and ±Inf, naming the samples and genes that hold them."""
+    bad = ~np.isfinite(expr.values)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        cols = np.flatnonzero(bad.any(axis=0))
+        samples = [expr.sample_ids[i] for i in rows]
+        genes = [expr.genes[j] for j in cols]
+        raise InvalidExpressionData(
+            f"NaN or infinite values in {len(samples)} sample(s): {_listed(samples)} "
+            f"(genes: {_listed(genes)})",
+            samples=samples[:MAX_LISTED],
+            genes=genes[:MAX_LISTED],
+        )
+    return expr

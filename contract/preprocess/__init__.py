@@ -1,0 +1,1 @@
+"""Preprocessing in numpy: QC, normalisation, ComBat, gene selection, the fitted pipeline."""

@@ -1,0 +1,47 @@
+"""Every name the CLI, the API schemas and the code must agree on, defined once.
+
+Each vocabulary is a `Literal` (for type checkers and pydantic) and the tuple of its values (for
+argparse choices and checks at run time), the tuple always derived from the Literal.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Task = Literal["classification", "regression"]
+TASKS: tuple[Task, ...] = get_args(Task)
+
+# how much of a pretrained encoder fine-tuning trains (training.train.finetune)
+Strategy = Literal["frozen", "partial", "gradual", "full"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+# self-supervised encoders: dense with input dropout, masking-noise denoising, variational
+EncoderKind = Literal["ae", "dae", "vae"]
+ENCODER_KINDS: tuple[EncoderKind, ...] = get_args(EncoderKind)
+
+# scikit-learn baselines (training.evaluation.baselines); "linear" is least squares, regression only
+ClassifierBaseline = Literal[
+    "logistic", "ridge", "lasso", "elastic_net", "random_forest", "gradient_boosting", "mlp"
+]
+BASELINES: tuple[ClassifierBaseline, ...] = get_args(ClassifierBaseline)
+RegressorBaseline = Literal[
+    "linear", "ridge", "lasso", "elastic_net", "random_forest", "gradient_boosting", "mlp"
+]
+REGRESSION_BASELINES: tuple[RegressorBaseline, ...] = get_args(RegressorBaseline)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+ACTIVE_JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running")
+FINAL_JOB_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
+
+Orientation = Literal["samples_as_rows", "genes_as_rows"]
+ORIENTATIONS: tuple[Orientation, ...] = get_args(Orientation)
+
+# preprocessing recipe steps (contract.preprocess.select); tpm and fpkm need gene lengths, which
+# only files (genexfer preprocess --gene-lengths) provide
+RecipeStep = Literal[
+    "cpm", "normalize_total", "median_of_ratios", "vst", "log1p", "log2p1", "combat",
+    "select_variance", "select_hvg", "select_genes", "standardize", "pca",
+]  # fmt: skip
+LengthStep = Literal["tpm", "fpkm"]
+RECIPE_STEPS: tuple[str, ...] = (*get_args(RecipeStep), *get_args(LengthStep))

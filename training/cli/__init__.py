@@ -1,0 +1,25 @@
+"""`genexfer train …` and `genexfer preprocess`: one module per command, its parser beside its run.
+
+Parsers import only the standard library and stdlib-only modules, so `genexfer --help` works where
+only the service is installed; torch loads when a command runs. The `genexfer` entry point
+(`app.cli`) finds `register` through the `genexfer.commands` entry-point group.
+"""
+
+from __future__ import annotations
+
+from training.cli import demo, evaluate, export, finetune, preprocess, pretrain
+from training.cli.args import Subparsers
+
+
+def register(commands: Subparsers) -> None:
+    """Add `train` (demo, pretrain, finetune, evaluate, export) and `preprocess` to `genexfer`."""
+    train = commands.add_parser(
+        "train",
+        help="pretrain, fine-tune and export models (needs the 'train' extra)",
+        description="Offline training: needs `pip install genexfer[train]` (PyTorch). "
+        "Each command writes a new immutable version folder under --models-dir.",
+    )
+    steps = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
+    for command in (demo, pretrain, finetune, evaluate, export):
+        command.register(steps)
+    preprocess.register(commands)

@@ -1,0 +1,146 @@
+"""`genexfer train finetune`: a classifier or regression head on a published encoder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contract.vocab import STRATEGIES, TASKS
+from training.cli import args as cli
+from training.train import defaults
+
+if TYPE_CHECKING:
+    from training.train.publish_head import HeadRun
+
+
+def register(steps: cli.Subparsers) -> None:
+    """Add `train finetune`."""
+    fine = steps.add_parser(
+        "finetune",
+        help="fine-tune a classifier or regression head on a published encoder",
+        description=(
+            "Load a published encoder (weights, config and preprocessing from its version "
+            "folder), align the data to its gene panel, hold out a test split (stratified by "
+            "label for classification), train a head with the chosen strategy (classification: "
+            "class-weighted cross-entropy; regression: mean squared error on the standardised "
+            "target; early stopping) and publish preprocess → encoder → head as a new version "
+            "of MODELS_DIR/NAME, its parent the encoder: outputs 'logits' and 'probabilities' "
+            "(classification) or 'prediction' on the target's own scale (regression), plus the "
+            "head alone as head.onnx (input 'embedding'). The data must be on the encoder's "
+            "input scale (see its model.json)."
+        ),
+    )
+    cli.data(fine)
+    fine.add_argument(
+        "--label-column",
+        required=True,
+        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
+        "classes, or the numbers to predict with --task regression",
+    )
+    fine.add_argument(
+        "--task", choices=TASKS, default="classification", help=cli.d("what the head predicts")
+    )
+    fine.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="CSV/TSV of per-sample metadata whose first column holds the sample ids",
+    )
+    fine.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
+    fine.add_argument("--name", required=True, help="model name to publish under")
+    fine.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.TEST_FRACTION,
+        help="share held out (stratified by label when classifying) for the card's metrics "
+        "(default: %(default)s)",
+    )
+    cli.common(fine)
+    cli.optimisation(fine, defaults.FINETUNE)
+    head = fine.add_argument_group("head")
+    head.add_argument(
+        "--head-hidden",
+        type=cli.widths,
+        default=defaults.HEAD_HIDDEN,
+        metavar="W[,W...]",
+        help=f"hidden widths, '' for a linear head (default: {cli.show(defaults.HEAD_HIDDEN)!r})",
+    )
+    head.add_argument(
+        "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=cli.d("dropout")
+    )
+    fine.add_argument("--description", default="", help="card description (default: generated)")
+    group = fine.add_argument_group("strategy")
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="frozen",
+        help="frozen: head only; partial: + top --unfreeze-top encoder layers; "
+        "gradual: one more layer per stage; full: all, encoder at a lower LR "
+        "(default: %(default)s)",
+    )
+    group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
+    group.add_argument(
+        "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
+    )
+    fine.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fine-tune a head on --encoder with --data and publish the classifier or regressor."""
+    result = cli.guard(_finetune, args)
+    if result is None:
+        return 1
+    overlap = 1 - result.n_missing_genes / result.n_panel_genes
+    print(
+        f"panel overlap {overlap:.1%} ({result.n_panel_genes - result.n_missing_genes}"
+        f" of {result.n_panel_genes} encoder genes in the data)"
+    )
+    if result.n_missing_genes:
+        print(f"note: {result.n_missing_genes} panel genes were missing and filled")
+    for key, value in result.scores.items():
+        print(f"held-out {key} {value:.4f}")
+    print(f"published {result.folder}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> HeadRun:
+    from contract.io.readers import attach_obs, read_obs
+    from training.evaluation.splits import hold_out
+    from training.export.store import resolve_version
+    from training.train.finetune import FinetuneOptions
+    from training.train.publish_head import finetune_and_export
+
+    classify = args.task == "classification"
+    encoder_folder = resolve_version(args.models_dir, args.encoder)
+    in_table = args.labels is None and args.orientation == "samples_as_rows"
+    matrix = cli.read(args, obs_columns=(args.label_column,) if in_table else ())
+    if args.labels is not None:
+        matrix = attach_obs(matrix, read_obs(args.labels))
+    dataset = hold_out(
+        args.data.name,
+        matrix,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        stratify_by=args.label_column if classify else None,
+    )
+    description = args.description or (
+        f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
+        f"{args.data.name}: a head ({args.strategy}) on the encoder "
+        f"{encoder_folder.parent.name}:{encoder_folder.name}, "
+        f"trained on {dataset.train.shape[0]} samples."
+    )
+    return finetune_and_export(
+        dataset,
+        encoder_folder=encoder_folder,
+        label_column=args.label_column,
+        head_hidden=args.head_hidden,
+        head_dropout=args.head_dropout,
+        train_cfg=cli.train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        task=args.task,
+        options=FinetuneOptions(args.strategy, args.unfreeze_top, args.encoder_lr_scale),
+        progress=cli.progress(args),
+    )

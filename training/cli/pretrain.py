@@ -1,0 +1,199 @@
+"""`genexfer train pretrain`: fit preprocessing and an autoencoder, publish the encoder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contract.vocab import ENCODER_KINDS
+from training.cli import args as cli
+from training.train import defaults
+
+if TYPE_CHECKING:
+    from training.nn.variants import AnyAutoencoderConfig
+    from training.train.publish_encoder import EncoderRun
+
+INPUT_SCALES = ("log", "counts", "normalized")
+
+
+def register(steps: cli.Subparsers) -> None:
+    """Add `train pretrain`."""
+    pre = steps.add_parser(
+        "pretrain",
+        help="pretrain an autoencoder and publish its encoder",
+        description=(
+            "Fit per-gene preprocessing and a denoising dense autoencoder on an expression file, "
+            "then export preprocess → encoder as a new version of MODELS_DIR/NAME (ONNX input "
+            "'expression', output 'embedding'). Samples held out with --test-fraction take no "
+            "part in fitting and give a held-out reconstruction error."
+        ),
+    )
+    cli.data(pre)
+    pre.add_argument(
+        "--input-scale",
+        choices=INPUT_SCALES,
+        default="log",
+        help="what the values are: counts get library-size normalisation and log1p, "
+        "normalized gets log1p, log neither; then per-gene z-scores (default: %(default)s)",
+    )
+    pre.add_argument("--name", required=True, help="model name to publish under")
+    pre.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of samples held out at random (default: %(default)s)",
+    )
+    cli.common(pre)
+    cli.optimisation(pre, defaults.PRETRAIN)
+    model = pre.add_argument_group("model")
+    model.add_argument(
+        "--hidden",
+        type=cli.widths,
+        default=defaults.ENCODER_HIDDEN,
+        metavar="W[,W...]",
+        help=f"encoder hidden widths (default: {cli.show(defaults.ENCODER_HIDDEN)})",
+    )
+    model.add_argument(
+        "--latent", type=int, default=defaults.ENCODER_LATENT, help=cli.d("embedding width")
+    )
+    model.add_argument(
+        "--dropout", type=float, default=defaults.ENCODER_DROPOUT, help=cli.d("hidden dropout")
+    )
+    model.add_argument(
+        "--input-dropout",
+        type=float,
+        default=defaults.ENCODER_INPUT_DROPOUT,
+        help=cli.d("input dropout (denoising)"),
+    )
+    model.add_argument(
+        "--activation", default=defaults.ACTIVATION, help=cli.d("relu, gelu, elu or silu")
+    )
+    model.add_argument(
+        "--clip", type=float, default=defaults.CLIP, help=cli.d("clip of the z-scores")
+    )
+    pre.add_argument("--description", default="", help="card description (default: generated)")
+    group = pre.add_argument_group("encoder kind and streaming")
+    group.add_argument(
+        "--encoder-kind",
+        choices=ENCODER_KINDS,
+        default="ae",
+        help="ae: dense (with --input-dropout), dae: masking-noise denoising, "
+        "vae: variational (default: %(default)s)",
+    )
+    group.add_argument("--mask-rate", type=float, default=0.3, help=cli.d("dae: share masked"))
+    group.add_argument("--beta", type=float, default=1.0, help=cli.d("vae: KL weight"))
+    group.add_argument(
+        "--stream",
+        action="store_true",
+        help="read --data chunk by chunk (always for .npy and .parquet; "
+        "backed for .h5ad), for sources larger than memory",
+    )
+    group.add_argument("--chunk-rows", type=int, default=4096, help=cli.d("rows per chunk"))
+    group.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
+    group.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="cpu",
+        help=cli.d("cuda uses float16 mixed precision"),
+    )
+    group.add_argument(
+        "--loss-plot",
+        type=Path,
+        metavar="PNG",
+        help="write the training/validation loss curve here",
+    )
+    pre.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Pretrain on --data and publish the encoder."""
+    result = cli.guard(_stream if _streamed(args) else _in_memory, args)
+    if result is None:
+        return 1
+    if args.loss_plot is not None:
+        from training.evaluation.report import plot_history
+
+        print(f"loss curve {plot_history(result.history, args.loss_plot)}")
+    for metric in result.metrics:
+        print(f"{metric.name} ({metric.split}) {metric.value:.4f}")
+    print(f"published {result.folder}")
+    return 0
+
+
+def encoder_config(args: argparse.Namespace, n_genes: int) -> AnyAutoencoderConfig:
+    """The autoencoder config the pretrain options describe."""
+    from training.nn.encoders import AutoencoderConfig
+    from training.nn.variants import DenoisingAutoencoderConfig, VariationalAutoencoderConfig
+
+    common = {
+        "n_genes": n_genes,
+        "hidden": args.hidden,
+        "latent": args.latent,
+        "dropout": args.dropout,
+        "activation": args.activation,
+    }
+    if args.encoder_kind == "dae":
+        return DenoisingAutoencoderConfig(**common, mask_rate=args.mask_rate)
+    if args.encoder_kind == "vae":
+        return VariationalAutoencoderConfig(**common, beta=args.beta)
+    return AutoencoderConfig(**common, input_dropout=args.input_dropout)
+
+
+def _streamed(args: argparse.Namespace) -> bool:
+    return bool(args.stream) or args.data.suffix.lower() in (".npy", ".parquet", ".pq")
+
+
+def _in_memory(args: argparse.Namespace) -> EncoderRun:
+    from contract.card import InputScale
+    from training.evaluation.splits import hold_out
+    from training.train.publish_encoder import pretrain_and_export
+
+    matrix = cli.read(args, obs_columns=())
+    dataset = hold_out(
+        args.data.name, matrix, test_fraction=args.test_fraction, seed=args.seed, stratify_by=None
+    )
+    cfg = encoder_config(args, matrix.shape[1])
+    description = args.description or (
+        f"{type(cfg).__name__.removesuffix('Config')} pretrained on "
+        f"{dataset.train.shape[0]} samples × {matrix.shape[1]} genes of "
+        f"{args.data.name} ({args.input_scale} input)."
+    )
+    return pretrain_and_export(
+        dataset,
+        input_scale=InputScale(args.input_scale),
+        model_cfg=cfg,
+        train_cfg=cli.train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        clip=args.clip,
+        progress=cli.progress(args),
+    )
+
+
+def _stream(args: argparse.Namespace) -> EncoderRun:
+    from contract.card import InputScale
+    from training.data.stream import open_source
+    from training.train.publish_encoder import stream_pretrain_and_export
+
+    n_genes = len(open_source(args.data, args.chunk_rows).gene_ids)
+    cfg = encoder_config(args, n_genes)
+    description = args.description or (
+        f"{type(cfg).__name__.removesuffix('Config')} pretrained on {args.data.name}, "
+        f"streamed from disk ({n_genes} genes, {args.input_scale} input)."
+    )
+    return stream_pretrain_and_export(
+        args.data,
+        input_scale=InputScale(args.input_scale),
+        model_cfg=cfg,
+        train_cfg=cli.train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        chunk_rows=args.chunk_rows,
+        max_steps=args.max_steps,
+        device=args.device,
+        clip=args.clip,
+        progress=cli.progress(args),
+    )

@@ -1,0 +1,1 @@
+"""Honest evaluation: splits, metrics, baselines, the transfer-vs-baselines protocol, reports."""

@@ -1,0 +1,261 @@
+"""The transfer-vs-baselines protocol: few-shot curves and k-fold CV on the same splits.
+
+For every split the test cells are chosen first. The preprocessing and the self-supervised
+encoder are then fitted on every *other* cell, without labels (the pretraining pool), so no test
+cell is seen by pretraining, labelled or not. The labelled training cells (k per class, or the
+other folds) come from that pool. Every model, transfer and baseline, gets the same training
+cells, the same preprocessed input and is scored on the same test cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm.auto import tqdm
+
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
+from training.evaluation.metrics import classification_metrics, predict_labels_from
+from training.evaluation.splits import few_shot_sample, kfold_splits, stratified_split
+from training.nn.config import TrainConfig
+from training.nn.encoders import AutoencoderConfig
+from training.nn.heads import ClassifierHeadConfig
+from training.nn.variants import (
+    AnyAutoencoderConfig,
+    DenoisingAutoencoderConfig,
+    VariationalAutoencoderConfig,
+    build_autoencoder,
+)
+from training.train import defaults
+from training.train.apply import predict_proba
+from training.train.finetune import FinetuneOptions, finetune_classifier
+from training.train.loop import History
+from training.train.pretrain import pretrain
+
+IntArray = npt.NDArray[np.int64]
+TRANSFER, SCRATCH = "transfer", "scratch_network"
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """What the evaluation runs.
+
+    Parameters
+    ----------
+    label_column:
+        obs column with the classes.
+    min_cells:
+        Only classes with at least this many cells are evaluated.
+    shots:
+        Labelled cells per class of the few-shot curves.
+    repeats:
+        Seeded repeats per k (each with its own test split and pretraining).
+    folds:
+        Folds of the stratified cross-validation (0 skips it).
+    test_fraction:
+        Share of each evaluated class held out as the few-shot test set.
+    encoder:
+        ``ae``, ``dae`` or ``vae``.
+    strategy:
+        Fine-tuning strategy of the transfer model.
+    baselines:
+        scikit-learn baselines to run (default: all).
+    seed:
+        Seeds every split, draw and training.
+    """
+
+    label_column: str = "bulk_labels"
+    min_cells: int = 30
+    shots: tuple[int, ...] = (5, 10, 25)
+    repeats: int = 10
+    folds: int = 5
+    test_fraction: float = 0.2
+    encoder: str = "dae"
+    hidden: tuple[int, ...] = defaults.ENCODER_HIDDEN
+    latent: int = defaults.ENCODER_LATENT
+    strategy: str = "frozen"
+    baselines: tuple[str, ...] = tuple(baseline_names("classification"))
+    pretrain: TrainConfig = defaults.PRETRAIN
+    finetune: TrainConfig = defaults.FINETUNE
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    """Scores of one model on one split, and its test predictions."""
+
+    protocol: str
+    k: int | None
+    repeat: int
+    model: str
+    metrics: dict[str, float]
+    y_true: list[str]
+    y_pred: list[str]
+
+
+@dataclass
+class ProtocolResult:
+    """Every outcome, the classes evaluated, and the first pretraining's history."""
+
+    config: ProtocolConfig
+    classes: list[str]
+    n_cells: int
+    n_total: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    pretrain_history: History | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def encoder_config(cfg: ProtocolConfig, n_genes: int) -> AnyAutoencoderConfig:
+    """The autoencoder config a protocol asks for."""
+    common: dict[str, Any] = {"n_genes": n_genes, "hidden": cfg.hidden, "latent": cfg.latent}
+    if cfg.encoder == "vae":
+        return VariationalAutoencoderConfig(**common, dropout=0.1, beta=1.0)
+    if cfg.encoder == "dae":
+        return DenoisingAutoencoderConfig(**common, dropout=0.1, mask_rate=0.3)
+    if cfg.encoder == "ae":
+        return AutoencoderConfig(**common, dropout=0.1)
+    raise ValueError(f"encoder must be ae, dae or vae, got {cfg.encoder!r}")
+
+
+def run_protocol(
+    matrix: ExpressionMatrix, cfg: ProtocolConfig, *, progress: bool | None = None
+) -> ProtocolResult:
+    """Run the few-shot curves and the cross-validation for the transfer model and baselines.
+
+    Parameters
+    ----------
+    matrix:
+        All cells on the log input scale, with `cfg.label_column` in obs.
+    cfg:
+        The protocol.
+    progress:
+        Progress bar over splits: ``True``/``False``, or ``None`` for "only on a terminal".
+    """
+    labels = matrix.labels(cfg.label_column)
+    counts = Counter(labels)
+    classes = sorted(c for c, n in counts.items() if n >= cfg.min_cells)
+    if len(classes) < 2:
+        raise ValueError(f"fewer than 2 classes have ≥ {cfg.min_cells} cells: {dict(counts)}")
+    eligible = np.array([i for i, c in enumerate(labels) if c in classes], dtype=np.int64)
+    result = ProtocolResult(cfg, classes, len(eligible), matrix.shape[0])
+    splits = _splits(labels, eligible, cfg)
+    bar = tqdm(splits, desc="evaluate", disable=None if progress is None else not progress)
+    for protocol, repeat, test_idx, trainings in bar:
+        pool = np.setdiff1d(np.arange(matrix.shape[0]), test_idx)
+        pipeline, encoder, history = _pretrain(matrix.take(pool), cfg, repeat)
+        if result.pretrain_history is None:
+            result.pretrain_history = history
+        X = pipeline.transform(matrix.X)
+        test = matrix.take(test_idx)
+        truth = [labels[i] for i in test_idx]
+        for k, train_idx in trainings:
+            train = matrix.take(train_idx)
+            y_train = [labels[i] for i in train_idx]
+            for name, fit in _models(cfg, encoder, pipeline, repeat).items():
+                proba = fit(train, X[train_idx], y_train, test, X[test_idx])
+                pred = predict_labels_from(proba, classes)
+                metrics = classification_metrics(truth, pred, proba, classes)
+                result.outcomes.append(Outcome(protocol, k, repeat, name, metrics, truth, pred))
+    bar.close()
+    return result
+
+
+def _splits(
+    labels: list[str], eligible: IntArray, cfg: ProtocolConfig
+) -> list[tuple[str, int, IntArray, list[tuple[int | None, IntArray]]]]:
+    sub = [labels[i] for i in eligible]
+    splits: list[tuple[str, int, IntArray, list[tuple[int | None, IntArray]]]] = []
+    for r in range(cfg.repeats):
+        seed = cfg.seed + r
+        _, test_local = stratified_split(sub, cfg.test_fraction, seed)
+        test_idx = eligible[test_local]
+        pool = np.setdiff1d(eligible, test_idx)
+        draws: list[tuple[int | None, IntArray]] = [
+            (k, few_shot_sample(labels, k, pool, seed * 1000 + k)) for k in cfg.shots
+        ]
+        splits.append(("few_shot", r, test_idx, draws))
+    if cfg.folds:
+        for f, (train_local, test_local) in enumerate(kfold_splits(sub, cfg.folds, cfg.seed)):
+            splits.append(("cv", f, eligible[test_local], [(None, eligible[train_local])]))
+    return splits
+
+
+def _pretrain(
+    pool: ExpressionMatrix, cfg: ProtocolConfig, repeat: int
+) -> tuple[PreprocessPipeline, Any, History]:
+    pipeline = PreprocessPipeline.fit(pool, "log", clip=defaults.CLIP)
+    train_cfg = dataclasses.replace(cfg.pretrain, seed=cfg.seed + repeat)
+    model, history = pretrain(
+        pool, pipeline, encoder_config(cfg, pool.shape[1]), train_cfg, progress=False
+    )
+    return pipeline, model, history
+
+
+Fit = Callable[
+    [
+        ExpressionMatrix,
+        npt.NDArray[np.float32],
+        list[str],
+        ExpressionMatrix,
+        npt.NDArray[np.float32],
+    ],
+    npt.NDArray[np.float32],
+]
+
+
+def _models(
+    cfg: ProtocolConfig, autoencoder: Any, pipeline: PreprocessPipeline, repeat: int
+) -> dict[str, Fit]:
+    seed = cfg.seed + repeat
+    fine = dataclasses.replace(cfg.finetune, seed=seed)
+
+    def neural(encoder: Any, options: FinetuneOptions) -> Fit:
+        def fit(
+            train: ExpressionMatrix, _x: Any, y: list[str], test: ExpressionMatrix, _xt: Any
+        ) -> npt.NDArray[np.float32]:
+            head_cfg = ClassifierHeadConfig(n_in=cfg.latent, n_classes=len(set(y)))
+            res = finetune_classifier(
+                encoder,
+                pipeline,
+                train,
+                cfg.label_column,
+                head_cfg,
+                fine,
+                strategy=options,
+                progress=False,
+            )
+            return predict_proba(res.encoder, res.head, pipeline, test)
+
+        return fit
+
+    def classical(name: str) -> Fit:
+        def fit(
+            _t: Any,
+            x: npt.NDArray[np.float32],
+            y: list[str],
+            _test: Any,
+            xt: npt.NDArray[np.float32],
+        ) -> npt.NDArray[np.float32]:
+            return baseline_proba(fit_baseline(name, x, y, seed=seed), xt)
+
+        return fit
+
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = build_autoencoder(encoder_config(cfg, pipeline.n_genes)).encoder
+    models: dict[str, Fit] = {
+        TRANSFER: neural(autoencoder.encoder, FinetuneOptions(cfg.strategy)),  # type: ignore[arg-type]
+        SCRATCH: neural(fresh, FinetuneOptions("full", encoder_lr_scale=1.0)),
+    }
+    models.update({name: classical(name) for name in cfg.baselines})
+    return models

@@ -1,0 +1,289 @@
+"""Verified export of an encoder, classifier or regressor to a new ``models/<name>/<version>/``.
+
+Steps (after timm's ``onnx_export``): eval mode; wrap ``preprocess → encoder [→ head]`` so one
+graph takes input-scale values; ``torch.onnx.export`` (the torch.export-based exporter, one
+self-contained file); ``onnx.checker``; ONNX Runtime vs torch parity on random and real inputs;
+then stage every file, write the card with their sha256 and publish the folder atomically.
+
+A version with a head also carries the head alone (``head.onnx``: the parent encoder's
+``embedding`` in, the same outputs out), verified the same way on real and random embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from contract.card import (
+    HEAD_FILE,
+    ONNX_FILE,
+    HeadGraph,
+    ModelKind,
+    ModelRef,
+    TensorSpec,
+)
+from contract.preprocess.pipeline import PreprocessPipeline
+from contract.preprocess.steps import Array
+from training.export.card import CardInfo, parity_inputs, publish_version
+from training.export.onnx import INPUT_NAME, export_onnx, verify_onnx
+from training.export.store import check_model_name, staging_folder
+from training.nn.checkpoint import save_checkpoint
+from training.nn.variants import Autoencoder
+from training.preprocess.fused import pipeline_module
+
+__all__ = [
+    "EMBEDDING",
+    "INPUT_NAME",
+    "CardInfo",
+    "ClassifierGraph",
+    "EncoderGraph",
+    "export_classifier",
+    "export_encoder",
+    "export_regressor",
+]
+
+EMBEDDING = "embedding"
+
+
+class EncoderGraph(nn.Module):
+    """Input-scale expression → embedding."""
+
+    def __init__(self, preprocess: nn.Module, encoder: nn.Module) -> None:
+        super().__init__()
+        self.preprocess, self.encoder = preprocess, encoder
+
+    def forward(self, expression: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.encoder(self.preprocess(expression))
+        return out
+
+
+class SoftmaxTop(nn.Module):
+    """A classifier head with its softmax: embedding → (logits, probabilities)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits: torch.Tensor = self.head(embedding)
+        return logits, torch.softmax(logits, dim=-1)
+
+
+class FusedGraph(nn.Module):
+    """Input-scale expression → preprocessing → encoder → top (a head, with softmax if any)."""
+
+    def __init__(self, preprocess: nn.Module, encoder: nn.Module, top: nn.Module) -> None:
+        super().__init__()
+        self.preprocess, self.encoder, self.top = preprocess, encoder, top
+
+    def forward(self, expression: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out: torch.Tensor | tuple[torch.Tensor, ...] = self.top(
+            self.encoder(self.preprocess(expression))
+        )
+        return out
+
+
+class ClassifierGraph(FusedGraph):
+    """Input-scale expression → (logits, probabilities)."""
+
+    def __init__(self, preprocess: nn.Module, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__(preprocess, encoder, SoftmaxTop(head))
+
+
+def export_encoder(
+    autoencoder: Autoencoder,
+    pipeline: PreprocessPipeline,
+    *,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+) -> Path:
+    """Export ``preprocess → encoder`` (output ``embedding``) as a new version; returns its folder.
+
+    Parameters
+    ----------
+    autoencoder:
+        Pretrained autoencoder; its encoder is exported, the whole of it is checkpointed.
+    pipeline:
+        The fitted preprocessing, fused in front of the encoder.
+    name:
+        Model name (folder under `models_dir`).
+    models_dir:
+        Root of the model store.
+    info:
+        Card text, training data and metrics.
+    reference:
+        Real input-scale samples (panel order) for the parity check.
+    """
+    check_model_name(name)
+    graph = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
+    outputs = [TensorSpec(name=EMBEDDING, shape=["batch", autoencoder.config.latent])]
+    with staging_folder(models_dir / name) as staging:
+        written = _fused(staging, graph, pipeline, outputs, reference)
+        written += save_checkpoint(staging, {"autoencoder": autoencoder}, info.extra)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=ModelKind.encoder,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+        )
+
+
+def export_classifier(
+    autoencoder: Autoencoder,
+    head: nn.Module,
+    pipeline: PreprocessPipeline,
+    labels: Sequence[str],
+    *,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    parent: ModelRef | None,
+) -> Path:
+    """Export ``preprocess → encoder → head → softmax`` (``logits``, ``probabilities``).
+
+    Parameters
+    ----------
+    autoencoder, head:
+        The encoder (inside its autoencoder) and the fine-tuned head.
+    pipeline:
+        The encoder's fitted preprocessing.
+    labels:
+        Class names in logit order.
+    name, models_dir, info, reference:
+        As for `export_encoder`.
+    parent:
+        The published encoder this head was fine-tuned on, if any.
+    """
+    n = int(getattr(getattr(head, "config", None), "n_classes", -1))
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for a head with {n} outputs")
+    outputs = [
+        TensorSpec(name="logits", shape=["batch", n]),
+        TensorSpec(name="probabilities", shape=["batch", n]),
+    ]
+    return _export_with_head(
+        autoencoder,
+        SoftmaxTop(head),
+        head,
+        pipeline,
+        kind=ModelKind.classifier,
+        labels=list(labels),
+        outputs=outputs,
+        name=name,
+        models_dir=models_dir,
+        info=info,
+        reference=reference,
+        parent=parent,
+    )
+
+
+def export_regressor(
+    autoencoder: Autoencoder,
+    head: nn.Module,
+    pipeline: PreprocessPipeline,
+    targets: Sequence[str],
+    *,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    parent: ModelRef | None,
+) -> Path:
+    """Export ``preprocess → encoder → head`` (output ``prediction``, one column per target).
+
+    Parameters are those of `export_classifier`, with `targets` the names of the head's outputs
+    (the obs columns it predicts, on their own scale).
+    """
+    n = int(getattr(getattr(head, "config", None), "n_targets", -1))
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} target names for a head with {n} outputs")
+    return _export_with_head(
+        autoencoder,
+        head,
+        head,
+        pipeline,
+        kind=ModelKind.regressor,
+        labels=list(targets),
+        outputs=[TensorSpec(name="prediction", shape=["batch", n])],
+        name=name,
+        models_dir=models_dir,
+        info=info,
+        reference=reference,
+        parent=parent,
+    )
+
+
+def _export_with_head(
+    autoencoder: Autoencoder,
+    top: nn.Module,
+    head: nn.Module,
+    pipeline: PreprocessPipeline,
+    *,
+    kind: ModelKind,
+    labels: list[str],
+    outputs: list[TensorSpec],
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    parent: ModelRef | None,
+) -> Path:
+    check_model_name(name)
+    encoder = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
+    graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
+    latent = autoencoder.config.latent
+    head_spec = HeadGraph(
+        inputs=[TensorSpec(name=EMBEDDING, shape=["batch", latent])], outputs=outputs
+    )
+    with staging_folder(models_dir / name) as staging:
+        written = _fused(staging, graph, pipeline, outputs, reference)
+        # the head alone, checked on the embeddings of the same real and random inputs
+        head_path = staging / HEAD_FILE
+        names = [o.name for o in outputs]
+        export_onnx(top, latent, head_path, names, input_name=EMBEDDING)
+        with torch.no_grad():
+            embedded = [
+                encoder(torch.from_numpy(x)).numpy() for x in parity_inputs(pipeline, reference)
+            ]
+        noise = np.random.default_rng(1).normal(size=(8, latent)).astype(np.float32)
+        verify_onnx(head_path, top, names, [*embedded, noise], input_name=EMBEDDING)
+        written.append(head_path)
+        parts = {"autoencoder": autoencoder, "head": head}
+        written += save_checkpoint(staging, parts, info.extra)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=kind,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+            labels=labels,
+            parent=parent,
+            head=head_spec,
+        )
+
+
+def _fused(
+    staging: Path,
+    graph: nn.Module,
+    pipeline: PreprocessPipeline,
+    outputs: list[TensorSpec],
+    reference: Array,
+) -> list[Path]:
+    """Export and verify `graph` as model.onnx; returns it with the preprocessing files."""
+    onnx_path = staging / ONNX_FILE
+    names = [o.name for o in outputs]
+    export_onnx(graph, pipeline.n_genes, onnx_path, names)
+    verify_onnx(onnx_path, graph, names, parity_inputs(pipeline, reference))
+    return [onnx_path, *pipeline.save(staging)]

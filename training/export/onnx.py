@@ -1,0 +1,152 @@
+"""ONNX export of a torch graph and its verification (checker + ONNX Runtime parity)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from contract.preprocess.steps import Array
+
+INPUT_NAME = "expression"
+BATCH_AXIS = "batch"
+OPSET = 18
+PARITY_ATOL = 1e-4
+
+
+class ExportVerificationError(RuntimeError):
+    """The exported graph is malformed or disagrees with the torch module."""
+
+
+def export_onnx(
+    module: nn.Module,
+    n_in: int,
+    path: Path,
+    output_names: Sequence[str],
+    input_name: str = INPUT_NAME,
+) -> None:
+    """Export `module` (eval mode) to one self-contained ONNX file with a dynamic batch axis.
+
+    Parameters
+    ----------
+    module:
+        Takes one float32 tensor (batch, n_in) and returns one tensor or a tuple.
+    n_in:
+        Width of the input (genes for a whole model, the embedding for a head).
+    path:
+        Destination .onnx file; weights are embedded, no external data file is written.
+    output_names:
+        Names of the graph outputs, in the module's return order.
+    input_name:
+        Name of the graph input.
+    """
+    module.eval()
+    example = torch.zeros(2, n_in, dtype=torch.float32)
+    # the torch.export-based exporter is the maintained one in torch 2.x (the TorchScript one is
+    # deprecated); it writes the same bytes for the same weights, so re-runs are reproducible
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            input_names=[input_name],
+            output_names=list(output_names),
+            opset_version=OPSET,
+            dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),  # by position: any arg name
+            external_data=False,
+            verbose=False,
+        )
+    if program is None:
+        raise ExportVerificationError("torch.onnx.export returned no program")
+    # the exporter annotates every node with its Python stack trace (absolute paths of this
+    # checkout, line numbers): not for a shared model file, and it breaks byte-reproducibility
+    for node in program.model.graph.all_nodes():
+        node.metadata_props.clear()
+    program.save(str(path), external_data=False)
+
+
+def verify_onnx(
+    path: Path,
+    module: nn.Module,
+    output_names: Sequence[str],
+    inputs: Sequence[Array],
+    input_name: str = INPUT_NAME,
+) -> float:
+    """Check the graph's structure and its ONNX Runtime outputs against torch; returns the max diff.
+
+    Parameters
+    ----------
+    path:
+        The exported file.
+    module:
+        The torch module it came from (run in eval mode as the reference).
+    output_names:
+        Expected graph output names, in order.
+    inputs:
+        Float32 (batch, n_in) arrays; use several batch sizes and real as well as random data.
+    input_name:
+        The graph's one input.
+
+    Raises
+    ------
+    ExportVerificationError:
+        The checker fails, the signature differs, or any output differs by more than 1e-4.
+    """
+    model = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportVerificationError(f"{path}: onnx.checker rejected the graph: {exc}") from exc
+    _check_signature(model, output_names, input_name)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    module.eval()
+    worst = 0.0
+    for batch in inputs:
+        with torch.no_grad():
+            expected = module(torch.from_numpy(batch))
+        expected_list = list(expected) if isinstance(expected, tuple) else [expected]
+        got = session.run(list(output_names), {input_name: batch})
+        for name, want, have in zip(output_names, expected_list, got, strict=True):
+            diff = float(np.max(np.abs(want.numpy() - have))) if want.numel() else 0.0
+            if not np.isfinite(diff) or diff > PARITY_ATOL:
+                raise ExportVerificationError(
+                    f"{path}: output {name!r} differs from torch by {diff:.3g} "
+                    f"(> {PARITY_ATOL}) on a batch of {len(batch)}"
+                )
+            worst = max(worst, diff)
+    return worst
+
+
+def _check_signature(model: onnx.ModelProto, output_names: Sequence[str], input_name: str) -> None:
+    inputs = list(model.graph.input)
+    if [i.name for i in inputs] != [input_name]:
+        raise ExportVerificationError(f"graph inputs are {[i.name for i in inputs]}")
+    first = inputs[0].type.tensor_type.shape.dim[0]
+    if first.dim_param != BATCH_AXIS:
+        raise ExportVerificationError(f"input batch axis is {first}, not dynamic {BATCH_AXIS!r}")
+    outputs = [o.name for o in model.graph.output]
+    if outputs != list(output_names):
+        raise ExportVerificationError(f"graph outputs are {outputs}, expected {list(output_names)}")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # the exporter logs optional-dependency notices (torchvision) and torch.export emits a
+    # FutureWarning from its own internals; neither is actionable here
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,1 @@
+"""Training loops: pretraining, fine-tuning strategies, progress hooks, publishing runs."""

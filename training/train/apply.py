@@ -1,0 +1,72 @@
+"""Applying a fitted encoder and head to a matrix: embeddings, probabilities, values (no grads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+from torch import nn
+
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+
+
+def numeric_target(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.float64]:
+    """An obs column as floats; ValueError naming the samples whose value is not a number."""
+    raw = matrix.labels(column)
+    values = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(np.float64)
+    bad = [s for s, v in zip(matrix.sample_ids, values, strict=True) if not np.isfinite(v)]
+    if bad:
+        raise ValueError(
+            f"obs column {column!r} is not numeric (or missing) for {len(bad)} samples: {bad[:10]}"
+        )
+    return values
+
+
+def check_panel(matrix: ExpressionMatrix, pipeline: PreprocessPipeline) -> None:
+    """ValueError unless the matrix's genes are the pipeline's panel, in order."""
+    if matrix.gene_ids != pipeline.gene_ids:
+        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
+
+
+@torch.no_grad()
+def embed(
+    encoder: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
+) -> torch.Tensor:
+    """Encoder output for preprocessed `matrix`, computed in eval mode without gradients."""
+    check_panel(matrix, pipeline)
+    was_training = encoder.training
+    encoder.eval()
+    out: torch.Tensor = encoder(torch.from_numpy(pipeline.transform(matrix.X)))
+    encoder.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def predict_proba(
+    encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
+) -> npt.NDArray[np.float32]:
+    """Class probabilities (n_samples, n_classes) of a fitted encoder + head."""
+    head.eval()
+    proba: npt.NDArray[np.float32] = torch.softmax(
+        head(embed(encoder, pipeline, matrix)), dim=1
+    ).numpy()
+    return proba
+
+
+@torch.no_grad()
+def predict_values(
+    encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
+) -> npt.NDArray[np.float32]:
+    """Regression predictions (n_samples,) of a fitted encoder + regression head."""
+    head.eval()
+    out: npt.NDArray[np.float32] = head(embed(encoder, pipeline, matrix))[:, 0].numpy()
+    return out
+
+
+def predict_labels(proba: npt.NDArray[np.float32], labels: Sequence[str]) -> list[str]:
+    """The most probable label per row of `proba`."""
+    return [labels[i] for i in np.argmax(proba, axis=1)]

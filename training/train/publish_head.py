@@ -1,0 +1,227 @@
+"""Fine-tune a head on a published encoder and publish encoder + head as a new version.
+
+Shared by `genexfer train finetune`, the demo and fine-tuning jobs. The target is aligned to the
+encoder's gene panel (missing genes filled, the overlap reported); classification trains a
+class-weighted cross-entropy head, regression an MSE head on the standardised target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract.align import align_matrix
+from contract.card import Metric, ModelCard
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from contract.vocab import Task
+from training.evaluation.metrics import classification_metrics, regression_metrics
+from training.evaluation.splits import Dataset
+from training.export.graphs import CardInfo, export_classifier, export_regressor
+from training.export.store import model_ref
+from training.nn.checkpoint import load_checkpoint
+from training.nn.config import TrainConfig, config_to_dict
+from training.nn.encoders import DenseAutoencoder
+from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
+from training.nn.variants import Autoencoder, DenoisingAutoencoder, VariationalAutoencoder
+from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
+from training.train.finetune import (
+    FinetuneOptions,
+    FinetuneResult,
+    finetune_classifier,
+    finetune_regressor,
+)
+from training.train.loop import History
+
+
+@dataclass(frozen=True)
+class HeadRun:
+    """A published classifier or regressor and its held-out scores."""
+
+    folder: Path
+    labels: list[str]  # class names, or the one target's name
+    history: History
+    scores: dict[str, float]
+    n_test: int
+    n_missing_genes: int
+    n_panel_genes: int = 0
+
+
+def load_autoencoder(encoder_folder: Path) -> Autoencoder:
+    """The autoencoder checkpointed in a published encoder's version folder."""
+    loaded = load_checkpoint(encoder_folder).parts.get("autoencoder")
+    if not isinstance(loaded, DenseAutoencoder | DenoisingAutoencoder | VariationalAutoencoder):
+        raise ValueError(f"{encoder_folder}: the checkpoint holds no autoencoder")
+    return loaded
+
+
+def finetune_and_export(
+    dataset: Dataset,
+    *,
+    encoder_folder: Path,
+    label_column: str,
+    head_hidden: tuple[int, ...],
+    head_dropout: float,
+    train_cfg: TrainConfig,
+    name: str,
+    models_dir: Path,
+    description: str,
+    task: Task = "classification",
+    options: FinetuneOptions | None = None,
+    progress: bool | None = None,
+) -> HeadRun:
+    """Load a published encoder, fine-tune a head on the training split, publish both.
+
+    Parameters
+    ----------
+    dataset:
+        The target data with its held-out test split (never used for fitting).
+    encoder_folder:
+        A published encoder's version folder (weights, config, preprocessing, card).
+    label_column:
+        The obs column to predict: class labels, or numbers for regression.
+    head_hidden, head_dropout:
+        The head's hidden widths and dropout.
+    train_cfg:
+        Epochs, batch size, learning rate, validation share, patience, seed.
+    name, models_dir:
+        Where the new version is published.
+    description:
+        The card's description.
+    task:
+        ``classification`` (outputs logits and probabilities) or ``regression`` (output
+        ``prediction`` on the column's own scale).
+    options:
+        The fine-tuning strategy (frozen by default).
+    progress:
+        Progress bars (None: when attached to a terminal).
+    """
+    encoder_card = ModelCard.read(encoder_folder)
+    autoencoder = load_autoencoder(encoder_folder)
+    pipeline = PreprocessPipeline.load(encoder_folder)
+    matrix, done = align_matrix(dataset.matrix, encoder_card.panel, encoder_card.input_scale)
+    missing = done.alignment.missing_genes
+    aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
+    train, test = aligned.train, aligned.test
+    options = options or FinetuneOptions()
+    latent = autoencoder.config.latent
+    result: FinetuneResult
+    if task == "classification":
+        n_classes = len(set(train.labels(label_column)))
+        result = finetune_classifier(
+            autoencoder.encoder,
+            pipeline,
+            train,
+            label_column,
+            ClassifierHeadConfig(latent, n_classes, head_hidden, head_dropout),
+            train_cfg,
+            strategy=options,
+            progress=progress,
+        )
+    else:
+        result = finetune_regressor(
+            autoencoder.encoder,
+            pipeline,
+            train,
+            label_column,
+            RegressorHeadConfig(latent, 1, head_hidden, head_dropout),
+            train_cfg,
+            strategy=options,
+            progress=progress,
+        )
+    # the exported graph and checkpoint carry the encoder as fine-tuned (unchanged when frozen)
+    autoencoder.encoder = result.encoder  # type: ignore[assignment]
+    scores = _scores(task, autoencoder, result, pipeline, test, label_column)
+    protocol = _protocol(task, aligned, encoder_card, train_cfg, label_column, options.strategy)
+    metrics = [Metric(name=k, value=v, split="test", protocol=protocol) for k, v in scores.items()]
+    extra: dict[str, Any] = {
+        "task": task,
+        "train_config": config_to_dict(train_cfg),
+        "strategy": result.strategy,
+        "history": result.history.summary(),
+        "missing_panel_genes": len(missing),
+        "panel_overlap": 1 - len(missing) / len(pipeline.gene_ids),
+    }
+    export = export_classifier if task == "classification" else export_regressor
+    folder = export(
+        autoencoder,
+        result.head,
+        pipeline,
+        result.labels,
+        name=name,
+        models_dir=models_dir,
+        info=CardInfo(description, aligned.training_data(label_column), metrics, extra),
+        reference=train.X,
+        parent=model_ref(encoder_folder),
+    )
+    return HeadRun(
+        folder,
+        result.labels,
+        result.history,
+        scores,
+        test.shape[0],
+        len(missing),
+        len(pipeline.gene_ids),
+    )
+
+
+def _scores(
+    task: Task,
+    autoencoder: Autoencoder,
+    result: FinetuneResult,
+    pipeline: PreprocessPipeline,
+    test: ExpressionMatrix,
+    label_column: str,
+) -> dict[str, float]:
+    if task == "classification":
+        if test.shape[0] == 0:
+            return {}
+        proba = predict_proba(autoencoder.encoder, result.head, pipeline, test)
+        predicted = predict_labels(proba, result.labels)
+        return classification_metrics(test.labels(label_column), predicted, proba, result.labels)
+    if test.shape[0] < 2:  # R² and Spearman need two samples
+        return {}
+    predicted_values = predict_values(autoencoder.encoder, result.head, pipeline, test)
+    return regression_metrics(numeric_target(test, label_column), predicted_values)
+
+
+def _protocol(
+    task: Task,
+    dataset: Dataset,
+    encoder_card: ModelCard,
+    train_cfg: TrainConfig,
+    label_column: str,
+    strategy: str,
+) -> str:
+    parent_data = encoder_card.training_data
+    # only claim the encoder never saw the test samples when its card proves it
+    unseen = (
+        parent_data is not None
+        and parent_data.fingerprint == dataset.matrix.fingerprint()
+        and set(dataset.test.sample_ids) <= set(parent_data.heldout_sample_ids)
+    )
+    encoder_note = (
+        "the encoder's pretraining also held them out"
+        if unseen
+        else "the encoder's pretraining data may include them (see the parent card)"
+    )
+    if task == "classification":
+        how = (
+            f"Head trained with class-weighted cross-entropy ({strategy} encoder), early-stopped "
+            f"on a stratified {train_cfg.val_fraction:.0%} validation part of the training split "
+            f"(seed {train_cfg.seed}); scores on the held-out samples, labels from obs column "
+            f"{label_column!r}, scikit-learn metrics (macro-F1 over classes present)."
+        )
+    else:
+        how = (
+            f"Head trained with mean squared error on the standardised target ({strategy} "
+            f"encoder), early-stopped on a random {train_cfg.val_fraction:.0%} validation part "
+            f"of the training split (seed {train_cfg.seed}); R², mean absolute error (in the "
+            f"units of obs column {label_column!r}) and Spearman correlation on the held-out "
+            "samples."
+        )
+    return (
+        f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids; "
+        f"{encoder_note}. {how}"
+    )
