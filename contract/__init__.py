@@ -1,1 +1,1 @@
-"""The numpy core both halves share: model card, gene ids and alignment, input scale, vocabularies, readers, preprocessing."""
+"""The numpy core both halves share: model card, genes, scale, vocabularies, readers, preprocessing."""

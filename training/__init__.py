@@ -1,1 +1,1 @@
-"""Offline training (PyTorch): data, preprocessing fused into ONNX, networks, training, evaluation, export, CLI."""
+"""Offline training (PyTorch): data, networks, training, evaluation, export, the CLI."""

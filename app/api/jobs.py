@@ -12,9 +12,9 @@ from app.audit import idempotency_key_var
 from app.errors import documented
 from app.jobs.executor import Executor
 from app.schemas.jobs import JobCreate, JobList, JobRead
-from contract.vocab import JobStatus
 from app.security import current_key_id
 from app.services import jobs
+from contract.vocab import JobStatus
 
 router = APIRouter(prefix="/v1/finetune-jobs", tags=["jobs"])
 NOT_FOUND = documented(e404="No such job")

@@ -1,1 +1,1 @@
-"""Fine-tuning jobs: where they run (executors), running one by id, housekeeping, the door into training."""
+"""Fine-tuning jobs: executors, running one by id, housekeeping, the one door into training."""

@@ -1,4 +1,4 @@
-"""`genexfer train demo`: the pbmc68k-encoder and pbmc68k-celltype models committed under models/."""
+"""`genexfer train demo`: the pbmc68k-encoder and pbmc68k-celltype models under models/."""
 
 from __future__ import annotations
 

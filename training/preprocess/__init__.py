@@ -1,1 +1,1 @@
-"""Preprocessing on the training side: torch twins fused into ONNX, genexfer preprocess, its report."""
+"""Training-side preprocessing: torch twins fused into ONNX, `genexfer preprocess`, its report."""
