@@ -1,1 +1,1 @@
-"""The numpy core both halves share: model card, genes, scale, vocabularies, readers, preprocessing."""
+"""The numpy core both halves share: card, genes, scale, vocabularies, readers, preprocessing."""
