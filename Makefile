@@ -38,14 +38,17 @@ test: $(VENV)/.dev services
 	$(BIN)/pytest -q
 
 format: $(VENV)/.dev
-	$(BIN)/ruff format app training tests
+	$(BIN)/ruff format $(CODE)
+
+CODE := app contract training tests tools
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff format --check app training tests
-	$(BIN)/ruff check app training tests
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev
-	$(BIN)/mypy --strict app training
+	$(BIN)/mypy --strict app contract training tools
 
 check: lint typecheck test
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -94,8 +95,9 @@ def _worker(args: argparse.Namespace) -> int:
         print("worker answers" if alive else "no worker on this host answers")
         return 0 if alive else 1
     configure_logging(settings.log_level)
-    import torch  # noqa: F401  (fail now, with the install hint, rather than at the first job)
-
+    # fail now, with the install hint, rather than at the first job
+    if importlib.util.find_spec("torch") is None:
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
     return run_worker(settings, args.concurrency, settings.log_level)
 
 
