@@ -11,20 +11,17 @@ ever.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit import idempotency_key_var
-from app.db.base import utcnow
+from app.db.repository import idempotency as repo
 from app.db.tables import IdempotencyRecord
 from app.errors import (
     AppError,
@@ -34,6 +31,7 @@ from app.errors import (
     ServiceUnavailable,
     problem_json,
 )
+from contract.card import sha256_of
 
 log = logging.getLogger(__name__)
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -68,8 +66,10 @@ class Idempotency:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         credentials = headers.get(b"authorization", b"") + b"\0" + headers.get(b"x-api-key", b"")
-        scope_key = _sha(credentials, b"\0", key.encode())
-        fingerprint = _sha(path.encode(), b"?", scope.get("query_string", b""), b"\0", bytes(body))
+        scope_key = sha256_of(credentials, b"\0", key.encode())
+        fingerprint = sha256_of(
+            path.encode(), b"?", scope.get("query_string", b""), b"\0", bytes(body)
+        )
         factory: sessionmaker[Session] = scope["app"].state.sessionmaker
         ttl = timedelta(hours=scope["app"].state.settings.idempotency_ttl_hours)
         try:
@@ -136,13 +136,6 @@ class Idempotency:
                 await store()
 
 
-def _sha(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()
-
-
 def _claim(
     factory: sessionmaker[Session], scope_key: str, fingerprint: str, ttl: timedelta
 ) -> IdempotencyRecord | None:
@@ -150,16 +143,14 @@ def _claim(
     with factory() as session:
         # one transaction: an expired record of this key is gone before the insert; if the key
         # is taken (unexpired) the rollback keeps the other expired rows for the next claim
-        expired = IdempotencyRecord.created_at < utcnow() - ttl
-        session.execute(delete(IdempotencyRecord).where(expired))
-        session.add(IdempotencyRecord(scope_key=scope_key, request_sha256=fingerprint))
+        repo.purge_expired(session, ttl)
         try:
+            repo.claim(session, scope_key, fingerprint)
             session.commit()
             return None
         except IntegrityError:
             session.rollback()
-        stmt = select(IdempotencyRecord).where(IdempotencyRecord.scope_key == scope_key)
-        return session.scalars(stmt).one()
+        return repo.get(session, scope_key)
 
 
 def _finish(
@@ -170,13 +161,11 @@ def _finish(
     body: bytes,
 ) -> None:
     with factory.begin() as session:
-        where = IdempotencyRecord.scope_key == scope_key
         if status >= 500:
             # nothing was done (or we cannot tell): free the key so that a retry runs again
-            session.execute(delete(IdempotencyRecord).where(where))
+            repo.release(session, scope_key)
         else:
-            values: dict[str, Any] = {"status_code": status, "headers": headers, "body": body}
-            session.execute(update(IdempotencyRecord).where(where).values(**values))
+            repo.store_answer(session, scope_key, status_code=status, headers=headers, body=body)
 
 
 async def _answer_from_record(

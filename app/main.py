@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
-from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
 from app.api import datasets, health, jobs, kserve, models, predict, predictions, preprocess
@@ -25,11 +23,10 @@ from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
 from app.inference.registry import BatcherFactory, ModelRegistry
 from app.jobs.executor import make_executor
-from app.jobs.housekeeping import reap_once
+from app.jobs.housekeeping import Housekeeper
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import RequestContext
 from app.security import require
-from app.services import jobs as jobs_service
 from contract.card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -98,14 +95,15 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             len(registry.errors),
         )
         app.state.executor = make_executor(settings, app.state.sessionmaker)
-        stop = asyncio.Event()
-        background = [asyncio.create_task(_run_jobs(app, settings, stop))]
+        housekeeper = Housekeeper(
+            app.state.sessionmaker, settings, app.state.executor.submit, resume_queued=True
+        )
+        housekeeper.start()
         try:
             yield
         finally:
-            # stop, not cancel: a pass running in a thread finishes before the engine goes
-            stop.set()
-            await asyncio.gather(*background, return_exceptions=True)
+            # a pass under way finishes before the engine goes
+            await asyncio.to_thread(housekeeper.stop)
             if watcher is not None:
                 watcher.cancel()
             app.state.executor.close()
@@ -140,35 +138,3 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.include_router(datasets.router, dependencies=[Depends(require("train"))])
     app.include_router(jobs.router, dependencies=[Depends(require("train"))])
     return app
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep; True once the app is stopping."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
-async def _run_jobs(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
-    """Hand jobs left queued to the executor after a start, then reap lost runners periodically."""
-    factory, executor = app.state.sessionmaker, app.state.executor
-    resumed = False
-    while True:
-        try:
-            if not resumed:
-                for job_id in await asyncio.to_thread(_queued, factory):
-                    executor.submit(job_id)
-                resumed = True
-            for job_id in await asyncio.to_thread(reap_once, factory, settings):
-                executor.submit(job_id)
-        except Exception:  # e.g. the database is away: housekeeping resumes at the next pass
-            log.exception("job housekeeping failed")
-        if await _pause(stop, settings.job_lease_seconds / 2):
-            return
-
-
-def _queued(factory: sessionmaker[Session]) -> list[uuid.UUID]:
-    with factory() as session:
-        return jobs_service.queued_ids(session)

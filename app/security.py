@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import api_key_id_var
+from app.db.repository import keys
 from app.db.tables import ApiKey
 from app.errors import Forbidden, Unauthorized
 
@@ -39,9 +39,7 @@ def create_key(session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKe
     prefix = secrets.token_hex(6)
     key = f"gx_{prefix}_{secrets.token_urlsafe(32)}"
     row = ApiKey(name=name, prefix=prefix, key_sha256=hash_key(key), scopes=sorted(set(scopes)))
-    session.add(row)
-    session.flush()
-    return row, key
+    return keys.add(session, row), key
 
 
 def verify_key(session: Session, key: str) -> ApiKey | None:
@@ -49,7 +47,7 @@ def verify_key(session: Session, key: str) -> ApiKey | None:
     parts = key.split("_")
     if len(parts) < 3 or parts[0] != "gx":
         return None
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
+    row = keys.by_prefix(session, parts[1])
     if row is None or row.revoked_at is not None:
         return None
     return row if hmac.compare_digest(row.key_sha256, hash_key(key)) else None

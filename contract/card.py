@@ -188,6 +188,14 @@ class ModelCard(_Frozen):
         return problems
 
 
+def sha256_of(*parts: bytes) -> str:
+    """Hex sha256 over byte strings, in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

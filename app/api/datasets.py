@@ -13,6 +13,7 @@ from app.errors import PayloadTooLarge, documented
 from app.schemas.jobs import DatasetList, DatasetRead
 from app.security import current_key_id
 from app.services import datasets
+from contract.card import sha256_of
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -63,7 +64,7 @@ async def upload(
         parsed=parsed,
         name=name or file.filename or "dataset",
         fmt=fmt,
-        sha256=datasets.sha256_of(data, label_data or b""),
+        sha256=sha256_of(data, label_data or b""),
         data_dir=settings.data_dir,
         registry=registry,
         api_key_id=current_key_id(request),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.api.deps import RegistryDep
+from app.api.deps import EngineDep, RegistryDep
 from app.db.session import ping
 
 router = APIRouter(tags=["health"])
@@ -39,9 +39,9 @@ def healthz() -> dict[str, str]:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready; the body says why."}},
 )
-def readyz(request: Request, registry: RegistryDep) -> Any:
+def readyz(engine: EngineDep, registry: RegistryDep) -> Any:
     try:
-        ping(request.app.state.engine)
+        ping(engine)
         database = "ok"
     except Exception as exc:  # readiness reports, it does not fail
         database = f"unreachable: {type(exc).__name__}"

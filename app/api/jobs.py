@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import RegistryDep, SessionDep
+from app.api.deps import ExecutorDep, RegistryDep, SessionDep
 from app.audit import idempotency_key_var
 from app.errors import documented
-from app.jobs.executor import Executor
 from app.schemas.jobs import JobCreate, JobList, JobRead
 from app.security import current_key_id
 from app.services import jobs
@@ -37,8 +36,8 @@ def create_job(
     response: Response,
     session: SessionDep,
     registry: RegistryDep,
+    executor: ExecutorDep,
 ) -> JobRead:
-    executor: Executor = request.app.state.executor
     executor.check_available()
     job = jobs.create(
         session,

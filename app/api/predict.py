@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
+from app.api.deps import MetricsDep, RegistryDep, RequestIdDep, SettingsDep, WriterDep
 from app.codecs import negotiate as formats
 from app.codecs.payloads import Expression
 from app.config import Settings
+from app.db.writer import PredictionWriter
 from app.errors import documented
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
@@ -88,12 +89,13 @@ async def _serve(
     *,
     registry: ModelRegistry,
     settings: Settings,
+    writer: PredictionWriter,
+    metrics: Metrics,
     request_id: str,
     input_scale: InputScale | None,
 ) -> Response:
     kind = formats.choose(request.headers.get("accept"))  # before any work: 406 is cheap
     model: LoadedModel = registry.get(name, version)
-    metrics: Metrics = request.app.state.metrics
     labels = (model.card.name, str(model.card.version))
     outcome = "failed"
     try:
@@ -105,7 +107,7 @@ async def _serve(
                 max_bytes=settings.max_body_bytes,
             )
             out = await task(
-                writer=request.app.state.writer,
+                writer=writer,
                 model=model,
                 expr=expr,
                 request_id=request_id,
@@ -126,6 +128,8 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
         request: Request,
         registry: RegistryDep,
         settings: SettingsDep,
+        writer: WriterDep,
+        metrics: MetricsDep,
         request_id: RequestIdDep,
         version: VersionQuery = None,
         input_scale: ScaleQuery = None,
@@ -137,6 +141,8 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
             version,
             registry=registry,
             settings=settings,
+            writer=writer,
+            metrics=metrics,
             request_id=request_id,
             input_scale=input_scale,
         )

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import api_key_id_var, idempotency_key_var
-from app.db import repository
 from app.db.base import utcnow
+from app.db.repository import predictions as repository
 
 
 class PredictionWriter:

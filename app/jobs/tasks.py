@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.db.repository import datasets, jobs
 from app.jobs.errors import Interrupted, JobCancelled, JobFailure, LeaseLost
-from app.services import datasets, jobs
 from contract.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def _record(
             return str(status)
         name, version, metrics = outcome["result"]
         job = jobs.get(session, job_id)
+        assert job is not None  # this runner holds its lease, so the row exists
         if jobs.finish(
             session,
             job_id,

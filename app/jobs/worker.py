@@ -1,14 +1,13 @@
 """`genexfer worker`: a Celery worker process that runs fine-tuning jobs (needs the train extra).
 
-It also reaps jobs whose runner died, so a deployment with workers but a stopped API still
-recovers them.
+It also runs job housekeeping (`app.jobs.housekeeping`), so a deployment with workers but a
+stopped API still recovers jobs whose runner died.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import threading
 import uuid
 
 from celery import Celery
@@ -16,7 +15,7 @@ from celery import Celery
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.jobs.celery_app import TASK_NAME, make_celery
-from app.jobs.housekeeping import reap_once
+from app.jobs.housekeeping import Housekeeper
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +31,12 @@ def build_worker_app(settings: Settings) -> Celery:
 
         return run_job(uuid.UUID(job_id), factory=factory, settings=settings)
 
-    def reaper() -> None:
-        while not stop.wait(settings.job_lease_seconds / 2):
-            for job_id in reap_once(factory, settings):
-                app.send_task(TASK_NAME, args=[str(job_id)])
+    def submit(job_id: uuid.UUID) -> None:
+        app.send_task(TASK_NAME, args=[str(job_id)])
 
-    stop = threading.Event()
-    threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    # jobs left queued are the API's to resume at its start; workers reap, so a deployment
+    # whose API is down still recovers jobs whose runner died
+    Housekeeper(factory, settings, submit, resume_queued=False).start()
     return app
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.codecs import datasets as dataset_io
 from app.codecs.datasets import ParsedDataset
-from app.db.tables import Dataset, Job
+from app.db.repository import datasets as repo
+from app.db.repository import jobs as jobs_repo
+from app.db.tables import Dataset
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from contract.card import ModelKind
-from contract.vocab import ACTIVE_JOB_STATUSES
 
 
 def parse_upload(
@@ -98,22 +97,12 @@ def store(
         gene_overlap=gene_overlap(parsed, registry),
         api_key_id=api_key_id,
     )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def sha256_of(*parts: bytes) -> str:
-    """sha256 over the uploaded file(s), in order."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()
+    return repo.add(session, row)
 
 
 def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
     """The dataset, or NotFound."""
-    row = session.get(Dataset, dataset_id)
+    row = repo.get(session, dataset_id)
     if row is None:
         raise NotFound(f"no dataset {dataset_id}")
     return row
@@ -121,20 +110,14 @@ def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
 
 def listing(session: Session, *, limit: int, offset: int) -> Sequence[Dataset]:
     """Datasets, newest first."""
-    stmt = select(Dataset).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
-    return session.scalars(stmt).all()
+    return repo.listing(session, limit=limit, offset=offset)
 
 
 def delete(session: Session, dataset_id: uuid.UUID) -> None:
     """Delete the row and its file, unless a queued or running job uses it."""
     row = get(session, dataset_id)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_JOB_STATUSES))
-    )
+    active = jobs_repo.count_active_using(session, dataset_id)
     if active:
         raise Conflict(f"dataset {dataset_id} is used by {active} queued or running job(s)")
-    session.delete(row)
-    session.flush()
+    repo.delete(session, row)
     Path(row.path).unlink(missing_ok=True)

@@ -1,10 +1,6 @@
-"""Fine-tuning jobs in the database: create, list, cancel, and the lease protocol runners follow.
+"""Fine-tuning jobs as the API sees them: check and queue, read, list, cancel.
 
-A runner claims a queued job with one conditional UPDATE (queued → running, with its name as the
-lease owner), renews the lease while it works and finishes only while it still holds the lease.
-A job whose lease runs out is re-queued (or failed after too many attempts) by `reap`, so a job
-is never left 'running' after its worker died, and never runs twice at once. Lease times come
-from the database's clock (`db_now`), never a runner's, so machines need not agree on the time.
+The lease protocol that runners follow is in `app.db.repository.jobs`.
 """
 
 from __future__ import annotations
@@ -12,24 +8,17 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from app.db.base import db_now, utcnow
-from app.db.tables import Job, ModelVersion
+from app.db.repository import jobs as repo
+from app.db.tables import Job
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets
 from contract.card import ModelKind
 from contract.vocab import FINAL_JOB_STATUSES
-
-
-def _event(status: str, reason: str | None = None) -> dict[str, Any]:
-    return {"status": status, "at": utcnow().isoformat(), "reason": reason}
 
 
 def create(
@@ -58,7 +47,7 @@ def create(
         status="queued",
         dataset_id=dataset.id,
         params=params,
-        history=[_event("queued")],
+        history=[repo.event("queued")],
         progress=0.0,
         metrics={},
         attempts=0,
@@ -66,9 +55,7 @@ def create(
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
     )
-    session.add(job)
-    session.flush()
-    return job
+    return repo.add(session, job)
 
 
 def _check_numeric(counts: dict[str, int], column: str) -> None:
@@ -91,7 +78,7 @@ def _check_numeric(counts: dict[str, int], column: str) -> None:
 
 def get(session: Session, job_id: uuid.UUID) -> Job:
     """The job, or NotFound."""
-    job = session.get(Job, job_id)
+    job = repo.get(session, job_id)
     if job is None:
         raise NotFound(f"no fine-tuning job {job_id}")
     return job
@@ -99,10 +86,7 @@ def get(session: Session, job_id: uuid.UUID) -> Job:
 
 def listing(session: Session, *, status: str | None, limit: int, offset: int) -> Sequence[Job]:
     """Jobs, newest first, optionally of one status."""
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit).offset(offset)
-    if status is not None:
-        stmt = stmt.where(Job.status == status)
-    return session.scalars(stmt).all()
+    return repo.listing(session, status=status, limit=limit, offset=offset)
 
 
 def cancel(session: Session, job_id: uuid.UUID) -> Job:
@@ -110,176 +94,5 @@ def cancel(session: Session, job_id: uuid.UUID) -> Job:
     job = get(session, job_id)
     if job.status in FINAL_JOB_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}")
-    queued = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(
-            status="cancelled",
-            cancel_requested=True,
-            finished_at=utcnow(),
-            history=[*job.history, _event("cancelled", "cancelled before it started")],
-        )
-    )
-    if not queued.rowcount:  # type: ignore[attr-defined]
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    session.flush()
-    session.refresh(job)
+    repo.cancel(session, job)
     return job
-
-
-def claim(session: Session, job_id: uuid.UUID, owner: str, lease_seconds: float) -> Job | None:
-    """Take a queued job for `owner`; None if someone else has it or it is no longer queued."""
-    now = db_now(session)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(
-            status="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=Job.attempts + 1,
-            started_at=now,
-        )
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return None
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
-    job.history = [*job.history, _event("running", f"attempt {job.attempts} on {owner}")]
-    session.flush()
-    return job
-
-
-def renew(
-    session: Session, job_id: uuid.UUID, owner: str, lease_seconds: float, **progress: Any
-) -> bool | None:
-    """Extend the lease and record progress; None if the lease is lost, else cancel_requested."""
-    result = session.execute(
-        update(Job)
-        .where(*_held(job_id, owner))
-        .values(lease_expires_at=db_now(session) + timedelta(seconds=lease_seconds), **progress)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return None
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
-
-
-def finish(
-    session: Session,
-    job_id: uuid.UUID,
-    owner: str,
-    status: str,
-    *,
-    reason: str | None = None,
-    **values: Any,
-) -> bool:
-    """Record the outcome, only while `owner` still holds the lease."""
-    return _end_lease(
-        session,
-        job_id,
-        owner,
-        _event(status, reason),
-        status=status,
-        error=reason if status == "failed" else None,
-        finished_at=utcnow(),
-        **values,
-    )
-
-
-def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> bool:
-    """Put a job its runner had to drop (its process is stopping) back in the queue, uncounted."""
-    return _end_lease(
-        session,
-        job_id,
-        owner,
-        _event("queued", reason),
-        status="queued",
-        attempts=Job.attempts - 1,
-    )
-
-
-def _end_lease(
-    session: Session, job_id: uuid.UUID, owner: str, event: dict[str, Any], **values: Any
-) -> bool:
-    """Clear `owner`'s lease, add `event` to the history and set `values`, only while `owner`
-    still holds the lease of the running job; False if it does not."""
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None or job.lease_owner != owner or job.status != "running":
-        return False
-    result = session.execute(
-        update(Job)
-        .where(*_held(job_id, owner))
-        .values(
-            lease_owner=None,
-            lease_expires_at=None,
-            history=[*job.history, event],
-            **values,
-        )
-    )
-    session.flush()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _held(job_id: uuid.UUID, owner: str | None) -> tuple[ColumnElement[bool], ...]:
-    """The job is running and `owner` holds its lease."""
-    return Job.id == job_id, Job.lease_owner == owner, Job.status == "running"
-
-
-def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
-    """Re-queue (or fail) running jobs whose lease expired; returns the ids to enqueue again."""
-    now = db_now(session)
-    lost = session.scalars(
-        select(Job).where(Job.status == "running", Job.lease_expires_at < now)
-    ).all()
-    requeued = []
-    for job in lost:
-        who = job.lease_owner
-        if job.cancel_requested:
-            status, reason = "cancelled", f"cancelled; its runner {who} stopped answering"
-        elif job.attempts < max_attempts:
-            status, reason = "queued", f"runner {who} stopped renewing its lease; re-queued"
-        else:
-            status = "failed"
-            reason = f"runner {who} was lost (lease expired) on attempt {job.attempts} of "
-            reason += f"{max_attempts}; not retried"
-        result = session.execute(
-            update(Job)
-            .where(*_held(job.id, who))
-            .values(
-                status=status,
-                lease_owner=None,
-                lease_expires_at=None,
-                error=reason if status == "failed" else None,
-                finished_at=None if status == "queued" else now,
-                history=[*job.history, _event(status, reason)],
-            )
-        )
-        if result.rowcount and status == "queued":  # type: ignore[attr-defined]
-            requeued.append(job.id)
-    session.flush()
-    return requeued
-
-
-def queued_ids(session: Session) -> list[uuid.UUID]:
-    """Every queued job, oldest first (to hand to an executor after a restart)."""
-    stmt = select(Job.id).where(Job.status == "queued").order_by(Job.created_at)
-    return list(session.scalars(stmt).all())
-
-
-def record_model_version(
-    session: Session, *, job: Job, name: str, version: int, metrics: dict[str, Any]
-) -> None:
-    """Note a version a job published."""
-    encoder = job.params["encoder"]
-    session.add(
-        ModelVersion(
-            name=name,
-            version=version,
-            kind="regressor" if job.params["task"] == "regression" else "classifier",
-            parent_name=encoder["name"],
-            parent_version=encoder["version"],
-            metrics=metrics,
-            job_id=job.id,
-        )
-    )
-    session.flush()

@@ -7,7 +7,7 @@ import io
 
 from sqlalchemy.orm import Session
 
-from app.db import repository
+from app.db.repository import predictions as repository
 from app.schemas.jobs import PastPrediction
 
 

@@ -8,8 +8,9 @@ from datetime import UTC
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
-from app.db import migrate, repository
+from app.db import migrate
 from app.db.base import utcnow
+from app.db.repository import predictions as repository
 from app.db.session import make_engine
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.tables import IdempotencyRecord, Prediction
-from app.idempotency import _claim, _finish, _sha
+from app.idempotency import _claim, _finish
+from contract.card import sha256_of
 from tests.service.conftest import expression_body
 
 PROBLEM = "application/problem+json"
@@ -55,8 +56,8 @@ def test_retry_while_the_first_still_runs_is_409(
     with Session(engine) as s:
         s.add(
             IdempotencyRecord(
-                scope_key=_sha(b"\0", b"\0", b"busy"),
-                request_sha256=_sha(URL.encode(), b"?", b"", b"\0", raw),
+                scope_key=sha256_of(b"\0", b"\0", b"busy"),
+                request_sha256=sha256_of(URL.encode(), b"?", b"", b"\0", raw),
             )
         )
         s.commit()

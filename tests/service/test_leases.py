@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 import app.db.base
 from app.db import migrate
 from app.db.base import utcnow
+from app.db.repository import jobs
+from app.services import jobs as job_service
 from app.db.session import make_engine
 from app.db.tables import Dataset, Job
-from app.services import jobs
 
 
 def make_job(engine: Engine) -> uuid.UUID:
@@ -130,7 +131,7 @@ def test_a_lost_runner_of_a_cancelled_job_ends_cancelled(engine: Engine) -> None
     job_id = make_job(engine)
     with Session(engine) as s:
         jobs.claim(s, job_id, "dead", 30)
-        jobs.cancel(s, job_id)
+        job_service.cancel(s, job_id)
         s.commit()
     expire(engine, job_id)
     with Session(engine) as s:
@@ -149,7 +150,7 @@ def test_cancel_before_start_and_deleted_dataset(engine: Engine) -> None:
     settings = Settings(_env_file=None, database_url="sqlite://", job_lease_seconds=3)  # type: ignore[call-arg]
     cancelled = make_job(engine)
     with factory.begin() as s:
-        assert jobs.cancel(s, cancelled).status == "cancelled"
+        assert job_service.cancel(s, cancelled).status == "cancelled"
     assert run_job(cancelled, factory=factory, settings=settings) == "skipped"
     orphan = make_job(engine)
     with factory.begin() as s:

@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
-from app.db import migrate, repository
+from app.db import migrate
+from app.db.repository import predictions as repository
 from app.db.session import make_engine
 from app.db.tables import Prediction
 from tests.service.conftest import expression_body

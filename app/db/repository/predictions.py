@@ -1,4 +1,4 @@
-"""Every query the service makes. Functions take the session first; they flush, never commit."""
+"""Queries on prediction records. Functions take the session first; they flush, never commit."""
 
 from __future__ import annotations
 
