@@ -207,3 +207,56 @@ def test_an_embedded_api_restart_requeues_and_resumes_the_job(
         second.post(f"/v1/finetune-jobs/{job_id}/cancel")
         job = wait_for(second, job_id, {"cancelled"}, seconds=20)
     assert job["attempts"] == 1  # the interrupted run is not counted against the job
+
+
+def _publish_encoder(models: Path, name: str, genes: list[str]) -> None:
+    """A small encoder on synthetic counts whose panel is `genes` (for gene-id tests)."""
+    from contract.card import InputScale
+    from training.data.synthetic import make_synthetic
+    from training.evaluation.splits import hold_out
+    from training.nn.config import TrainConfig
+    from training.nn.encoders import AutoencoderConfig
+    from training.train.publish_encoder import pretrain_and_export
+
+    m = make_synthetic(120, len(genes), n_classes=3, seed=5)
+    m = type(m)(X=m.X, sample_ids=m.sample_ids, gene_ids=genes, obs=m.obs)
+    pretrain_and_export(
+        hold_out("synthetic", m, test_fraction=0.0, seed=0, stratify_by=None),
+        input_scale=InputScale.counts,
+        model_cfg=AutoencoderConfig(n_genes=len(genes), hidden=(16,), latent=8),
+        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
+        name=name,
+        models_dir=models,
+        description="gene-id test encoder",
+        progress=False,
+    )
+
+
+def test_versioned_and_unversioned_ensembl_ids_match_both_ways(
+    svc: TestClient, service_models: Path
+) -> None:
+    from training.data.synthetic import make_synthetic
+
+    plain = [f"ENSG{j:011d}" for j in range(1, 41)]
+    versioned = [f"{g}.{j % 7 + 1}" for j, g in enumerate(plain)]
+    for panel, sent, name in ((plain, versioned, "ens-plain"), (versioned, plain, "ens-versioned")):
+        _publish_encoder(service_models, name, panel)
+        data = make_synthetic(60, len(sent), n_classes=3, seed=6)
+        table = pd.DataFrame(data.X, index=pd.Index(data.sample_ids, name="id"), columns=sent)
+        table["label"] = data.obs["label"].to_numpy()
+        deadline = time.monotonic() + 10
+        while svc.get(f"/v1/models/{name}").status_code == 404:  # the poller loads it
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        r = svc.post("/v1/datasets", files={"file": ("ens.csv", table.to_csv().encode())})
+        assert r.status_code == 201, r.text
+        overlap = {o["model"]: o for o in r.json()["gene_overlap"]}[name]
+        assert (overlap["matched"], overlap["panel_size"]) == (40, 40)
+        body = job_body(
+            r.json()["id"], encoder={"name": name}, label_column="label", output_name=f"{name}-c"
+        )
+        r = svc.post("/v1/finetune-jobs", json=body)
+        assert r.status_code == 202, r.text
+        job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+        assert job["status"] == "succeeded", job["error"]
+        assert job["metrics"]["missing_panel_genes"] == 0
