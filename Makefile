@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 DEMO   := models/pbmc68k-encoder/1/model.json models/pbmc68k-celltype/1/model.json
 
-.PHONY: serve test check lint format typecheck services models bench clean
+.PHONY: serve test test-fast check lint format typecheck services models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "GeneXfer needs Python >= 3.11"'
@@ -36,6 +36,10 @@ services:
 
 test: $(VENV)/.dev services
 	$(BIN)/pytest -q
+
+# everything but the tests marked slow (training runs, real servers): minutes, for the edit loop
+test-fast: $(VENV)/.dev services
+	$(BIN)/pytest -q -m "not slow"
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format $(CODE)

@@ -1,16 +1,24 @@
-"""Shared fixtures: a real database per backend (SQLite file, PostgreSQL), migrated once."""
+"""Shared fixtures: a real database per backend (SQLite file, PostgreSQL), migrated once; small
+seeded synthetic data and short training settings."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from app.db import migrate
 from app.db.session import make_engine
+from contract.matrix import ExpressionMatrix
+from tests.factories import ENCODER, REPO
+from training.data.synthetic import make_synthetic
+from training.nn.config import TrainConfig
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "GENEXFER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -61,3 +69,41 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
         # fine-tuning service tables, children first
         for table in ("model_versions", "jobs", "datasets", "api_keys", "idempotency_keys"):
             conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(scope="session")
+def counts() -> ExpressionMatrix:
+    """240 samples × 60 genes of NB counts, 3 well-separated labels, 2 batches."""
+    return make_synthetic(240, 60, n_classes=3, separation=2.0, seed=7)
+
+
+@pytest.fixture
+def quick() -> TrainConfig:
+    """A few epochs: enough to exercise the loop, fast on 2 cores."""
+    return TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pbmc_table() -> pd.DataFrame:
+    """pbmc68k_reduced (scanpy's bundled 700 cells): log values, genes as columns, bulk_labels."""
+    from training.data.pbmc68k import load_pbmc68k_reduced
+
+    m = load_pbmc68k_reduced()
+    table = pd.DataFrame(m.X, index=pd.Index(m.sample_ids, name="cell"), columns=m.gene_ids)
+    table["bulk_labels"] = m.obs["bulk_labels"].to_numpy()
+    return table
+
+
+@pytest.fixture(scope="session")
+def pbmc_csv(pbmc_table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("pbmc") / "pbmc.csv"
+    pbmc_table.to_csv(path)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def service_models(tmp_path: Path) -> Path:
+    """A writable models/ holding a copy of the demo encoder (jobs publish next to it)."""
+    root = tmp_path / "models"
+    shutil.copytree(REPO / "models" / ENCODER, root / ENCODER)
+    return root

@@ -1,4 +1,5 @@
-"""Keyword-only factories for test models: real ONNX graphs (built with onnx.helper) and cards."""
+"""Test helpers: keyword-only factories for small real ONNX models and cards, the app settings and
+clients the tests use, request bodies from pbmc68k tables."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnx
+import pandas as pd
+from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
+from sqlalchemy import Engine
 
+from app.config import Settings
+from app.main import create_app
 from contract.card import (
     CARD_FILE,
     ONNX_FILE,
@@ -20,6 +26,12 @@ from contract.card import (
     TensorSpec,
     sha256_file,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+ENCODER = "pbmc68k-encoder"
+GENES = [f"G{i}" for i in range(10)]
+LABELS = ["a", "b", "c"]
+TARGETS = ["age", "score"]
 
 
 def linear_onnx(
@@ -113,3 +125,38 @@ def write_model(
     card.write(folder)
     assert (folder / CARD_FILE).is_file()
     return folder
+
+
+def service_client(engine: Engine, models: Path, data: Path, **overrides: object) -> TestClient:
+    """The real app on `engine` with jobs in-process, on the CPU."""
+    settings = make_settings(
+        engine.url.render_as_string(hide_password=False),
+        models,
+        data_dir=data,
+        reload_interval_s=0.2,
+        job_lease_seconds=3.0,
+        **overrides,
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def expression_body(table: pd.DataFrame, n: int) -> dict[str, object]:
+    """A predict request with the first `n` cells of a pbmc table."""
+    genes = [c for c in table.columns if c != "bulk_labels"]
+    rows = table.iloc[:n]
+    return {
+        "genes": genes,
+        "samples": [
+            {"id": str(i), "values": [float(v) for v in rows.loc[i, genes]]} for i in rows.index
+        ],
+    }
+
+
+def make_settings(database_url: str, models_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"providers": ["CPUExecutionProvider"], **overrides}
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        models_dir=models_dir,
+        **values,  # type: ignore[arg-type]
+    )

@@ -1,4 +1,5 @@
-"""API fixtures: a models/ folder of small real ONNX models and a client on the real app."""
+"""App fixtures: a models/ folder of small real ONNX models and a client on the real app; for the
+job and dataset tests, a models/ folder with the real demo encoder and pbmc68k data."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from app.config import Settings
 from app.main import create_app
-from tests.factories import write_model
-
-GENES = [f"G{i}" for i in range(10)]
-LABELS = ["a", "b", "c"]
-TARGETS = ["age", "score"]
+from tests.factories import GENES, LABELS, TARGETS, make_settings, service_client, write_model
 
 
 @pytest.fixture
@@ -40,18 +36,14 @@ def regressor(models_dir: Path) -> Path:
     return write_model(root=models_dir, name="toy-regressor", genes=GENES, targets=TARGETS, seed=2)
 
 
-def make_settings(database_url: str, models_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"providers": ["CPUExecutionProvider"], **overrides}
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        models_dir=models_dir,
-        **values,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 def client(engine: Engine, models_dir: Path) -> Iterator[TestClient]:
     settings = make_settings(engine.url.render_as_string(hide_password=False), models_dir)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def svc(engine: Engine, service_models: Path, tmp_path: Path) -> Iterator[TestClient]:
+    with service_client(engine, service_models, tmp_path / "data") as client:
         yield client

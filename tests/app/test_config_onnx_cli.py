@@ -21,7 +21,7 @@ from app.logs import JsonFormatter
 from app.main import create_app
 from app.middleware import RequestIdFilter, request_id_var
 from contract.card import ModelCard
-from tests.app.conftest import make_settings
+from tests.factories import make_settings
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,8 @@ from app.inference.backend import InferenceBackend
 from app.inference.onnx import OnnxBackend
 from app.main import create_app
 from contract.card import ModelCard
-from tests.app.conftest import GENES, make_settings
-from tests.app.test_batcher import Recording
+from tests.app.inference.test_batcher import Recording
+from tests.factories import GENES, make_settings
 
 BODY = {"genes": GENES, "samples": [{"id": "S", "values": [0.5] * 10}]}
 

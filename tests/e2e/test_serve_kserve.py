@@ -10,7 +10,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.e2e.test_serve_pbmc import CLASSIFIER, _heldout_cells, server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["server"]  # the fixture, shared with the /v1 end-to-end test
 
 

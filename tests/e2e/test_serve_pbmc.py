@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
 from contract.card import ModelCard
+from tests.factories import REPO
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 CLASSIFIER = "pbmc68k-celltype"
 ENCODER = "pbmc68k-encoder"

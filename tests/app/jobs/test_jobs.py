@@ -1,0 +1,265 @@
+"""In-process fine-tuning jobs: real training on pbmc68k, served without a restart; cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import ModelVersion
+from tests.factories import expression_body
+
+pytestmark = pytest.mark.slow  # real fine-tuning jobs
+
+PROBLEM = "application/problem+json"
+
+
+def upload_pbmc(client: TestClient, csv: bytes) -> str:
+    r = client.post("/v1/datasets", files={"file": ("pbmc.csv", csv)})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def job_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "encoder": {"name": "pbmc68k-encoder"},
+        "dataset_id": dataset_id,
+        "label_column": "bulk_labels",
+        "hyperparameters": {"epochs": 5, "patience": 5},
+        "output_name": "lab-celltype",
+    }
+    return {**body, **overrides}
+
+
+def wait_for(client: TestClient, job_id: str, statuses: set[str], seconds: float = 120) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = client.get(f"/v1/finetune-jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def test_finetune_publishes_a_served_version(
+    svc: TestClient, engine: Engine, pbmc_csv: bytes, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id))
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/v1/finetune-jobs/{r.json()['id']}"
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert (job["result_model"], job["result_version"], job["progress"]) == ("lab-celltype", 1, 1.0)
+    assert [e["status"] for e in job["history"]] == ["queued", "running", "succeeded"]
+    assert 0 <= job["metrics"]["test"]["balanced_accuracy"] <= 1
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    test_scores = {m["name"]: m["value"] for m in card["metrics"] if m["split"] == "test"}
+    assert test_scores == job["metrics"]["test"]
+    with Session(engine) as s:
+        row = s.scalars(select(ModelVersion)).one()
+        assert (row.name, row.version, row.parent_name) == ("lab-celltype", 1, "pbmc68k-encoder")
+    # the poller loads the new version: served without a restart
+    deadline = time.monotonic() + 10
+    body = expression_body(pbmc_table, 2)
+    while (r := svc.post("/v1/models/lab-celltype/classify", json=body)).status_code == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == {"name": "lab-celltype", "version": 1}
+    assert svc.get("/v1/finetune-jobs?status=succeeded").json()["jobs"][0]["id"] == job["id"]
+    assert svc.get("/v1/finetune-jobs?status=failed").json()["jobs"] == []
+    # a dataset whose jobs finished can go; the job keeps its record
+    assert svc.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert svc.get(f"/v1/finetune-jobs/{job['id']}").json()["dataset_id"] is None
+
+
+def test_cancel_stops_a_running_job_within_seconds(svc: TestClient, pbmc_csv: bytes) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    long = {"epochs": 10_000, "patience": 10_000, "batch_size": 8}
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, hyperparameters=long))
+    job_id = r.json()["id"]
+    running = wait_for(svc, job_id, {"running"})
+    conflict = svc.delete(f"/v1/datasets/{dataset_id}")
+    assert (conflict.status_code, conflict.headers["content-type"]) == (409, PROBLEM)
+    wait_until_epoch = time.monotonic() + 30
+    while not svc.get(f"/v1/finetune-jobs/{job_id}").json()["epoch"]:
+        assert time.monotonic() < wait_until_epoch
+        time.sleep(0.2)
+    asked = time.monotonic()
+    assert svc.post(f"/v1/finetune-jobs/{job_id}/cancel").json()["cancel_requested"]
+    job = wait_for(svc, job_id, {"cancelled", "failed", "succeeded"}, seconds=15)
+    assert job["status"] == "cancelled"
+    assert time.monotonic() - asked < 10
+    assert running["started_at"] is not None
+    assert job["metrics"]["train_loss"] > 0  # live metrics were written while it ran
+    again = svc.post(f"/v1/finetune-jobs/{job_id}/cancel")
+    assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
+
+
+def test_a_regression_job_publishes_a_served_regressor(
+    svc: TestClient, engine: Engine, pbmc_csv: bytes, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    """G2M_score (scanpy's cell-cycle score) from the expression: a real continuous target."""
+    from training.data.pbmc68k import load_pbmc68k_reduced
+
+    m = load_pbmc68k_reduced()
+    scores = pd.DataFrame({"cell": m.sample_ids, "G2M_score": m.obs["G2M_score"].to_numpy()})
+    files = {"file": ("pbmc.csv", pbmc_csv), "labels": ("g2m.csv", scores.to_csv(index=False))}
+    r = svc.post("/v1/datasets", files=files)
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["id"]
+    body = job_body(
+        dataset_id,
+        task="regression",
+        label_column="G2M_score",
+        strategy="full",
+        output_name="lab-g2m",
+        hyperparameters={"epochs": 40, "patience": 10},
+    )
+    r = svc.post("/v1/finetune-jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    test = job["metrics"]["test"]
+    assert set(test) == {"r2", "mae", "spearman"}
+    assert test["r2"] > 0.1, test  # beats predicting the mean: the score is in the expression
+    card = json.loads((service_models / "lab-g2m" / "1" / "model.json").read_text())
+    assert (card["kind"], card["labels"]) == ("regressor", ["G2M_score"])
+    assert card["head"]["inputs"] == [
+        {"name": "embedding", "dtype": "float32", "shape": ["batch", 64]}
+    ]
+    with Session(engine) as s:
+        row = s.scalars(select(ModelVersion)).one()
+        assert (row.name, row.kind) == ("lab-g2m", "regressor")
+    deadline = time.monotonic() + 10
+    request = expression_body(pbmc_table, 3)
+    while (r := svc.post("/v1/models/lab-g2m/regress", json=request)).status_code == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    assert [list(p["values"]) for p in r.json()["predictions"]] == [["G2M_score"]] * 3
+
+
+def test_a_regression_target_must_be_numeric(svc: TestClient, pbmc_csv: bytes) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, task="regression"))
+    assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
+    assert "regression needs a number in label column 'bulk_labels'" in r.json()["detail"]
+    assert "700 samples have" in r.json()["detail"]
+    assert "CD14+ Monocyte" in r.json()["detail"]
+
+
+def test_the_requested_strategy_reaches_training(
+    svc: TestClient, pbmc_csv: bytes, service_models: Path
+) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, strategy="partial"))
+    job = wait_for(svc, r.json()["id"], {"failed", "succeeded"})
+    assert job["status"] == "succeeded", job
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    protocols = {m["protocol"] for m in card["metrics"]}
+    assert any("partial encoder" in p for p in protocols), protocols
+
+
+def test_bad_job_requests(svc: TestClient, pbmc_csv: bytes) -> None:
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    cases = [
+        (job_body("00000000-0000-0000-0000-000000000000"), 404, "no dataset"),
+        (job_body(dataset_id, label_column="nope"), 422, "bulk_labels"),
+        (job_body(dataset_id, encoder={"name": "nope"}), 404, "nope"),
+        (job_body(dataset_id, strategy="sideways"), 422, "strategy"),
+        (job_body(dataset_id, output_name="../x"), 422, "output_name"),
+        (job_body(dataset_id, hyperparameters={"epochs": 0}), 422, "epochs"),
+    ]
+    for body, status, words in cases:
+        r = svc.post("/v1/finetune-jobs", json=body)
+        assert (r.status_code, r.headers["content-type"]) == (status, PROBLEM), r.text
+        assert words in r.text
+    r = svc.get("/v1/finetune-jobs/00000000-0000-0000-0000-000000000000")
+    assert r.status_code == 404
+    assert svc.get("/v1/finetune-jobs?status=nonsense").status_code == 422
+
+
+def test_an_embedded_api_restart_requeues_and_resumes_the_job(
+    engine: Engine, service_models: Path, tmp_path: Path, pbmc_csv: bytes
+) -> None:
+    from tests.factories import service_client
+
+    with service_client(engine, service_models, tmp_path / "data") as first:
+        dataset_id = upload_pbmc(first, pbmc_csv)
+        long = {"epochs": 10_000, "patience": 10_000, "batch_size": 8}
+        job_id = first.post("/v1/finetune-jobs", json=job_body(dataset_id, hyperparameters=long))
+        job_id = job_id.json()["id"]
+        wait_for(first, job_id, {"running"})
+    # the stopping API handed the job back at once instead of leaving it 'running'
+    with service_client(engine, service_models, tmp_path / "data") as second:
+        job = second.get(f"/v1/finetune-jobs/{job_id}").json()
+        handed_back = job["history"][2]
+        assert handed_back["status"] == "queued"
+        assert "process shutdown" in handed_back["reason"]
+        job = wait_for(second, job_id, {"running"})  # the new process took it up again
+        assert [e["status"] for e in job["history"]] == ["queued", "running", "queued", "running"]
+        second.post(f"/v1/finetune-jobs/{job_id}/cancel")
+        job = wait_for(second, job_id, {"cancelled"}, seconds=20)
+    assert job["attempts"] == 1  # the interrupted run is not counted against the job
+
+
+def _publish_encoder(models: Path, name: str, genes: list[str]) -> None:
+    """A small encoder on synthetic counts whose panel is `genes` (for gene-id tests)."""
+    from contract.card import InputScale
+    from training.data.synthetic import make_synthetic
+    from training.evaluation.splits import hold_out
+    from training.nn.config import TrainConfig
+    from training.nn.encoders import AutoencoderConfig
+    from training.train.publish_encoder import pretrain_and_export
+
+    m = make_synthetic(120, len(genes), n_classes=3, seed=5)
+    m = type(m)(X=m.X, sample_ids=m.sample_ids, gene_ids=genes, obs=m.obs)
+    pretrain_and_export(
+        hold_out("synthetic", m, test_fraction=0.0, seed=0, stratify_by=None),
+        input_scale=InputScale.counts,
+        model_cfg=AutoencoderConfig(n_genes=len(genes), hidden=(16,), latent=8),
+        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
+        name=name,
+        models_dir=models,
+        description="gene-id test encoder",
+        progress=False,
+    )
+
+
+def test_versioned_and_unversioned_ensembl_ids_match_both_ways(
+    svc: TestClient, service_models: Path
+) -> None:
+    from training.data.synthetic import make_synthetic
+
+    plain = [f"ENSG{j:011d}" for j in range(1, 41)]
+    versioned = [f"{g}.{j % 7 + 1}" for j, g in enumerate(plain)]
+    for panel, sent, name in ((plain, versioned, "ens-plain"), (versioned, plain, "ens-versioned")):
+        _publish_encoder(service_models, name, panel)
+        data = make_synthetic(60, len(sent), n_classes=3, seed=6)
+        table = pd.DataFrame(data.X, index=pd.Index(data.sample_ids, name="id"), columns=sent)
+        table["label"] = data.obs["label"].to_numpy()
+        deadline = time.monotonic() + 10
+        while svc.get(f"/v1/models/{name}").status_code == 404:  # the poller loads it
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        r = svc.post("/v1/datasets", files={"file": ("ens.csv", table.to_csv().encode())})
+        assert r.status_code == 201, r.text
+        overlap = {o["model"]: o for o in r.json()["gene_overlap"]}[name]
+        assert (overlap["matched"], overlap["panel_size"]) == (40, 40)
+        body = job_body(
+            r.json()["id"], encoder={"name": name}, label_column="label", output_name=f"{name}-c"
+        )
+        r = svc.post("/v1/finetune-jobs", json=body)
+        assert r.status_code == 202, r.text
+        job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+        assert job["status"] == "succeeded", job["error"]
+        assert job["metrics"]["missing_panel_genes"] == 0
