@@ -23,10 +23,11 @@ then gets, in this order:
    p_b ~ U(0, dropout · strength) (at most 0.9): a batch-level loss of detection that hits low
    counts hardest, a simpler form of ZIFA's exp(−λμ²) decay.
 
-``strength`` scales every spread at once: 0 returns the input unchanged, 2 doubles every standard
-deviation. A ``reference`` batch is dealt but left untouched, so the others shift relative to it,
-as ComBat's reference batch. Limits: detection is only ever lost, never gained, and the effect is
-the same for every cell type of a batch (no batch × cell-type interaction).
+``strength`` scales every spread at once (the three standard deviations and the dropout bound):
+0 returns the input unchanged, 2 doubles them all. A ``reference`` batch is dealt but left
+untouched, so the others shift relative to it, as ComBat's reference batch. Limits: detection is
+only ever lost, never gained, and the effect is the same for every cell type of a batch (no
+batch × cell-type interaction).
 """
 
 from __future__ import annotations
