@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.matrix import ExpressionMatrix
-from training.data.readers import attach_obs, load_pbmc68k_reduced, read_obs, read_parquet
+from contract.io.readers import attach_obs, read_obs, read_parquet
+from contract.matrix import ExpressionMatrix
+from training.data.pbmc68k import load_pbmc68k_reduced
 from training.data.shift import BatchEffect, simulate_batches
 
 # training/data/public.py → the repository root; an installed wheel has no datasets/ beside it

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 
 F64 = npt.NDArray[np.float64]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data.matrix import ExpressionMatrix
+from contract.matrix import ExpressionMatrix
 from training.data.public import (
     DATASETS,
     load_all_leukaemia,

@@ -11,8 +11,8 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.data.matrix import ExpressionMatrix
-from training.data.readers import load_pbmc68k_reduced
+from contract.matrix import ExpressionMatrix
+from training.data.pbmc68k import load_pbmc68k_reduced
 from training.data.shift import BatchEffect, simulate_batches
 from training.data.synthetic import make_synthetic
 
