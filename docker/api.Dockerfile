@@ -40,6 +40,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY training ./training
+COPY contract ./contract
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install "${ONNXRUNTIME_GPU}" ".[gpu]"
 # Guard the no-torch rule, and that no CPU-only `onnxruntime` shadows onnxruntime-gpu (both install

@@ -16,6 +16,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY training ./training
+COPY contract ./contract
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install ".[train]"
 

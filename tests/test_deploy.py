@@ -347,6 +347,16 @@ def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
                 assert any(source == a or source.startswith(a + "/") for a in allowed), source
 
 
+def test_both_images_install_every_package_the_project_ships() -> None:
+    # a package missing from the image installs a wheel without it: the service cannot start
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages = sorted(p.removesuffix("*") for p in find["find"]["include"])
+    assert packages == ["app", "contract", "training"]
+    for dockerfile in (API_DOCKERFILE, TRAIN_DOCKERFILE):
+        copied = {s for sources, _ in copies(dockerfile) for s in sources}
+        assert set(packages) <= copied, f"{dockerfile.name} copies {sorted(copied)}"
+
+
 def test_the_api_image_ships_the_demo_models() -> None:
     demo = [dest for sources, dest in copies(API_DOCKERFILE) if sources == ["models"]]
     assert demo == ["/opt/genexfer/models-demo"]
