@@ -18,8 +18,6 @@ from types import MappingProxyType
 import numpy as np
 from scipy.stats import false_discovery_control, hypergeom
 
-from .idmap import normalise
-
 GENE_SET_COLLECTIONS = ("go_bp", "progeny")
 RESOURCES = Path(__file__).resolve().parent / "resources"
 _FILES = {"go_bp": "go_bp.tsv.gz", "progeny": "progeny_human.tsv.gz"}
@@ -79,7 +77,7 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
 def _go_bp(path: Path) -> GeneSetCollection:
     comments, rows = _rows(path)
     sets = tuple(
-        GeneSet(term, name, frozenset(normalise(g) for g in genes.split()))
+        GeneSet(term, name, frozenset(gene_key(g) for g in genes.split()))
         for term, name, genes in rows
     )
     return GeneSetCollection("go_bp", sets, tuple(comments))
@@ -89,7 +87,7 @@ def _progeny(path: Path) -> GeneSetCollection:
     comments, rows = _rows(path)
     weights: dict[str, dict[str, float]] = defaultdict(dict)
     for pathway, gene, weight, _p in rows:
-        weights[pathway][normalise(gene)] = float(weight)
+        weights[pathway][gene_key(gene)] = float(weight)
     sets = tuple(
         GeneSet(pathway, pathway, frozenset(w), MappingProxyType(w))
         for pathway, w in sorted(weights.items())
@@ -123,8 +121,8 @@ def enrich(
     if min_overlap < 1:
         raise ValueError(f"min_overlap must be at least 1, got {min_overlap}")
     sets = load(collection).sets if isinstance(collection, str) else collection.sets
-    background = frozenset(normalise(g) for g in universe)
-    query = frozenset(normalise(g) for g in genes) & background
+    background = frozenset(gene_key(g) for g in universe)
+    query = frozenset(gene_key(g) for g in genes) & background
     if not query:
         return []
     tested: list[tuple[GeneSet, tuple[str, ...], int]] = []

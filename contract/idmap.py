@@ -1,4 +1,4 @@
-"""Human gene ids: the one textual rule for gene names and a resolver to Entrez Gene ids.
+"""Human gene ids: a resolver from any gene name to its Entrez Gene id, keyed by `gene_key`.
 
 The table is `resources/human_genes.tsv.gz` (built by tools/build_gene_table.py from Debian's
 r-bioc-org.hs.eg.db): one row per Entrez gene with its official symbol, Ensembl gene ids and
@@ -16,22 +16,16 @@ from functools import cache
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from contract.genes import gene_key
+
 SPECIES = "Homo sapiens"
 TABLE = Path(__file__).resolve().parent / "resources" / "human_genes.tsv.gz"
 
 How = Literal["symbol", "ensembl", "entrez", "alias", "ambiguous", "unknown"]
 IdType = Literal["symbol", "ensembl", "entrez", "mixed", "unknown"]
 
-_VERSIONED_ENSEMBL = re.compile(r"(ENS[A-Z]*[GT]\d+)\.\d+", re.ASCII)
 _ENSEMBL = re.compile(r"ENS[A-Z]*[GT]\d+", re.ASCII)
 _ENTREZ = re.compile(r"\d+", re.ASCII)
-
-
-def normalise(name: str) -> str:
-    """The canonical text of a gene name: stripped, upper-case, Ensembl version dropped."""
-    key = name.strip().upper()
-    versioned = _VERSIONED_ENSEMBL.fullmatch(key)
-    return versioned.group(1) if versioned else key
 
 
 class Gene(NamedTuple):
@@ -116,11 +110,11 @@ def _index() -> _Index:
                 continue
             gene = Gene(entrez, symbol, _split(ens), _split(alias))
             genes[entrez] = gene
-            symbols[normalise(symbol)].append(entrez)
+            symbols[gene_key(symbol)].append(entrez)
             for ensembl_id in gene.ensembl:
                 ensembl[ensembl_id].append(entrez)
             for name in gene.aliases:
-                aliases[normalise(name)].append(entrez)
+                aliases[gene_key(name)].append(entrez)
     for key, ids in symbols.items():
         if len(ids) == 1:
             continue
@@ -133,7 +127,7 @@ def _index() -> _Index:
 
 
 def _match(name: str, index: _Index) -> Match:
-    key = normalise(name)
+    key = gene_key(name)
     if _ENTREZ.fullmatch(key):
         entrez = str(int(key))
         if entrez in index.genes:
@@ -172,7 +166,7 @@ def _kind(key: str) -> IdType:
 def id_type(names: Iterable[str]) -> IdType:
     """The id type that most resolvable names are written in, 'mixed' if none has a majority."""
     resolution = resolve(names)
-    kinds = Counter(_kind(normalise(m.name)) for m in resolution.matches if m.how != "unknown")
+    kinds = Counter(_kind(gene_key(m.name)) for m in resolution.matches if m.how != "unknown")
     if not kinds:
         return "unknown"
     kind, count = kinds.most_common(1)[0]

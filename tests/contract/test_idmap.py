@@ -7,6 +7,7 @@ import gzip
 import pytest
 
 from contract import idmap
+from contract.genes import gene_key
 
 
 @pytest.mark.parametrize(
@@ -16,14 +17,15 @@ from contract import idmap
         (" ensg00000141510.17\n", "ENSG00000141510"),
         ("ENST00000269305.9", "ENST00000269305"),
         ("ENSMUSG00000059552.12", "ENSMUSG00000059552"),
-        ("ENSP00000269305.4", "ENSP00000269305.4"),  # a protein id: not a gene or transcript
+        ("ENSP00000269305.4", "ENSP00000269305"),  # versions of any Ensembl id go
         ("RP11-782C8.1", "RP11-782C8.1"),  # clone-based names keep their dot
         ("  tp53 ", "TP53"),
         ("C11orf58", "C11ORF58"),
     ],
 )
-def test_normalise(name: str, key: str) -> None:
-    assert idmap.normalise(name) == key
+def test_the_table_is_keyed_by_the_one_gene_rule(name: str, key: str) -> None:
+    assert gene_key(name) == key
+    assert idmap.resolve([name]).matches[0].name == name
 
 
 def test_resolve_real_genes() -> None:
