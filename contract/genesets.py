@@ -2,7 +2,7 @@
 
 The collections are `resources/go_bp.tsv.gz` and `resources/progeny_human.tsv.gz`, built by
 tools/build_gene_sets.py; each is read once, on first use. Genes are compared by
-`contract.idmap.normalise`, so case and surrounding space never matter.
+`contract.genes.gene_key`, so case and surrounding space never matter.
 """
 
 from __future__ import annotations
