@@ -18,6 +18,8 @@ from types import MappingProxyType
 import numpy as np
 from scipy.stats import false_discovery_control, hypergeom
 
+from contract.genes import gene_key
+
 GENE_SET_COLLECTIONS = ("go_bp", "progeny")
 RESOURCES = Path(__file__).resolve().parent / "resources"
 _FILES = {"go_bp": "go_bp.tsv.gz", "progeny": "progeny_human.tsv.gz"}
