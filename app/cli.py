@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genexfer",
         description="GeneXfer: pretrain gene-expression encoders, fine-tune heads, and serve them. "
-        "Settings come from GENEXFER_* environment variables (see README).",
+        "Settings come from GENEXFER_* environment variables (docs/configuration.md).",
     )
     parser.add_argument("--version", action="version", version=f"genexfer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,6 +1,6 @@
 """POST /v1/models/{name}/embed, /classify and /regress, in every payload format.
 
-The formats are in app/api/formats.py.
+The formats are in app/codecs/negotiate.py.
 """
 
 from __future__ import annotations

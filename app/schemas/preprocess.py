@@ -14,7 +14,7 @@ OutputFormat = Literal["json", "same", "csv", "tsv", "parquet", "h5ad"]
 
 
 class StepSpec(BaseModel):
-    """One recipe step and its options (each step reads only its own; see the README)."""
+    """One recipe step and its options (each step reads only its own; docs/preprocessing.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,7 +43,7 @@ class PreprocessOptions(BaseModel):
     steps: list[StepSpec] | None = Field(
         default=None,
         description='A recipe fitted on the request\'s own samples, e.g. [{"step": "cpm"}, '
-        '{"step": "log2p1"}, {"step": "pca", "n_components": 10}] (see the README).',
+        '{"step": "log2p1"}, {"step": "pca", "n_components": 10}] (docs/preprocessing.md).',
     )
     input_scale: InputScale | None = Field(
         default=None, description="Declare the input's scale instead of detecting it."

@@ -184,7 +184,7 @@ async def embed(
     min_overlap: float,
     declared_scale: InputScale | None = None,
 ) -> EmbedOut:
-    """The encoder's embedding of every sample (a classifier answers with its own encoder's)."""
+    """The embedding of every sample, from a model with an `embedding` output (an encoder)."""
     card = model.card
     if not any(o.name == "embedding" for o in card.outputs):
         raise InvalidRequest(

@@ -2,7 +2,7 @@
 
 Every op here exports to standard ONNX (Div, Log, Sqrt, TopK for the median, Gather, MatMul),
 and each module does the numpy step's arithmetic in the same order, so ONNX Runtime and numpy
-agree to float32 rounding (tests/training/preprocess/test_pipeline_onnx.py).
+agree to float32 rounding (tests/contract/preprocess/test_recipe.py, test_pipeline.py).
 """
 
 from __future__ import annotations
