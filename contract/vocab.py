@@ -15,6 +15,14 @@ TASKS: tuple[Task, ...] = get_args(Task)
 Strategy = Literal["frozen", "partial", "gradual", "full"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
+# domain adaptation during fine-tuning: none, adversarial (gradient reversal, DANN) or MMD
+Adaptation = Literal["none", "dann", "mmd"]
+ADAPTATIONS: tuple[Adaptation, ...] = get_args(Adaptation)
+
+# how fine-tuning uses rows without a label
+SemiSupervision = Literal["none", "pseudo_label", "consistency"]
+SEMI_SUPERVISION: tuple[SemiSupervision, ...] = get_args(SemiSupervision)
+
 # self-supervised encoders: dense with input dropout, masking-noise denoising, variational
 EncoderKind = Literal["ae", "dae", "vae"]
 ENCODER_KINDS: tuple[EncoderKind, ...] = get_args(EncoderKind)
