@@ -219,6 +219,7 @@ def test_a_bad_upload_shows_the_problem_detail(driver: Chrome, server: LiveServe
     assert f"{problem['title']} ({problem['status']})" in text
     assert problem["detail"] in text
     assert "Traceback" not in driver.page_source
+    shot(driver, "problem")
 
 
 def test_upload_list_and_delete_datasets(driver: Chrome, server: LiveServer) -> None:
