@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the PostgreSQL and Redis the tests use (127.0.0.1:5432 trust auth, database `test`;
-# 127.0.0.1:6379), installing them from Debian's packages first on a machine that lacks them.
+# 127.0.0.1:6379), installing them from Debian's packages first on a machine that lacks them;
+# also installs the headless Chromium and chromedriver the web app's end-to-end tests drive.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -9,6 +10,12 @@ if ! command -v pg_ctlcluster >/dev/null || ! command -v redis-server >/dev/null
   echo "installing postgresql and redis-server (apt)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "installing chromium and chromium-driver (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 pg_version=$(ls /etc/postgresql | sort -V | tail -n 1)

@@ -11,7 +11,8 @@ from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from app import __version__
-from app.api import datasets, health, jobs, kserve, models, predict, predictions, preprocess
+from app.api import datasets, health, jobs, kserve, models, predict, predictions, preprocess, ui
+from app.api import docs as docs_api
 from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         version=__version__,
         summary="Transfer learning for gene-expression data: embed, classify and regress profiles.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.docs, with packaged assets
+        redoc_url=None,
         telemetry=None if settings.fastapi_telemetry else _NO_TELEMETRY,
     )
     metrics = Metrics()
@@ -137,4 +140,6 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.include_router(predictions.router, dependencies=[Depends(require("predict"))])
     app.include_router(datasets.router, dependencies=[Depends(require("train"))])
     app.include_router(jobs.router, dependencies=[Depends(require("train"))])
+    docs_api.install(app)
+    ui.install(app)  # the web app: pages, and fragments that check the key per route
     return app

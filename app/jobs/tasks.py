@@ -8,6 +8,7 @@ when a job actually runs (app.jobs.train), never when the API imports this modul
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -22,6 +23,40 @@ from app.jobs.errors import Interrupted, JobCancelled, JobFailure, LeaseLost
 from contract.errors import DataError
 
 log = logging.getLogger(__name__)
+
+
+MAX_CURVE_POINTS = 500
+
+
+class LossCurve:
+    """Every epoch's losses, at most `limit` points: when full, every other point is dropped and
+    later epochs are kept at twice the stride, so the whole run stays in view at a bounded size."""
+
+    def __init__(self, limit: int = MAX_CURVE_POINTS) -> None:
+        self.limit, self.stride, self.seen = limit, 1, 0
+        self.points: list[dict[str, Any]] = []
+
+    def add(self, stage: str, epoch: int, train_loss: float, val_loss: float) -> None:
+        """Record one epoch (`epoch` 1-based within its stage)."""
+        step, self.seen = self.seen, self.seen + 1
+        if step % self.stride:
+            return
+        self.points.append(
+            {
+                "step": step + 1,
+                "stage": stage,
+                "epoch": epoch,
+                "train_loss": _finite(train_loss),
+                "val_loss": _finite(val_loss),
+            }
+        )
+        if len(self.points) > self.limit:
+            self.points, self.stride = self.points[::2], self.stride * 2
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN (PostgreSQL refuses it): a loss that is not a number is recorded as null."""
+    return float(x) if math.isfinite(x) else None
 
 
 def runner_name() -> str:
@@ -45,6 +80,7 @@ class Heartbeat(threading.Thread):
         self.shutdown = shutdown or threading.Event()
         self.interval = min(lease / 3, 2.0)  # cancellation is seen within this many seconds
         self.progress: dict[str, Any] = {}
+        self.curve = LossCurve()
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self.stopped = threading.Event()
@@ -82,10 +118,16 @@ class Heartbeat(threading.Thread):
     def epoch(
         self, description: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float
     ) -> None:
+        self.curve.add(description, epoch + 1, train_loss, val_loss)
         self.progress = {
             "epoch": epoch + 1,
             "progress": min((epoch + 1) / max_epochs, 0.99),
-            "metrics": {"stage": description, "train_loss": train_loss, "val_loss": val_loss},
+            "metrics": {
+                "stage": description,
+                "train_loss": _finite(train_loss),
+                "val_loss": _finite(val_loss),
+                "curve": list(self.curve.points),
+            },
         }
         self.check()
 
@@ -122,7 +164,7 @@ def run_job(
         result = train.run(
             job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
         )
-        outcome = {"status": "succeeded", "result": result}
+        outcome = {"status": "succeeded", "result": result, "curve": heartbeat.curve.points}
     except JobCancelled:
         outcome = {"status": "cancelled", "reason": "cancelled while running"}
     except LeaseLost:
@@ -161,7 +203,7 @@ def _record(
             owner,
             "succeeded",
             progress=1.0,
-            metrics=metrics,
+            metrics={**metrics, "curve": outcome["curve"]},
             result_model=name,
             result_version=version,
         ):

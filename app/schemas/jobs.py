@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.vocab import JobStatus, Strategy, Task
 
@@ -72,6 +72,16 @@ class JobCreate(BaseModel):
     description: str = Field(default="", max_length=2000)
 
 
+class EpochLoss(BaseModel):
+    """One point of a job's loss curve."""
+
+    step: int = Field(description="Epochs run so far, over every training stage.")
+    stage: str = Field(description="What was being trained (a strategy may have several stages).")
+    epoch: int = Field(description="The epoch within its stage, from 1.")
+    train_loss: float | None
+    val_loss: float | None
+
+
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -86,11 +96,25 @@ class JobRead(BaseModel):
     attempts: int
     cancel_requested: bool
     history: list[dict[str, Any]]
+    curve: list[EpochLoss] = Field(
+        default_factory=list,
+        description="Train and validation loss per epoch, oldest first; at most 500 points (a "
+        "longer run keeps every 2nd, 4th, ... epoch).",
+    )
     result_model: str | None
     result_version: int | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @model_validator(mode="after")
+    def _curve_out_of_metrics(self) -> Self:
+        # the runner records the curve with the job's metrics (one JSON column); answered apart
+        if "curve" in self.metrics:
+            points = self.metrics["curve"] or []
+            self.metrics = {k: v for k, v in self.metrics.items() if k != "curve"}
+            self.curve = [EpochLoss.model_validate(p) for p in points]
+        return self
 
 
 class JobList(BaseModel):

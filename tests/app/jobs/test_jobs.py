@@ -60,6 +60,10 @@ def test_finetune_publishes_a_served_version(
     assert (job["result_model"], job["result_version"], job["progress"]) == ("lab-celltype", 1, 1.0)
     assert [e["status"] for e in job["history"]] == ["queued", "running", "succeeded"]
     assert 0 <= job["metrics"]["test"]["balanced_accuracy"] <= 1
+    # the loss curve: one point per epoch run, apart from the metrics
+    assert "curve" not in job["metrics"]
+    assert [p["step"] for p in job["curve"]] == list(range(1, job["metrics"]["epochs_run"] + 1))
+    assert all(p["train_loss"] > 0 for p in job["curve"])
     card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
     test_scores = {m["name"]: m["value"] for m in card["metrics"] if m["split"] == "test"}
     assert test_scores == job["metrics"]["test"]
@@ -100,6 +104,8 @@ def test_cancel_stops_a_running_job_within_seconds(svc: TestClient, pbmc_csv: by
     assert time.monotonic() - asked < 10
     assert running["started_at"] is not None
     assert job["metrics"]["train_loss"] > 0  # live metrics were written while it ran
+    assert job["curve"]
+    assert job["curve"][0]["step"] == 1
     again = svc.post(f"/v1/finetune-jobs/{job_id}/cancel")
     assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
 
