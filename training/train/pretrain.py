@@ -26,6 +26,7 @@ from training.nn.variants import (
     autoencoder_loss,
     build_autoencoder,
 )
+from training.train.apply import check_panel
 from training.train.loop import History, seeded
 
 __all__ = ["TrainConfig", "pretrain", "pretrain_stream", "reconstruction_mse"]
@@ -63,8 +64,7 @@ def pretrain(
     The autoencoder in eval mode with its best-validation weights, and the training history.
     Same inputs and seed give identical weights on the same machine (CPU).
     """
-    if matrix.gene_ids != pipeline.gene_ids:
-        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
+    check_panel(matrix, pipeline)
     n = matrix.shape[0]
     n_val = max(1, round(train_cfg.val_fraction * n))
     if n - n_val < 1:
@@ -200,8 +200,7 @@ def reconstruction_mse(
     model: Autoencoder, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
 ) -> float:
     """Mean squared reconstruction error on preprocessed `matrix` (e.g. held-out samples)."""
-    if matrix.gene_ids != pipeline.gene_ids:
-        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
+    check_panel(matrix, pipeline)
     X = torch.from_numpy(pipeline.transform(matrix.X))
     model.eval()
     return float(nn.functional.mse_loss(model(X), X))
