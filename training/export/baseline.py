@@ -158,10 +158,9 @@ def export_baseline(
             "extra": dict(info.extra),
         }
         params_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
-        written = [onnx_path, params_path, *pipeline.save(staging)]
         return publish_version(
             staging,
-            written,
+            [onnx_path, params_path],
             name=name,
             kind=kind,
             pipeline=pipeline,

@@ -282,9 +282,9 @@ def _fused(
     outputs: list[TensorSpec],
     reference: Array,
 ) -> list[Path]:
-    """Export and verify `graph` as model.onnx; returns it with the preprocessing files."""
+    """Export and verify `graph` as model.onnx; returns its path (in a list, for more files)."""
     onnx_path = staging / ONNX_FILE
     names = [o.name for o in outputs]
     export_onnx(graph, pipeline.n_genes, onnx_path, names)
     verify_onnx(onnx_path, graph, names, parity_inputs(pipeline, reference))
-    return [onnx_path, *pipeline.save(staging)]
+    return [onnx_path]
