@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from contract.vocab import BASELINES, ORIENTATIONS
 from training.nn.config import TrainConfig
@@ -22,6 +22,27 @@ P = ParamSpec("P")
 R = TypeVar("R")
 # a string: argparse's class is not subscriptable at run time, only for type checkers
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Command(Protocol):
+    """A command module: its name, one-line help, description, options and what it runs."""
+
+    NAME: str
+    HELP: str
+    DESCRIPTION: str
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the command's options to its parser."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the command's work; the exit status."""
+
+
+def add_command(commands: Subparsers, command: Command) -> None:
+    """Add a command module's parser to `commands`; parsing it selects the module's `run`."""
+    parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+    command.arguments(parser)
+    parser.set_defaults(func=command.run)
 
 
 def common(parser: argparse.ArgumentParser) -> None:

@@ -17,36 +17,36 @@ if TYPE_CHECKING:
 INPUT_SCALES = ("log", "counts", "normalized")
 
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train pretrain`."""
-    pre = steps.add_parser(
-        "pretrain",
-        help="pretrain an autoencoder and publish its encoder",
-        description=(
-            "Fit per-gene preprocessing and a denoising dense autoencoder on an expression file, "
-            "then export preprocess → encoder as a new version of MODELS_DIR/NAME (ONNX input "
-            "'expression', output 'embedding'). Samples held out with --test-fraction take no "
-            "part in fitting and give a held-out reconstruction error."
-        ),
-    )
-    cli.data(pre)
-    pre.add_argument(
+NAME = "pretrain"
+HELP = "pretrain an autoencoder and publish its encoder"
+DESCRIPTION = (
+    "Fit per-gene preprocessing and a denoising dense autoencoder on an expression file, "
+    "then export preprocess → encoder as a new version of MODELS_DIR/NAME (ONNX input "
+    "'expression', output 'embedding'). Samples held out with --test-fraction take no "
+    "part in fitting and give a held-out reconstruction error."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train pretrain`."""
+    cli.data(parser)
+    parser.add_argument(
         "--input-scale",
         choices=INPUT_SCALES,
         default="log",
         help="what the values are: counts get library-size normalisation and log1p, "
         "normalized gets log1p, log neither; then per-gene z-scores (default: %(default)s)",
     )
-    pre.add_argument("--name", required=True, help="model name to publish under")
-    pre.add_argument(
+    parser.add_argument("--name", required=True, help="model name to publish under")
+    parser.add_argument(
         "--test-fraction",
         type=float,
         default=0.0,
         help="share of samples held out at random (default: %(default)s)",
     )
-    cli.common(pre)
-    cli.optimisation(pre, defaults.PRETRAIN)
-    model = pre.add_argument_group("model")
+    cli.common(parser)
+    cli.optimisation(parser, defaults.PRETRAIN)
+    model = parser.add_argument_group("model")
     model.add_argument(
         "--hidden",
         type=cli.widths,
@@ -72,8 +72,8 @@ def register(steps: cli.Subparsers) -> None:
     model.add_argument(
         "--clip", type=float, default=defaults.CLIP, help=cli.d("clip of the z-scores")
     )
-    pre.add_argument("--description", default="", help="card description (default: generated)")
-    group = pre.add_argument_group("encoder kind and streaming")
+    parser.add_argument("--description", default="", help="card description (default: generated)")
+    group = parser.add_argument_group("encoder kind and streaming")
     group.add_argument(
         "--encoder-kind",
         choices=ENCODER_KINDS,
@@ -103,7 +103,6 @@ def register(steps: cli.Subparsers) -> None:
         metavar="PNG",
         help="write the training/validation loss curve here",
     )
-    pre.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
