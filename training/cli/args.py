@@ -17,6 +17,7 @@ from training.nn.config import TrainConfig
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
+    from training.evaluation.splits import Dataset
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,6 +117,27 @@ def read(args: argparse.Namespace, obs_columns: tuple[str, ...]) -> ExpressionMa
     if args.data.name.lower().endswith(".h5ad"):
         return read_matrix(args.data, layer=args.layer)
     return read_matrix(args.data, orientation=args.orientation, obs_columns=obs_columns)
+
+
+def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bool) -> Dataset:
+    """`matrix` (from --data) with --test-fraction held out, seeded by --seed (`stratify`: by
+    --label-column)."""
+    from training.evaluation.splits import hold_out
+
+    return hold_out(
+        args.data.name,
+        matrix,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        stratify_by=args.label_column if stratify else None,
+    )
+
+
+def widths_option(
+    group: argparse._ActionsContainer, flag: str, default: tuple[int, ...], help: str
+) -> None:
+    """An option taking comma-separated layer widths (see `widths`)."""
+    group.add_argument(flag, type=widths, default=default, metavar="W[,W...]", help=help)
 
 
 def guard(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:

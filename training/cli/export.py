@@ -86,20 +86,13 @@ def _export(args: argparse.Namespace) -> Path:
         predict_labels_from,
         regression_metrics,
     )
-    from training.evaluation.splits import hold_out
     from training.export.baseline import export_baseline
     from training.export.card import CardInfo
     from training.train.apply import numeric_target
 
     classify = args.task == "classification"
     matrix = cli.read(args, obs_columns=(args.label_column,))
-    dataset = hold_out(
-        args.data.name,
-        matrix,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        stratify_by=args.label_column if classify else None,
-    )
+    dataset = cli.held_out(args, matrix, stratify=classify)
     train, test = dataset.train, dataset.test
     pipeline = PreprocessPipeline.fit(train, InputScale(args.input_scale))
     target: Any = (

@@ -59,13 +59,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     cli.common(parser)
     cli.optimisation(parser, defaults.FINETUNE)
     head = parser.add_argument_group("head")
-    head.add_argument(
-        "--head-hidden",
-        type=cli.widths,
-        default=defaults.HEAD_HIDDEN,
-        metavar="W[,W...]",
-        help=f"hidden widths, '' for a linear head (default: {cli.show(defaults.HEAD_HIDDEN)!r})",
-    )
+    shown = cli.show(defaults.HEAD_HIDDEN)
+    help_text = f"hidden widths, '' for a linear head (default: {shown!r})"
+    cli.widths_option(head, "--head-hidden", defaults.HEAD_HIDDEN, help_text)
     head.add_argument(
         "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=cli.d("dropout")
     )
@@ -105,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> HeadRun:
     from contract.io.readers import attach_obs, read_obs
-    from training.evaluation.splits import hold_out
     from training.export.store import resolve_version
     from training.train.finetune import FinetuneOptions
     from training.train.publish_head import finetune_and_export
@@ -116,13 +111,7 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
     matrix = cli.read(args, obs_columns=(args.label_column,) if in_table else ())
     if args.labels is not None:
         matrix = attach_obs(matrix, read_obs(args.labels))
-    dataset = hold_out(
-        args.data.name,
-        matrix,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        stratify_by=args.label_column if classify else None,
-    )
+    dataset = cli.held_out(args, matrix, stratify=classify)
     description = args.description or (
         f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
         f"{args.data.name}: a head ({args.strategy}) on the encoder "
