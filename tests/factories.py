@@ -3,8 +3,11 @@ clients the tests use, request bodies from pbmc68k tables."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -160,3 +163,13 @@ def make_settings(database_url: str, models_dir: Path, **overrides: object) -> S
         models_dir=models_dir,
         **values,  # type: ignore[arg-type]
     )
+
+
+def once_loaded(send: Callable[..., Any], url: str, seconds: float = 10, **kwargs: Any) -> Any:
+    """`send(url, **kwargs)` again while it answers 404: until the registry's poller has loaded a
+    newly published version (at most `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while (r := send(url, **kwargs)).status_code == 404:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.2)
+    return r

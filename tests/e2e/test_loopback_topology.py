@@ -29,7 +29,7 @@ from app.db.session import make_engine
 from app.db.tables import Job
 from app.security import create_key
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.factories import REPO, expression_body
+from tests.factories import REPO, expression_body, once_loaded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -205,10 +205,7 @@ def test_upload_finetune_classify_over_http_surviving_an_api_restart(
         assert job["status"] == "succeeded", job
         assert job["attempts"] == 1  # the worker went on while the API restarted
         body = expression_body(pbmc_table, 5)
-        deadline = time.monotonic() + 10
-        while (r := c.post("/v1/models/lab-celltype/classify", json=body)).status_code == 404:
-            assert time.monotonic() < deadline, r.text
-            time.sleep(0.2)
+        r = once_loaded(c.post, "/v1/models/lab-celltype/classify", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["model"] == {"name": "lab-celltype", "version": 1}
         sample = body["samples"][0]["id"]  # type: ignore[index]
