@@ -3,12 +3,16 @@ clients the tests use, request bodies from pbmc68k tables."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import onnx
@@ -173,3 +177,24 @@ def once_loaded(send: Callable[..., Any], url: str, seconds: float = 10, **kwarg
         assert time.monotonic() < deadline, r.text
         time.sleep(0.2)
     return r
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[Any], url: str, seconds: float, logs: Callable[[], str]
+) -> None:
+    """Poll `url` until it answers 200 while `proc` keeps running (`logs()` tells why not)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, logs()
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"{url} not ready in {seconds:.0f} s\n{logs()}"
+        time.sleep(0.2)
