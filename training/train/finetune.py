@@ -185,26 +185,12 @@ def _finetune(
     options: FinetuneOptions,
     progress: bool | None,
 ) -> FinetuneResult:
-    """A new head (seeded) trained for `task` by the strategy in `options`."""
+    """A new head (seeded) trained for `task`; by the strategy in `options`, the encoder too."""
     with seeded(cfg.seed):
         head = build_module(head_cfg)
-    tuned, history = _fit(encoder, head, pipeline, matrix, task, cfg, options, progress)
-    val_ids = [matrix.sample_ids[i] for i in task.split[1].tolist()]
-    return FinetuneResult(head, tuned, task.labels, history, val_ids, options.strategy)
-
-
-def _fit(
-    encoder: nn.Module,
-    head: nn.Module,
-    pipeline: PreprocessPipeline,
-    matrix: ExpressionMatrix,
-    task: _Task,
-    cfg: TrainConfig,
-    options: FinetuneOptions,
-    progress: bool | None,
-) -> tuple[nn.Module, History]:
     y, loss_fn = task.y, task.loss_fn
     train_idx, val_idx = (torch.from_numpy(np.asarray(i, dtype=np.int64)) for i in task.split)
+    val_ids = [matrix.sample_ids[i] for i in val_idx.tolist()]
     if options.strategy == "frozen":
         # fixed features: embed once, then only the head sees minibatches
         features = embed(encoder, pipeline, matrix)
@@ -222,7 +208,7 @@ def _fit(
                 progress=progress,
                 description="finetune",
             )
-        return encoder, history
+        return FinetuneResult(head, encoder, task.labels, history, val_ids, options.strategy)
     check_panel(matrix, pipeline)
     tuned = copy.deepcopy(encoder)
     model = nn.Sequential(tuned, head)
@@ -261,7 +247,7 @@ def _fit(
     for p in tuned.parameters():
         p.requires_grad_(True)
     tuned.eval()
-    return tuned, _merge(histories)
+    return FinetuneResult(head, tuned, task.labels, _merge(histories), val_ids, options.strategy)
 
 
 def _merge(histories: Sequence[History]) -> History:
