@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import api_key_id_var
+from app.db import repository
 from app.db.repository import keys
 from app.db.tables import ApiKey
 from app.errors import Forbidden, Unauthorized
@@ -39,7 +40,7 @@ def create_key(session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKe
     prefix = secrets.token_hex(6)
     key = f"gx_{prefix}_{secrets.token_urlsafe(32)}"
     row = ApiKey(name=name, prefix=prefix, key_sha256=hash_key(key), scopes=sorted(set(scopes)))
-    return keys.add(session, row), key
+    return repository.add(session, row), key
 
 
 def verify_key(session: Session, key: str) -> ApiKey | None:

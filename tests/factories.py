@@ -3,9 +3,16 @@ clients the tests use, request bodies from pbmc68k tables."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import onnx
@@ -160,3 +167,34 @@ def make_settings(database_url: str, models_dir: Path, **overrides: object) -> S
         models_dir=models_dir,
         **values,  # type: ignore[arg-type]
     )
+
+
+def once_loaded(send: Callable[..., Any], url: str, seconds: float = 10, **kwargs: Any) -> Any:
+    """`send(url, **kwargs)` again while it answers 404: until the registry's poller has loaded a
+    newly published version (at most `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while (r := send(url, **kwargs)).status_code == 404:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.2)
+    return r
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[Any], url: str, seconds: float, logs: Callable[[], str]
+) -> None:
+    """Poll `url` until it answers 200 while `proc` keeps running (`logs()` tells why not)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, logs()
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"{url} not ready in {seconds:.0f} s\n{logs()}"
+        time.sleep(0.2)

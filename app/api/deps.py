@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -16,36 +16,15 @@ from app.jobs.executor import Executor
 from app.metrics import Metrics
 
 
-# async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request per
-# dependency that costs more than these lookups themselves
-async def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _state(name: str) -> Any:
+    """A dependency on `request.app.state.<name>` (what lifespan built)."""
 
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request per
+    # dependency that costs more than the lookup itself
+    async def from_state(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-async def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
-    return registry
-
-
-async def get_executor(request: Request) -> Executor:
-    executor: Executor = request.app.state.executor
-    return executor
-
-
-async def get_writer(request: Request) -> PredictionWriter:
-    writer: PredictionWriter = request.app.state.writer
-    return writer
-
-
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+    return Depends(from_state)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -64,12 +43,12 @@ async def get_request_id(request: Request) -> str:
     return request_id
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, _state("settings")]
+RegistryDep = Annotated[ModelRegistry, _state("registry")]
 # scope="function": commit before the response is sent, so a failed commit is never a 200
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
-ExecutorDep = Annotated[Executor, Depends(get_executor)]
-WriterDep = Annotated[PredictionWriter, Depends(get_writer)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+ExecutorDep = Annotated[Executor, _state("executor")]
+WriterDep = Annotated[PredictionWriter, _state("writer")]
+MetricsDep = Annotated[Metrics, _state("metrics")]
+EngineDep = Annotated[Engine, _state("engine")]

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.codecs import datasets as dataset_io
 from app.codecs.datasets import ParsedDataset
+from app.db import repository
 from app.db.repository import datasets as repo
 from app.db.repository import jobs as jobs_repo
 from app.db.tables import Dataset
@@ -97,7 +98,7 @@ def store(
         gene_overlap=gene_overlap(parsed, registry),
         api_key_id=api_key_id,
     )
-    return repo.add(session, row)
+    return repository.add(session, row)  # the file is written first
 
 
 def get(session: Session, dataset_id: uuid.UUID) -> Dataset:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from app.db import repository
 from app.db.repository import jobs as repo
 from app.db.tables import Job
 from app.errors import Conflict, InvalidRequest, NotFound
@@ -55,7 +56,7 @@ def create(
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
     )
-    return repo.add(session, job)
+    return repository.add(session, job)
 
 
 def _check_numeric(counts: dict[str, int], column: str) -> None:

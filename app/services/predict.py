@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from app.codecs.payloads import Expression
 from app.db.writer import PredictionWriter
@@ -70,6 +70,14 @@ async def _run(
 Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
 
 
+class Envelope(TypedDict):
+    """What every answer carries besides its rows."""
+
+    request_id: str
+    model: ModelUsed
+    gene_overlap: GeneOverlap
+
+
 async def _answer(
     writer: PredictionWriter,
     model: LoadedModel,
@@ -81,20 +89,22 @@ async def _answer(
     task: str,
     rows: Callable[[dict[str, Array]], list[Row]],
     keep: bool,
-) -> tuple[list[Row], GeneOverlap]:
+) -> tuple[list[Row], Envelope]:
     """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows)."""
     outputs, overlap, fraction = await _run(model, expr, min_overlap, declared)
     answer = rows(outputs)
+    card = model.card
     await writer.record(
         request_id=request_id,
         task=task,
-        model_name=model.card.name,
-        model_version=model.card.version,
+        model_name=card.name,
+        model_version=card.version,
         sample_ids=expr.sample_ids,
         outputs=[r.model_dump() for r in answer] if keep else None,
         gene_overlap=fraction,
     )
-    return answer, overlap
+    used = ModelUsed(name=card.name, version=card.version)
+    return answer, Envelope(request_id=request_id, model=used, gene_overlap=overlap)
 
 
 async def classify(
@@ -125,16 +135,11 @@ async def classify(
             for sample_id, row in zip(expr.sample_ids, outputs["probabilities"], strict=True)
         ]
 
-    predictions, overlap = await _answer(
+    predictions, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
         task="classify", rows=rows, keep=True,
     )  # fmt: skip
-    return ClassifyOut(
-        request_id=request_id,
-        model=ModelUsed(name=card.name, version=card.version),
-        gene_overlap=overlap,
-        predictions=predictions,
-    )
+    return ClassifyOut(**envelope, predictions=predictions)
 
 
 async def regress(
@@ -163,16 +168,11 @@ async def regress(
             for sample_id, row in zip(expr.sample_ids, outputs["prediction"], strict=True)
         ]
 
-    predictions, overlap = await _answer(
+    predictions, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
         task="regress", rows=rows, keep=True,
     )  # fmt: skip
-    return RegressOut(
-        request_id=request_id,
-        model=ModelUsed(name=card.name, version=card.version),
-        gene_overlap=overlap,
-        predictions=predictions,
-    )
+    return RegressOut(**envelope, predictions=predictions)
 
 
 async def embed(
@@ -198,13 +198,8 @@ async def embed(
             for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
         ]
 
-    embeddings, overlap = await _answer(
+    embeddings, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
         task="embed", rows=rows, keep=False,  # embeddings are not kept
     )  # fmt: skip
-    return EmbedOut(
-        request_id=request_id,
-        model=ModelUsed(name=card.name, version=card.version),
-        gene_overlap=overlap,
-        embeddings=embeddings,
-    )
+    return EmbedOut(**envelope, embeddings=embeddings)

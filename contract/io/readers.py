@@ -82,9 +82,7 @@ def read_csv(
         Keep empty cells as NaN (for QC to drop or fill) instead of refusing the file.
     """
     path = Path(path)
-    sep = sep or _TABLE_SEPARATORS.get(_suffix(path))
-    if sep is None:
-        raise ValueError(f"{path}: cannot tell the separator from the suffix; pass sep=")
+    sep = _separator(path, sep)
     names = read_header(path, sep)
     return read_delimited(path, sep, names, 1, orientation, obs_columns, (), allow_missing)
 
@@ -161,9 +159,7 @@ def read_parquet(
 def read_obs(path: str | Path, sep: str | None = None) -> pd.DataFrame:
     """Per-sample metadata from a CSV/TSV (first column = sample ids), every value a string."""
     path = Path(path)
-    sep = sep or _TABLE_SEPARATORS.get(_suffix(path))
-    if sep is None:
-        raise ValueError(f"{path}: cannot tell the separator from the suffix; pass sep=")
+    sep = _separator(path, sep)
     try:
         table = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, EOFError) as exc:
@@ -191,6 +187,14 @@ def _numeric_frame(path: Path, data: pd.DataFrame) -> npt.NDArray[np.float32]:
     if bad:
         raise ValueError(f"{path}: non-numeric columns {bad[:10]}")
     return data.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _separator(path: Path, sep: str | None) -> str:
+    """`sep`, else the one the suffix names (``,`` for .csv, tab for .tsv and .txt)."""
+    sep = sep or _TABLE_SEPARATORS.get(_suffix(path))
+    if sep is None:
+        raise ValueError(f"{path}: cannot tell the separator from the suffix; pass sep=")
+    return sep
 
 
 def _suffix(path: Path) -> str:

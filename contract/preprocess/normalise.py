@@ -1,8 +1,10 @@
-"""Normalisation maths in numpy (float64 inside): CPM, TPM, FPKM, DESeq2 size factors and VST.
+"""Normalisation maths in numpy (float64 inside): CPM, TPM, FPKM, DESeq2's size-factor reference
+and VST.
 
 The DESeq2 pieces follow Love, Huber & Anders (2014) and agree with pydeseq2 (tests): size
-factors are the median over genes of log(count) − mean log count across the training samples,
-using only genes expressed in every training sample; the VST trend is fitted as pydeseq2 does
+factors (applied per sample by `steps.MedianOfRatios`) are the median over genes of log(count) −
+mean log count across the training samples, using only genes expressed in every training sample,
+whose reference `size_factor_reference` fits; the VST trend is fitted as pydeseq2 does
 (`deseq`: gene-wise Cox–Reid dispersion MLEs, then a gamma GLM), and the VST is the closed form
 for a dispersion trend α(μ) = a0 + a1/μ (parametric) or a constant α (mean).
 """
@@ -36,11 +38,6 @@ def fpkm(counts: npt.NDArray[Any], gene_lengths: npt.NDArray[Any]) -> F64:
     return cpm(counts) / (_lengths(gene_lengths, counts) / 1e3)
 
 
-def log2p1(values: npt.NDArray[Any]) -> F64:
-    """log2(1 + x)."""
-    return np.log2(1.0 + np.asarray(values, dtype=np.float64))
-
-
 def size_factor_reference(counts: npt.NDArray[Any]) -> tuple[F64, npt.NDArray[np.bool_]]:
     """Per-gene mean log count over the samples, and the genes usable as reference (no zeros)."""
     # column-major: each gene's samples summed contiguously (pairwise), as pydeseq2 sums them;
@@ -54,13 +51,6 @@ def size_factor_reference(counts: npt.NDArray[Any]) -> tuple[F64, npt.NDArray[np
             "at least one gene expressed in all samples"
         )
     return logmeans, usable
-
-
-def size_factors(counts: npt.NDArray[Any], logmeans: F64, usable: npt.NDArray[np.bool_]) -> F64:
-    """Median-of-ratios size factor of each sample against a stored reference (per sample)."""
-    with np.errstate(divide="ignore"):
-        log_counts = np.log(np.asarray(counts, dtype=np.float64)[:, usable])
-    return np.asarray(np.exp(np.median(log_counts - logmeans[usable], axis=1)), dtype=np.float64)
 
 
 def fit_vst_trend(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,24 +28,18 @@ from app.db.session import make_engine
 from app.db.tables import Job
 from app.security import create_key
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.factories import REPO, expression_body
+from tests.factories import REPO, expression_body, free_port, once_loaded, wait_until_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TABLES = ("predictions", "model_versions", "jobs", "datasets", "api_keys", "idempotency_keys")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Topology:
     """The processes of one deployment, sharing a database (through a proxy) and a model store."""
 
     def __init__(self, tmp: Path, database_url: str) -> None:
-        self.tmp, self.port = tmp, _free_port()
+        self.tmp, self.port = tmp, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         models = tmp / "models"
         shutil.copytree(REPO / "models" / "pbmc68k-encoder", models / "pbmc68k-encoder")
@@ -75,16 +68,7 @@ class Topology:
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "serve", "--port", str(self.port))
-        deadline = time.monotonic() + 90
-        while True:
-            assert self.api.poll() is None, self.logs()
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.logs()
-            time.sleep(0.2)
+        wait_until_ready(self.api, f"{self.base}/healthz", 90, self.logs)
 
     def stop_api(self) -> None:
         assert self.api is not None
@@ -205,10 +189,7 @@ def test_upload_finetune_classify_over_http_surviving_an_api_restart(
         assert job["status"] == "succeeded", job
         assert job["attempts"] == 1  # the worker went on while the API restarted
         body = expression_body(pbmc_table, 5)
-        deadline = time.monotonic() + 10
-        while (r := c.post("/v1/models/lab-celltype/classify", json=body)).status_code == 404:
-            assert time.monotonic() < deadline, r.text
-            time.sleep(0.2)
+        r = once_loaded(c.post, "/v1/models/lab-celltype/classify", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["model"] == {"name": "lab-celltype", "version": 1}
         sample = body["samples"][0]["id"]  # type: ignore[index]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
 from contract.card import ModelCard
-from tests.factories import REPO
+from tests.factories import REPO, free_port, wait_until_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,15 +27,9 @@ CLASSIFIER = "pbmc68k-celltype"
 ENCODER = "pbmc68k-encoder"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(engine: Engine, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "GENEXFER_DATABASE_URL": engine.url.render_as_string(hide_password=False),
@@ -53,16 +45,7 @@ def server(engine: Engine, tmp_path: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 60 s"
-            time.sleep(0.2)
+        wait_until_ready(proc, f"{base}/readyz", 60, (tmp_path / "server.log").read_text)
         yield base
     finally:
         proc.terminate()

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +21,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import orjson
 
+from tests.factories import free_port, wait_until_ready
 from tests.perf.clients import batches, singles, throughput
 from tests.perf.model import GENES, NAME, export, profiles
 
@@ -58,16 +57,10 @@ def raw_ort(session: ort.InferenceSession, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serve(command: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
     """Run a server subprocess until it answers `ready_path`; yield its base URL."""
-    port = _port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
@@ -78,16 +71,7 @@ def serve(command: list[str], env: dict[str, str], ready_path: str) -> Iterator[
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(Path(log.name).read_text())
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base + ready_path, timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready in 180 s")
-            time.sleep(0.3)
+        wait_until_ready(proc, base + ready_path, 180, Path(log.name).read_text)
         yield base
     finally:
         proc.terminate()

@@ -1,14 +1,16 @@
 """`genexfer train …` and `genexfer preprocess`: one module per command, its parser beside its run.
 
-Parsers import only the standard library and stdlib-only modules, so `genexfer --help` works where
-only the service is installed; torch loads when a command runs. The `genexfer` entry point
-(`app.cli`) finds `register` through the `genexfer.commands` entry-point group.
+Each command module holds NAME, HELP, DESCRIPTION, `arguments(parser)` and `run(args)` (see
+`args.Command`). Parsers import only the standard library and stdlib-only modules, so
+`genexfer --help` works where only the service is installed; torch loads when a command runs. The
+`genexfer` entry point (`app.cli`) finds `register` through the `genexfer.commands` entry-point
+group.
 """
 
 from __future__ import annotations
 
 from training.cli import demo, evaluate, export, finetune, preprocess, pretrain
-from training.cli.args import Subparsers
+from training.cli.args import Subparsers, add_command
 
 
 def register(commands: Subparsers) -> None:
@@ -21,5 +23,5 @@ def register(commands: Subparsers) -> None:
     )
     steps = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
     for command in (demo, pretrain, finetune, evaluate, export):
-        command.register(steps)
-    preprocess.register(commands)
+        add_command(steps, command)
+    add_command(commands, preprocess)

@@ -10,18 +10,40 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from contract.vocab import BASELINES, ORIENTATIONS
 from training.nn.config import TrainConfig
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
+    from training.evaluation.splits import Dataset
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # a string: argparse's class is not subscriptable at run time, only for type checkers
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Command(Protocol):
+    """A command module: its name, one-line help, description, options and what it runs."""
+
+    NAME: str
+    HELP: str
+    DESCRIPTION: str
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the command's options to its parser."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the command's work; the exit status."""
+
+
+def add_command(commands: Subparsers, command: Command) -> None:
+    """Add a command module's parser to `commands`; parsing it selects the module's `run`."""
+    parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+    command.arguments(parser)
+    parser.set_defaults(func=command.run)
 
 
 def common(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +117,27 @@ def read(args: argparse.Namespace, obs_columns: tuple[str, ...]) -> ExpressionMa
     if args.data.name.lower().endswith(".h5ad"):
         return read_matrix(args.data, layer=args.layer)
     return read_matrix(args.data, orientation=args.orientation, obs_columns=obs_columns)
+
+
+def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bool) -> Dataset:
+    """`matrix` (from --data) with --test-fraction held out, seeded by --seed (`stratify`: by
+    --label-column)."""
+    from training.evaluation.splits import hold_out
+
+    return hold_out(
+        args.data.name,
+        matrix,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        stratify_by=args.label_column if stratify else None,
+    )
+
+
+def widths_option(
+    group: argparse._ActionsContainer, flag: str, default: tuple[int, ...], help: str
+) -> None:
+    """An option taking comma-separated layer widths (see `widths`)."""
+    group.add_argument(flag, type=widths, default=default, metavar="W[,W...]", help=help)
 
 
 def guard(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:

@@ -23,21 +23,20 @@ LABEL_COLUMN = "bulk_labels"
 DATASET = "pbmc68k_reduced (scanpy.datasets.pbmc68k_reduced(), log-normalised .raw.X)"
 
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train demo`."""
-    demo = steps.add_parser(
-        "demo",
-        help="reproduce the committed pbmc68k demo models",
-        description=(
-            "Train the demo models on scanpy's bundled pbmc68k_reduced (700 PBMCs, log-normalised "
-            ".raw.X, labels 'bulk_labels'): a stratified 80/20 split, an encoder pretrained on "
-            "the 80% only, a linear head fine-tuned on the frozen encoder, scores on the "
-            "held-out 20%. Publishes new versions of pbmc68k-encoder and pbmc68k-celltype "
-            "(the classifier's parent is that encoder). Takes seconds on a laptop CPU."
-        ),
-    )
-    cli.common(demo)
-    demo.set_defaults(func=run)
+NAME = "demo"
+HELP = "reproduce the committed pbmc68k demo models"
+DESCRIPTION = (
+    "Train the demo models on scanpy's bundled pbmc68k_reduced (700 PBMCs, log-normalised "
+    ".raw.X, labels 'bulk_labels'): a stratified 80/20 split, an encoder pretrained on "
+    "the 80% only, a linear head fine-tuned on the frozen encoder, scores on the "
+    "held-out 20%. Publishes new versions of pbmc68k-encoder and pbmc68k-celltype "
+    "(the classifier's parent is that encoder). Takes seconds on a laptop CPU."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train demo`."""
+    cli.common(parser)
 
 
 def run(args: argparse.Namespace) -> int:

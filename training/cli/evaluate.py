@@ -11,74 +11,76 @@ from contract.vocab import BASELINES, ENCODER_KINDS, STRATEGIES
 from training.cli import args as cli
 from training.train import defaults
 
+NAME = "evaluate"
+HELP = "transfer model vs every baseline: few-shot curves, k-fold CV, report"
+DESCRIPTION = (
+    "Run the evaluation protocol and write report.md, summary.json and PNG plots to "
+    "--out. For each seeded repeat a stratified test set is held out first; "
+    "preprocessing and the encoder are pretrained, without labels, on every other "
+    "cell, so no test cell is seen by pretraining; "
+    "k labelled cells per class (--shots) train the transfer model (encoder + linear "
+    "head) and every scikit-learn baseline on the same cells; all are scored on the "
+    "same test cells. Then stratified k-fold CV the same way. Without --data it uses "
+    "scanpy's bundled pbmc68k_reduced (log-normalised .raw.X, 'bulk_labels')."
+)
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train evaluate`."""
-    ev = steps.add_parser(
-        "evaluate",
-        help="transfer model vs every baseline: few-shot curves, k-fold CV, report",
-        description=(
-            "Run the evaluation protocol and write report.md, summary.json and PNG plots to "
-            "--out. For each seeded repeat a stratified test set is held out first; "
-            "preprocessing and the encoder are pretrained, without labels, on every other "
-            "cell, so no test cell is seen by pretraining; "
-            "k labelled cells per class (--shots) train the transfer model (encoder + linear "
-            "head) and every scikit-learn baseline on the same cells; all are scored on the "
-            "same test cells. Then stratified k-fold CV the same way. Without --data it uses "
-            "scanpy's bundled pbmc68k_reduced (log-normalised .raw.X, 'bulk_labels')."
-        ),
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train evaluate`."""
+    cli.data(parser, required=False, layer="raw")
+    parser.add_argument(
+        "--label-column", default="bulk_labels", help=cli.d("obs column of classes")
     )
-    cli.data(ev, required=False, layer="raw")
-    ev.add_argument("--label-column", default="bulk_labels", help=cli.d("obs column of classes"))
-    ev.add_argument(
+    parser.add_argument(
         "--out", type=Path, default=Path("reports/pbmc68k"), help=cli.d("output folder")
     )
-    ev.add_argument(
+    parser.add_argument(
         "--title",
         default="Transfer learning vs baselines on pbmc68k_reduced",
         help=cli.d("report heading"),
     )
-    ev.add_argument("--min-cells", type=int, default=30, help=cli.d("smallest class evaluated"))
-    ev.add_argument(
+    parser.add_argument("--min-cells", type=int, default=30, help=cli.d("smallest class evaluated"))
+    parser.add_argument(
         "--shots",
         type=cli.positive_ints,
         default=(5, 10, 25),
         metavar="K[,K...]",
         help="labelled cells per class (default: 5,10,25)",
     )
-    ev.add_argument("--repeats", type=int, default=10, help=cli.d("seeded repeats per k"))
-    ev.add_argument("--folds", type=int, default=5, help=cli.d("CV folds, 0 to skip"))
-    ev.add_argument(
+    parser.add_argument("--repeats", type=int, default=10, help=cli.d("seeded repeats per k"))
+    parser.add_argument("--folds", type=int, default=5, help=cli.d("CV folds, 0 to skip"))
+    parser.add_argument(
         "--encoder-kind",
         choices=ENCODER_KINDS,
         default="dae",
         help=cli.d("autoencoder: plain, denoising (masking) or variational"),
     )
-    ev.add_argument(
+    parser.add_argument(
         "--strategy",
         choices=STRATEGIES,
         default="frozen",
         help=cli.d("fine-tuning strategy of the transfer model"),
     )
-    ev.add_argument(
+    parser.add_argument(
         "--baselines",
         type=cli.baseline_names,
         default=BASELINES,
         metavar="NAME[,NAME...]",
         help=f"baselines to run (default: all: {','.join(BASELINES)})",
     )
-    ev.add_argument("--pretrain-epochs", type=int, default=60, help=cli.d("pretraining epoch cap"))
-    ev.add_argument(
+    parser.add_argument(
+        "--pretrain-epochs", type=int, default=60, help=cli.d("pretraining epoch cap")
+    )
+    parser.add_argument(
         "--finetune-epochs",
         type=int,
         default=defaults.FINETUNE.epochs,
         help=cli.d("fine-tuning epoch cap (transfer and scratch network)"),
     )
     pretraining = dataclasses.replace(defaults.PRETRAIN, patience=10)
-    cli.optimisation(ev, pretraining, title="pretraining optimisation", epochs=False)
-    ev.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
-    ev.add_argument("--quiet", action="store_true", help="no progress bars")
-    ev.set_defaults(func=run)
+    cli.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
+    parser.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

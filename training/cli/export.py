@@ -12,53 +12,55 @@ from training.cli import args as cli
 from training.cli.pretrain import INPUT_SCALES
 from training.train import defaults
 
+NAME = "export"
+HELP = "fit a scikit-learn baseline and publish it as a servable ONNX classifier/regressor"
+DESCRIPTION = (
+    "Hold out a test split (stratified when classifying), fit the per-gene "
+    "preprocessing and the chosen baseline on the rest, score the held-out samples, and "
+    "publish preprocessing → estimator as one ONNX graph (input 'expression', output "
+    "'probabilities' for a classifier or 'prediction' for a regressor; onnx.checker and "
+    "ONNX Runtime vs scikit-learn parity ≤ 1e-4, relative to the target's scale for a "
+    "regressor) with a model card, as a new version of MODELS_DIR/NAME that the service "
+    "loads like any classifier or regressor. Neural encoders and heads are exported by "
+    "`pretrain` and `finetune` themselves."
+)
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train export`."""
-    ex = steps.add_parser(
-        "export",
-        help="fit a scikit-learn baseline and publish it as a servable ONNX classifier/regressor",
-        description=(
-            "Hold out a test split (stratified when classifying), fit the per-gene "
-            "preprocessing and the chosen baseline on the rest, score the held-out samples, and "
-            "publish preprocessing → estimator as one ONNX graph (input 'expression', output "
-            "'probabilities' for a classifier or 'prediction' for a regressor; onnx.checker and "
-            "ONNX Runtime vs scikit-learn parity ≤ 1e-4, relative to the target's scale for a "
-            "regressor) with a model card, as a new version of MODELS_DIR/NAME that the service "
-            "loads like any classifier or regressor. Neural encoders and heads are exported by "
-            "`pretrain` and `finetune` themselves."
-        ),
-    )
-    ex.add_argument(
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train export`."""
+    parser.add_argument(
         "--baseline",
         choices=(*BASELINES, "linear"),
         required=True,
         help="which baseline ('linear' is ordinary least squares, regression only)",
     )
-    ex.add_argument(
+    parser.add_argument(
         "--task",
         choices=TASKS,
         default="classification",
         help=cli.d("classes or numbers; regression baselines are the regressor of the same name"),
     )
-    cli.data(ex)
-    ex.add_argument(
+    cli.data(parser)
+    parser.add_argument(
         "--label-column", required=True, help="obs/table column with the classes or the numbers"
     )
-    ex.add_argument(
+    parser.add_argument(
         "--input-scale", choices=INPUT_SCALES, default="log", help=cli.d("what the values are")
     )
-    ex.add_argument("--name", required=True, help="model name to publish under")
-    ex.add_argument(
+    parser.add_argument("--name", required=True, help="model name to publish under")
+    parser.add_argument(
         "--test-fraction",
         type=float,
         default=defaults.TEST_FRACTION,
         help=cli.d("share held out for the card's metrics"),
     )
-    ex.add_argument("--models-dir", type=Path, default=Path("models"), help=cli.d("model store"))
-    ex.add_argument("--seed", type=int, default=0, help=cli.d("seeds the split and the estimator"))
-    ex.add_argument("--description", default="", help="card description (default: generated)")
-    ex.set_defaults(func=run)
+    parser.add_argument(
+        "--models-dir", type=Path, default=Path("models"), help=cli.d("model store")
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help=cli.d("seeds the split and the estimator")
+    )
+    parser.add_argument("--description", default="", help="card description (default: generated)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,20 +86,13 @@ def _export(args: argparse.Namespace) -> Path:
         predict_labels_from,
         regression_metrics,
     )
-    from training.evaluation.splits import hold_out
     from training.export.baseline import export_baseline
     from training.export.card import CardInfo
     from training.train.apply import numeric_target
 
     classify = args.task == "classification"
     matrix = cli.read(args, obs_columns=(args.label_column,))
-    dataset = hold_out(
-        args.data.name,
-        matrix,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        stratify_by=args.label_column if classify else None,
-    )
+    dataset = cli.held_out(args, matrix, stratify=classify)
     train, test = dataset.train, dataset.test
     pipeline = PreprocessPipeline.fit(train, InputScale(args.input_scale))
     target: Any = (

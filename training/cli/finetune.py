@@ -14,63 +14,59 @@ if TYPE_CHECKING:
     from training.train.publish_head import HeadRun
 
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train finetune`."""
-    fine = steps.add_parser(
-        "finetune",
-        help="fine-tune a classifier or regression head on a published encoder",
-        description=(
-            "Load a published encoder (weights, config and preprocessing from its version "
-            "folder), align the data to its gene panel, hold out a test split (stratified by "
-            "label for classification), train a head with the chosen strategy (classification: "
-            "class-weighted cross-entropy; regression: mean squared error on the standardised "
-            "target; early stopping) and publish preprocess → encoder → head as a new version "
-            "of MODELS_DIR/NAME, its parent the encoder: outputs 'logits' and 'probabilities' "
-            "(classification) or 'prediction' on the target's own scale (regression), plus the "
-            "head alone as head.onnx (input 'embedding'). The data must be on the encoder's "
-            "input scale (see its model.json)."
-        ),
-    )
-    cli.data(fine)
-    fine.add_argument(
+NAME = "finetune"
+HELP = "fine-tune a classifier or regression head on a published encoder"
+DESCRIPTION = (
+    "Load a published encoder (weights, config and preprocessing from its version "
+    "folder), align the data to its gene panel, hold out a test split (stratified by "
+    "label for classification), train a head with the chosen strategy (classification: "
+    "class-weighted cross-entropy; regression: mean squared error on the standardised "
+    "target; early stopping) and publish preprocess → encoder → head as a new version "
+    "of MODELS_DIR/NAME, its parent the encoder: outputs 'logits' and 'probabilities' "
+    "(classification) or 'prediction' on the target's own scale (regression), plus the "
+    "head alone as head.onnx (input 'embedding'). The data must be on the encoder's "
+    "input scale (see its model.json)."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train finetune`."""
+    cli.data(parser)
+    parser.add_argument(
         "--label-column",
         required=True,
         help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
         "classes, or the numbers to predict with --task regression",
     )
-    fine.add_argument(
+    parser.add_argument(
         "--task", choices=TASKS, default="classification", help=cli.d("what the head predicts")
     )
-    fine.add_argument(
+    parser.add_argument(
         "--labels",
         type=Path,
         metavar="FILE",
         help="CSV/TSV of per-sample metadata whose first column holds the sample ids",
     )
-    fine.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
-    fine.add_argument("--name", required=True, help="model name to publish under")
-    fine.add_argument(
+    parser.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
+    parser.add_argument("--name", required=True, help="model name to publish under")
+    parser.add_argument(
         "--test-fraction",
         type=float,
         default=defaults.TEST_FRACTION,
         help="share held out (stratified by label when classifying) for the card's metrics "
         "(default: %(default)s)",
     )
-    cli.common(fine)
-    cli.optimisation(fine, defaults.FINETUNE)
-    head = fine.add_argument_group("head")
-    head.add_argument(
-        "--head-hidden",
-        type=cli.widths,
-        default=defaults.HEAD_HIDDEN,
-        metavar="W[,W...]",
-        help=f"hidden widths, '' for a linear head (default: {cli.show(defaults.HEAD_HIDDEN)!r})",
-    )
+    cli.common(parser)
+    cli.optimisation(parser, defaults.FINETUNE)
+    head = parser.add_argument_group("head")
+    shown = cli.show(defaults.HEAD_HIDDEN)
+    help_text = f"hidden widths, '' for a linear head (default: {shown!r})"
+    cli.widths_option(head, "--head-hidden", defaults.HEAD_HIDDEN, help_text)
     head.add_argument(
         "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=cli.d("dropout")
     )
-    fine.add_argument("--description", default="", help="card description (default: generated)")
-    group = fine.add_argument_group("strategy")
+    parser.add_argument("--description", default="", help="card description (default: generated)")
+    group = parser.add_argument_group("strategy")
     group.add_argument(
         "--strategy",
         choices=STRATEGIES,
@@ -83,7 +79,6 @@ def register(steps: cli.Subparsers) -> None:
     group.add_argument(
         "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
     )
-    fine.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> HeadRun:
     from contract.io.readers import attach_obs, read_obs
-    from training.evaluation.splits import hold_out
     from training.export.store import resolve_version
     from training.train.finetune import FinetuneOptions
     from training.train.publish_head import finetune_and_export
@@ -117,13 +111,7 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
     matrix = cli.read(args, obs_columns=(args.label_column,) if in_table else ())
     if args.labels is not None:
         matrix = attach_obs(matrix, read_obs(args.labels))
-    dataset = hold_out(
-        args.data.name,
-        matrix,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        stratify_by=args.label_column if classify else None,
-    )
+    dataset = cli.held_out(args, matrix, stratify=classify)
     description = args.description or (
         f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
         f"{args.data.name}: a head ({args.strategy}) on the encoder "

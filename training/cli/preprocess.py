@@ -14,23 +14,23 @@ from typing import Any
 DEFAULT_STEPS = '[{"step": "cpm"}, {"step": "log2p1"}]'
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the top-level `preprocess` command to the `genexfer` parser."""
-    p = subparsers.add_parser(
-        "preprocess",
-        help="QC and preprocess expression files, with a report (HTML + PNG)",
-        description=(
-            "Read one or more expression files (CSV/TSV[.gz], Parquet, h5ad, GCT, 10x folders; "
-            "each file is one batch unless --batch-column names one), harmonise gene ids, "
-            "detect the input scale, run QC (drop samples with too many missing values, flag "
-            "outliers), fit the steps of --steps on the kept samples (or apply a model's fitted "
-            "pipeline with --model-dir), and write the matrix, the fitted pipeline (JSON + npz), "
-            "qc.json and qc_report.{html,png} into --out."
-        ),
-    )
-    p.add_argument("inputs", nargs="+", type=Path, help="expression files or 10x folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    group = p.add_mutually_exclusive_group()
+NAME = "preprocess"
+HELP = "QC and preprocess expression files, with a report (HTML + PNG)"
+DESCRIPTION = (
+    "Read one or more expression files (CSV/TSV[.gz], Parquet, h5ad, GCT, 10x folders; "
+    "each file is one batch unless --batch-column names one), harmonise gene ids, "
+    "detect the input scale, run QC (drop samples with too many missing values, flag "
+    "outliers), fit the steps of --steps on the kept samples (or apply a model's fitted "
+    "pipeline with --model-dir), and write the matrix, the fitted pipeline (JSON + npz), "
+    "qc.json and qc_report.{html,png} into --out."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer preprocess`."""
+    parser.add_argument("inputs", nargs="+", type=Path, help="expression files or 10x folders")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--steps",
         default=DEFAULT_STEPS,
@@ -39,20 +39,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: CPM then log2(1+x))",
     )
     group.add_argument("--model-dir", type=Path, help="apply this model version's pipeline")
-    p.add_argument("--input-scale", choices=["counts", "normalized", "log", "standardized"],
+    parser.add_argument("--input-scale", choices=["counts", "normalized", "log", "standardized"],
                    help="declare the input scale instead of detecting it")  # fmt: skip
-    p.add_argument("--orientation", default="auto",
+    parser.add_argument("--orientation", default="auto",
                    choices=["auto", "samples_as_rows", "genes_as_rows"])  # fmt: skip
-    p.add_argument("--obs", type=Path, help="per-sample metadata CSV/TSV (first column: ids)")
-    p.add_argument("--batch-column", help="metadata column holding the batch")
-    p.add_argument("--max-missing", type=float, default=0.2, help="drop above this share")
-    p.add_argument("--n-mads", type=float, default=3.0, help="outlier threshold (robust sds)")
-    p.add_argument(
+    parser.add_argument("--obs", type=Path, help="per-sample metadata CSV/TSV (first column: ids)")
+    parser.add_argument("--batch-column", help="metadata column holding the batch")
+    parser.add_argument("--max-missing", type=float, default=0.2, help="drop above this share")
+    parser.add_argument("--n-mads", type=float, default=3.0, help="outlier threshold (robust sds)")
+    parser.add_argument(
         "--gene-lengths", type=Path, help="CSV/TSV: gene id, length in bases (tpm and fpkm)"
     )
-    p.add_argument("--format", default="csv", choices=["csv", "tsv", "parquet", "h5ad"],
+    parser.add_argument("--format", default="csv", choices=["csv", "tsv", "parquet", "h5ad"],
                    help="format of the output matrix")  # fmt: skip
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

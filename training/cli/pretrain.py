@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,43 +19,38 @@ if TYPE_CHECKING:
 INPUT_SCALES = ("log", "counts", "normalized")
 
 
-def register(steps: cli.Subparsers) -> None:
-    """Add `train pretrain`."""
-    pre = steps.add_parser(
-        "pretrain",
-        help="pretrain an autoencoder and publish its encoder",
-        description=(
-            "Fit per-gene preprocessing and a denoising dense autoencoder on an expression file, "
-            "then export preprocess → encoder as a new version of MODELS_DIR/NAME (ONNX input "
-            "'expression', output 'embedding'). Samples held out with --test-fraction take no "
-            "part in fitting and give a held-out reconstruction error."
-        ),
-    )
-    cli.data(pre)
-    pre.add_argument(
+NAME = "pretrain"
+HELP = "pretrain an autoencoder and publish its encoder"
+DESCRIPTION = (
+    "Fit per-gene preprocessing and a denoising dense autoencoder on an expression file, "
+    "then export preprocess → encoder as a new version of MODELS_DIR/NAME (ONNX input "
+    "'expression', output 'embedding'). Samples held out with --test-fraction take no "
+    "part in fitting and give a held-out reconstruction error."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train pretrain`."""
+    cli.data(parser)
+    parser.add_argument(
         "--input-scale",
         choices=INPUT_SCALES,
         default="log",
         help="what the values are: counts get library-size normalisation and log1p, "
         "normalized gets log1p, log neither; then per-gene z-scores (default: %(default)s)",
     )
-    pre.add_argument("--name", required=True, help="model name to publish under")
-    pre.add_argument(
+    parser.add_argument("--name", required=True, help="model name to publish under")
+    parser.add_argument(
         "--test-fraction",
         type=float,
         default=0.0,
         help="share of samples held out at random (default: %(default)s)",
     )
-    cli.common(pre)
-    cli.optimisation(pre, defaults.PRETRAIN)
-    model = pre.add_argument_group("model")
-    model.add_argument(
-        "--hidden",
-        type=cli.widths,
-        default=defaults.ENCODER_HIDDEN,
-        metavar="W[,W...]",
-        help=f"encoder hidden widths (default: {cli.show(defaults.ENCODER_HIDDEN)})",
-    )
+    cli.common(parser)
+    cli.optimisation(parser, defaults.PRETRAIN)
+    model = parser.add_argument_group("model")
+    help_text = f"encoder hidden widths (default: {cli.show(defaults.ENCODER_HIDDEN)})"
+    cli.widths_option(model, "--hidden", defaults.ENCODER_HIDDEN, help_text)
     model.add_argument(
         "--latent", type=int, default=defaults.ENCODER_LATENT, help=cli.d("embedding width")
     )
@@ -72,8 +69,8 @@ def register(steps: cli.Subparsers) -> None:
     model.add_argument(
         "--clip", type=float, default=defaults.CLIP, help=cli.d("clip of the z-scores")
     )
-    pre.add_argument("--description", default="", help="card description (default: generated)")
-    group = pre.add_argument_group("encoder kind and streaming")
+    parser.add_argument("--description", default="", help="card description (default: generated)")
+    group = parser.add_argument_group("encoder kind and streaming")
     group.add_argument(
         "--encoder-kind",
         choices=ENCODER_KINDS,
@@ -103,12 +100,11 @@ def register(steps: cli.Subparsers) -> None:
         metavar="PNG",
         help="write the training/validation loss curve here",
     )
-    pre.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Pretrain on --data and publish the encoder."""
-    result = cli.guard(_stream if _streamed(args) else _in_memory, args)
+    result = cli.guard(_pretrain, args)
     if result is None:
         return 1
     if args.loss_plot is not None:
@@ -144,56 +140,45 @@ def _streamed(args: argparse.Namespace) -> bool:
     return bool(args.stream) or args.data.suffix.lower() in (".npy", ".parquet", ".pq")
 
 
-def _in_memory(args: argparse.Namespace) -> EncoderRun:
-    from contract.card import InputScale
-    from training.evaluation.splits import hold_out
-    from training.train.publish_encoder import pretrain_and_export
-
-    matrix = cli.read(args, obs_columns=())
-    dataset = hold_out(
-        args.data.name, matrix, test_fraction=args.test_fraction, seed=args.seed, stratify_by=None
-    )
-    cfg = encoder_config(args, matrix.shape[1])
-    description = args.description or (
-        f"{type(cfg).__name__.removesuffix('Config')} pretrained on "
-        f"{dataset.train.shape[0]} samples × {matrix.shape[1]} genes of "
-        f"{args.data.name} ({args.input_scale} input)."
-    )
-    return pretrain_and_export(
-        dataset,
-        input_scale=InputScale(args.input_scale),
-        model_cfg=cfg,
-        train_cfg=cli.train_config(args),
-        name=args.name,
-        models_dir=args.models_dir,
-        description=description,
-        clip=args.clip,
-        progress=cli.progress(args),
-    )
-
-
-def _stream(args: argparse.Namespace) -> EncoderRun:
+def _pretrain(args: argparse.Namespace) -> EncoderRun:
+    """Read --data whole or stream it from disk; either way publish with the same options."""
     from contract.card import InputScale
     from training.data.stream import open_source
-    from training.train.publish_encoder import stream_pretrain_and_export
+    from training.train.publish_encoder import pretrain_and_export, stream_pretrain_and_export
 
-    n_genes = len(open_source(args.data, args.chunk_rows).gene_ids)
-    cfg = encoder_config(args, n_genes)
-    description = args.description or (
-        f"{type(cfg).__name__.removesuffix('Config')} pretrained on {args.data.name}, "
-        f"streamed from disk ({n_genes} genes, {args.input_scale} input)."
-    )
-    return stream_pretrain_and_export(
-        args.data,
+    train: Callable[..., EncoderRun]
+    if _streamed(args):
+        n_genes = len(open_source(args.data, args.chunk_rows).gene_ids)
+        cfg = encoder_config(args, n_genes)
+        kind = type(cfg).__name__.removesuffix("Config")
+        generated = (
+            f"{kind} pretrained on {args.data.name}, "
+            f"streamed from disk ({n_genes} genes, {args.input_scale} input)."
+        )
+        train = functools.partial(
+            stream_pretrain_and_export,
+            args.data,
+            chunk_rows=args.chunk_rows,
+            max_steps=args.max_steps,
+            device=args.device,
+        )
+    else:
+        matrix = cli.read(args, obs_columns=())
+        dataset = cli.held_out(args, matrix, stratify=False)
+        cfg = encoder_config(args, matrix.shape[1])
+        kind = type(cfg).__name__.removesuffix("Config")
+        generated = (
+            f"{kind} pretrained on {dataset.train.shape[0]} samples × {matrix.shape[1]} genes of "
+            f"{args.data.name} ({args.input_scale} input)."
+        )
+        train = functools.partial(pretrain_and_export, dataset)
+    return train(
         input_scale=InputScale(args.input_scale),
         model_cfg=cfg,
         train_cfg=cli.train_config(args),
         name=args.name,
         models_dir=args.models_dir,
-        description=description,
-        chunk_rows=args.chunk_rows,
-        max_steps=args.max_steps,
-        device=args.device,
+        description=args.description or generated,
         clip=args.clip,
         progress=cli.progress(args),
     )

@@ -64,23 +64,25 @@ def publish_version(
     head: HeadGraph | None = None,
     extra_versions: Mapping[str, str] | None = None,
 ) -> Path:
-    """Hash the staged files, write their card and publish the folder as the next version.
+    """Save the preprocessing, hash the staged files, write their card and publish the folder.
 
     Parameters
     ----------
     staging:
-        The staging folder (from `staging_folder`) holding every file of the version.
+        The staging folder (from `staging_folder`) holding the version's files.
     written:
-        Those files; each is listed with its sha256 in the card.
+        Those files; each is listed with its sha256 in the card, with the preprocessing's.
     name, kind, outputs, labels, parent, head:
         As the card has them.
     pipeline:
-        The fitted preprocessing the graph starts with (panel, input scale, fill values).
+        The fitted preprocessing the graph starts with (panel, input scale, fill values); its
+        files (preprocess.json, preprocess.npz, which the card names) are written here.
     info:
         Card text, training data and metrics.
     extra_versions:
         Library versions beyond the common ones (e.g. scikit-learn for a baseline).
     """
+    written = [*written, *pipeline.save(staging)]
     for path in written:
         path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
     files = {p.name: sha256_file(p) for p in sorted(written)}

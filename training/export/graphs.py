@@ -12,6 +12,7 @@ A version with a head also carries the head alone (``head.onnx``: the parent enc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,33 @@ def export_encoder(
         )
 
 
+@dataclass(frozen=True)
+class _HeadKind:
+    """How a kind of head is exported: its card kind, outputs and output-width field."""
+
+    kind: ModelKind
+    outputs: tuple[str, ...]  # graph outputs, with the head's width each
+    width: str  # the head config's field holding that width
+    names: str  # what the label names are, in the width check's error
+    softmax: bool  # the graph adds probabilities after the head's logits
+
+
+_CLASSIFIER = _HeadKind(
+    kind=ModelKind.classifier,
+    outputs=("logits", "probabilities"),
+    width="n_classes",
+    names="labels",
+    softmax=True,
+)
+_REGRESSOR = _HeadKind(
+    kind=ModelKind.regressor,
+    outputs=("prediction",),
+    width="n_targets",
+    names="target names",
+    softmax=False,
+)
+
+
 def export_classifier(
     autoencoder: Autoencoder,
     head: nn.Module,
@@ -164,27 +192,10 @@ def export_classifier(
     parent:
         The published encoder this head was fine-tuned on, if any.
     """
-    n = int(getattr(getattr(head, "config", None), "n_classes", -1))
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for a head with {n} outputs")
-    outputs = [
-        TensorSpec(name="logits", shape=["batch", n]),
-        TensorSpec(name="probabilities", shape=["batch", n]),
-    ]
     return _export_with_head(
-        autoencoder,
-        SoftmaxTop(head),
-        head,
-        pipeline,
-        kind=ModelKind.classifier,
-        labels=list(labels),
-        outputs=outputs,
-        name=name,
-        models_dir=models_dir,
-        info=info,
-        reference=reference,
-        parent=parent,
-    )
+        _CLASSIFIER, autoencoder, head, pipeline, labels,
+        name=name, models_dir=models_dir, info=info, reference=reference, parent=parent,
+    )  # fmt: skip
 
 
 def export_regressor(
@@ -204,40 +215,30 @@ def export_regressor(
     Parameters are those of `export_classifier`, with `targets` the names of the head's outputs
     (the obs columns it predicts, on their own scale).
     """
-    n = int(getattr(getattr(head, "config", None), "n_targets", -1))
-    if len(targets) != n:
-        raise ValueError(f"{len(targets)} target names for a head with {n} outputs")
     return _export_with_head(
-        autoencoder,
-        head,
-        head,
-        pipeline,
-        kind=ModelKind.regressor,
-        labels=list(targets),
-        outputs=[TensorSpec(name="prediction", shape=["batch", n])],
-        name=name,
-        models_dir=models_dir,
-        info=info,
-        reference=reference,
-        parent=parent,
-    )
+        _REGRESSOR, autoencoder, head, pipeline, targets,
+        name=name, models_dir=models_dir, info=info, reference=reference, parent=parent,
+    )  # fmt: skip
 
 
 def _export_with_head(
+    how: _HeadKind,
     autoencoder: Autoencoder,
-    top: nn.Module,
     head: nn.Module,
     pipeline: PreprocessPipeline,
+    labels: Sequence[str],
     *,
-    kind: ModelKind,
-    labels: list[str],
-    outputs: list[TensorSpec],
     name: str,
     models_dir: Path,
     info: CardInfo,
     reference: Array,
     parent: ModelRef | None,
 ) -> Path:
+    n = int(getattr(getattr(head, "config", None), how.width, -1))
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} {how.names} for a head with {n} outputs")
+    outputs = [TensorSpec(name=o, shape=["batch", n]) for o in how.outputs]
+    top = SoftmaxTop(head) if how.softmax else head
     check_model_name(name)
     encoder = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
     graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
@@ -264,11 +265,11 @@ def _export_with_head(
             staging,
             written,
             name=name,
-            kind=kind,
+            kind=how.kind,
             pipeline=pipeline,
             outputs=outputs,
             info=info,
-            labels=labels,
+            labels=list(labels),
             parent=parent,
             head=head_spec,
         )
@@ -281,9 +282,9 @@ def _fused(
     outputs: list[TensorSpec],
     reference: Array,
 ) -> list[Path]:
-    """Export and verify `graph` as model.onnx; returns it with the preprocessing files."""
+    """Export and verify `graph` as model.onnx; returns its path (in a list, for more files)."""
     onnx_path = staging / ONNX_FILE
     names = [o.name for o in outputs]
     export_onnx(graph, pipeline.n_genes, onnx_path, names)
     verify_onnx(onnx_path, graph, names, parity_inputs(pipeline, reference))
-    return [onnx_path, *pipeline.save(staging)]
+    return [onnx_path]

@@ -7,8 +7,10 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import torch
@@ -115,14 +117,19 @@ def verify_onnx(
         expected_list = list(expected) if isinstance(expected, tuple) else [expected]
         got = session.run(list(output_names), {input_name: batch})
         for name, want, have in zip(output_names, expected_list, got, strict=True):
-            diff = float(np.max(np.abs(want.numpy() - have))) if want.numel() else 0.0
-            if not np.isfinite(diff) or diff > PARITY_ATOL:
-                raise ExportVerificationError(
-                    f"{path}: output {name!r} differs from torch by {diff:.3g} "
-                    f"(> {PARITY_ATOL}) on a batch of {len(batch)}"
-                )
-            worst = max(worst, diff)
+            what = f"{path}: output {name!r} differs from torch"
+            worst = max(worst, check_parity(want.numpy(), have, PARITY_ATOL, what, len(batch)))
     return worst
+
+
+def check_parity(
+    want: npt.NDArray[Any], have: npt.NDArray[Any], atol: float, what: str, batch: int
+) -> float:
+    """The largest |want - have|; ExportVerificationError saying `what` if it is over `atol`."""
+    diff = float(np.max(np.abs(want - have))) if want.size else 0.0
+    if not np.isfinite(diff) or diff > atol:
+        raise ExportVerificationError(f"{what} by {diff:.3g} (> {atol:.3g}) on a batch of {batch}")
+    return diff
 
 
 def _check_signature(model: onnx.ModelProto, output_names: Sequence[str], input_name: str) -> None:

@@ -16,9 +16,15 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def check_activation(activation: str) -> None:
+    """ValueError unless `activation` names one of ACTIVATIONS."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+
+
 @dataclass(frozen=True)
-class AutoencoderConfig:
-    """Shape of a DenseAutoencoder.
+class EncoderShape:
+    """What every autoencoder config has; each kind adds its own regulariser and its bounds.
 
     Parameters
     ----------
@@ -30,8 +36,6 @@ class AutoencoderConfig:
         Embedding width.
     dropout:
         Dropout after each hidden activation (training only).
-    input_dropout:
-        Dropout on the input itself, making it a denoising autoencoder (training only).
     activation:
         One of ``relu``, ``gelu``, ``elu``, ``silu``.
     """
@@ -40,21 +44,43 @@ class AutoencoderConfig:
     hidden: tuple[int, ...] = (256,)
     latent: int = 64
     dropout: float = 0.1
-    input_dropout: float = 0.0
     activation: str = "relu"
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.latent < 1 or any(h < 1 for h in self.hidden):
             raise ValueError("n_genes, latent and hidden widths must be positive")
+        self.check()
+        check_activation(self.activation)
+
+    def check(self) -> None:
+        """ValueError where this kind's own options are out of bounds."""
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig(EncoderShape):
+    """Shape of a DenseAutoencoder: the `EncoderShape` fields plus input dropout.
+
+    Parameters
+    ----------
+    input_dropout:
+        Dropout on the input itself, making it a denoising autoencoder (training only).
+    """
+
+    input_dropout: float = 0.0
+
+    def check(self) -> None:
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.input_dropout < 1.0):
             raise ValueError("dropout rates must be in [0, 1)")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
 
-def mlp(widths: list[int], activation: str, dropout: float) -> list[nn.Module]:
-    """Linear layers between consecutive widths; activation + dropout after all but the last."""
-    layers: list[nn.Module] = []
+def mlp(
+    widths: list[int], activation: str, dropout: float, input_dropout: float = 0.0
+) -> list[nn.Module]:
+    """Linear layers between consecutive widths; activation + dropout after all but the last.
+
+    `input_dropout` > 0 puts a dropout on the input in front of the first layer.
+    """
+    layers: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(widths) - 2:
@@ -71,8 +97,9 @@ class DenseAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         widths = [config.n_genes, *config.hidden, config.latent]
-        head = [nn.Dropout(config.input_dropout)] if config.input_dropout > 0 else []
-        self.encoder = nn.Sequential(*head, *mlp(widths, config.activation, config.dropout))
+        self.encoder = nn.Sequential(
+            *mlp(widths, config.activation, config.dropout, config.input_dropout)
+        )
         self.decoder = nn.Sequential(*mlp(widths[::-1], config.activation, config.dropout))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,44 +7,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.nn.encoders import ACTIVATIONS, AutoencoderConfig, DenseAutoencoder, mlp
+from training.nn.encoders import AutoencoderConfig, DenseAutoencoder, EncoderShape, mlp
 
 
 @dataclass(frozen=True)
-class DenoisingAutoencoderConfig:
-    """Shape of a DenoisingAutoencoder.
+class DenoisingAutoencoderConfig(EncoderShape):
+    """Shape of a DenoisingAutoencoder: the `EncoderShape` fields plus the masking rate.
 
     Parameters
     ----------
-    n_genes:
-        Input (and reconstruction) width: the gene panel size.
-    hidden:
-        Widths of the encoder's hidden layers; the decoder mirrors them.
-    latent:
-        Embedding width.
-    dropout:
-        Dropout after each hidden activation (training only).
     mask_rate:
         Share of input genes set to 0 (the standardised mean) per sample during training; the
         loss asks for the clean values back, of the masked genes and the others alike.
-    activation:
-        One of ``relu``, ``gelu``, ``elu``, ``silu``.
     """
 
-    n_genes: int
-    hidden: tuple[int, ...] = (256,)
-    latent: int = 64
-    dropout: float = 0.1
     mask_rate: float = 0.3
-    activation: str = "relu"
 
-    def __post_init__(self) -> None:
-        if self.n_genes < 1 or self.latent < 1 or any(h < 1 for h in self.hidden):
-            raise ValueError("n_genes, latent and hidden widths must be positive")
+    def check(self) -> None:
         if not (0.0 <= self.dropout < 1.0 and 0.0 < self.mask_rate < 1.0):
             raise ValueError("dropout must be in [0, 1) and mask_rate in (0, 1)")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
 
 class DenoisingAutoencoder(nn.Module):
@@ -73,41 +54,24 @@ class DenoisingAutoencoder(nn.Module):
 
 
 @dataclass(frozen=True)
-class VariationalAutoencoderConfig:
-    """Shape of a VariationalAutoencoder.
+class VariationalAutoencoderConfig(EncoderShape):
+    """Shape of a VariationalAutoencoder: the `EncoderShape` fields plus the KL weight.
+
+    It needs at least one hidden layer; the latent is a Gaussian whose mean is the embedding.
 
     Parameters
     ----------
-    n_genes:
-        Input (and reconstruction) width.
-    hidden:
-        Encoder hidden widths (at least one); the decoder mirrors them.
-    latent:
-        Width of the latent Gaussian; its mean is the embedding.
-    dropout:
-        Dropout after each hidden activation (training only).
     beta:
         Weight of the KL term against the per-gene reconstruction error (beta-VAE).
-    activation:
-        One of ``relu``, ``gelu``, ``elu``, ``silu``.
     """
 
-    n_genes: int
-    hidden: tuple[int, ...] = (256,)
-    latent: int = 64
-    dropout: float = 0.1
     beta: float = 1.0
-    activation: str = "relu"
 
-    def __post_init__(self) -> None:
-        if self.n_genes < 1 or self.latent < 1 or any(h < 1 for h in self.hidden):
-            raise ValueError("n_genes, latent and hidden widths must be positive")
+    def check(self) -> None:
         if not self.hidden:
             raise ValueError("a variational autoencoder needs at least one hidden layer")
         if not 0.0 <= self.dropout < 1.0 or self.beta < 0:
             raise ValueError("dropout must be in [0, 1) and beta >= 0")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
 
 class GaussianEncoder(nn.Module):

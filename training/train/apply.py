@@ -46,25 +46,31 @@ def embed(
 
 
 @torch.no_grad()
+def _head_outputs(
+    encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
+) -> torch.Tensor:
+    """The head's outputs on the embedding of `matrix`, in eval mode, without gradients."""
+    head.eval()
+    out: torch.Tensor = head(embed(encoder, pipeline, matrix))
+    return out
+
+
 def predict_proba(
     encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
 ) -> npt.NDArray[np.float32]:
     """Class probabilities (n_samples, n_classes) of a fitted encoder + head."""
-    head.eval()
     proba: npt.NDArray[np.float32] = torch.softmax(
-        head(embed(encoder, pipeline, matrix)), dim=1
+        _head_outputs(encoder, head, pipeline, matrix), dim=1
     ).numpy()
     return proba
 
 
-@torch.no_grad()
 def predict_values(
     encoder: nn.Module, head: nn.Module, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
 ) -> npt.NDArray[np.float32]:
     """Regression predictions (n_samples,) of a fitted encoder + regression head."""
-    head.eval()
-    out: npt.NDArray[np.float32] = head(embed(encoder, pipeline, matrix))[:, 0].numpy()
-    return out
+    values: npt.NDArray[np.float32] = _head_outputs(encoder, head, pipeline, matrix)[:, 0].numpy()
+    return values
 
 
 def predict_labels(proba: npt.NDArray[np.float32], labels: Sequence[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +22,9 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import STRATEGIES, Strategy
 from training.evaluation.splits import stratified_split
+from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
-from training.nn.heads import (
-    ClassifierHead,
-    ClassifierHeadConfig,
-    RegressorHead,
-    RegressorHeadConfig,
-)
+from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import encoder_layers
 from training.train.apply import check_panel, embed, numeric_target
 from training.train.loop import History, LossFn, seeded, train_loop
@@ -124,22 +120,8 @@ def finetune_classifier(
         loss: torch.Tensor = criterion(model(x), target)
         return loss
 
-    with seeded(train_cfg.seed):
-        head = ClassifierHead(head_cfg)
-    tuned, history = _fit(
-        encoder,
-        head,
-        pipeline,
-        matrix,
-        y,
-        (train_idx, val_idx),
-        loss_fn,
-        train_cfg,
-        options,
-        progress,
-    )
-    val_ids = [matrix.sample_ids[i] for i in val_idx.tolist()]
-    return FinetuneResult(head, tuned, labels, history, val_ids, options.strategy)
+    task = _Task(y, (train_idx, val_idx), loss_fn, labels)
+    return _finetune(encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress)
 
 
 def finetune_regressor(
@@ -174,41 +156,41 @@ def finetune_regressor(
         assert target is not None
         return nn.functional.mse_loss(model(x), target)
 
-    with seeded(train_cfg.seed):
-        head = RegressorHead(head_cfg)
-    tuned, history = _fit(
-        encoder,
-        head,
-        pipeline,
-        matrix,
-        y,
-        (train_idx, val_idx),
-        loss_fn,
-        train_cfg,
-        options,
-        progress,
-    )
-    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    task = _Task(y, (train_idx, val_idx), loss_fn, [target_column])
+    result = _finetune(encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress)
+    last = [m for m in result.head.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():  # y = std * (W z + b) + mean, exactly
         last.weight.mul_(std)
         last.bias.mul_(std).add_(mean)
-    val_ids = [matrix.sample_ids[i] for i in val_idx.tolist()]
-    return FinetuneResult(head, tuned, [target_column], history, val_ids, options.strategy)
+    return result
 
 
-def _fit(
+class _Task(NamedTuple):
+    """What a head learns: per-sample targets, the train/validation split, the loss, the names
+    of its outputs."""
+
+    y: torch.Tensor
+    split: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+    loss_fn: LossFn
+    labels: list[str]
+
+
+def _finetune(
     encoder: nn.Module,
-    head: nn.Module,
+    head_cfg: ClassifierHeadConfig | RegressorHeadConfig,
     pipeline: PreprocessPipeline,
     matrix: ExpressionMatrix,
-    y: torch.Tensor,
-    split: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-    loss_fn: LossFn,
+    task: _Task,
     cfg: TrainConfig,
     options: FinetuneOptions,
     progress: bool | None,
-) -> tuple[nn.Module, History]:
-    train_idx, val_idx = (torch.from_numpy(np.asarray(i, dtype=np.int64)) for i in split)
+) -> FinetuneResult:
+    """A new head (seeded) trained for `task`; by the strategy in `options`, the encoder too."""
+    with seeded(cfg.seed):
+        head = build_module(head_cfg)
+    y, loss_fn = task.y, task.loss_fn
+    train_idx, val_idx = (torch.from_numpy(np.asarray(i, dtype=np.int64)) for i in task.split)
+    val_ids = [matrix.sample_ids[i] for i in val_idx.tolist()]
     if options.strategy == "frozen":
         # fixed features: embed once, then only the head sees minibatches
         features = embed(encoder, pipeline, matrix)
@@ -226,7 +208,7 @@ def _fit(
                 progress=progress,
                 description="finetune",
             )
-        return encoder, history
+        return FinetuneResult(head, encoder, task.labels, history, val_ids, options.strategy)
     check_panel(matrix, pipeline)
     tuned = copy.deepcopy(encoder)
     model = nn.Sequential(tuned, head)
@@ -265,7 +247,7 @@ def _fit(
     for p in tuned.parameters():
         p.requires_grad_(True)
     tuned.eval()
-    return tuned, _merge(histories)
+    return FinetuneResult(head, tuned, task.labels, _merge(histories), val_ids, options.strategy)
 
 
 def _merge(histories: Sequence[History]) -> History:

@@ -46,6 +46,33 @@ class History:
         }
 
 
+class EarlyStopping:
+    """Records each epoch's losses in `history` and keeps the best-validation weights of `model`."""
+
+    def __init__(self, model: nn.Module, history: History, patience: int) -> None:
+        self.model, self.history, self.patience = model, history, patience
+        self.best = float("inf")
+        self.state: dict[str, torch.Tensor] = {}
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float) -> bool:
+        """Record the epoch; True once `patience` epochs have passed without a better val_loss."""
+        self.history.train_loss.append(train_loss)
+        self.history.val_loss.append(val_loss)
+        if val_loss < self.best:
+            self.best, self.history.best_epoch = val_loss, epoch
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        elif epoch - self.history.best_epoch >= self.patience:
+            self.history.stopped_early = True
+            return True
+        return False
+
+    def restore(self, description: str) -> None:
+        """Load the kept weights back into the model (an error if no epoch had a finite loss)."""
+        if not self.state:
+            raise RuntimeError(f"{description}: the validation loss was never finite (diverged?)")
+        self.model.load_state_dict(self.state)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's global RNG (init, dropout) inside, restoring the caller's state after."""
@@ -94,8 +121,7 @@ def train_loop(
     )
     order = torch.Generator().manual_seed(config.seed)
     history = History()
-    best_state: dict[str, torch.Tensor] = {}
-    best = float("inf")
+    stopping = EarlyStopping(model, history, config.patience)
     start = time.perf_counter()
     bar = tqdm(
         range(config.epochs), desc=description, disable=None if progress is None else not progress
@@ -116,21 +142,14 @@ def train_loop(
             if hook is not None:
                 hook.batch()
         val_loss = evaluate_loss(model, loss_fn, val, config.batch_size)
-        history.train_loss.append(total / seen)
-        history.val_loss.append(val_loss)
+        stop = stopping.end_epoch(epoch, total / seen, val_loss)
         bar.set_postfix(train=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
         if hook is not None:
             hook.epoch(description, epoch, config.epochs, total / seen, val_loss)
-        if val_loss < best:
-            best, history.best_epoch = val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - history.best_epoch >= config.patience:
-            history.stopped_early = True
+        if stop:
             break
     bar.close()
-    if not best_state:
-        raise RuntimeError(f"{description}: the validation loss was never finite (diverged?)")
-    model.load_state_dict(best_state)
+    stopping.restore(description)
     model.eval()
     history.seconds = time.perf_counter() - start
     return history

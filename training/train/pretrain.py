@@ -26,7 +26,8 @@ from training.nn.variants import (
     autoencoder_loss,
     build_autoencoder,
 )
-from training.train.loop import History, seeded
+from training.train.apply import check_panel
+from training.train.loop import EarlyStopping, History, seeded
 
 __all__ = ["TrainConfig", "pretrain", "pretrain_stream", "reconstruction_mse"]
 Chunks = Sequence[tuple[int, int]]
@@ -63,8 +64,7 @@ def pretrain(
     The autoencoder in eval mode with its best-validation weights, and the training history.
     Same inputs and seed give identical weights on the same machine (CPU).
     """
-    if matrix.gene_ids != pipeline.gene_ids:
-        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
+    check_panel(matrix, pipeline)
     n = matrix.shape[0]
     n_val = max(1, round(train_cfg.val_fraction * n))
     if n - n_val < 1:
@@ -140,8 +140,8 @@ def pretrain_stream(
         chunk_rng = np.random.default_rng(train_cfg.seed)
         row_gen = torch.Generator().manual_seed(train_cfg.seed)
         history = History()
-        best_state: dict[str, torch.Tensor] = {}
-        best, steps = float("inf"), 0
+        stopping = EarlyStopping(model, history, train_cfg.patience)
+        steps = 0
         start = time.perf_counter()
         total_rows = sum(b - a for a, b in train_chunks) * train_cfg.epochs
         bar = tqdm(
@@ -175,22 +175,14 @@ def pretrain_stream(
                     if max_steps is not None and steps >= max_steps:
                         break
                 val_loss = _validate(model, reader, source, pipeline, val_chunks, train_cfg, dev)
-                history.train_loss.append(total / max(seen, 1))
-                history.val_loss.append(val_loss)
                 history.samples_seen += seen
                 bar.set_postfix(train=f"{total / max(seen, 1):.4f}", val=f"{val_loss:.4f}")
-                if val_loss < best:
-                    best, history.best_epoch = val_loss, epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                elif epoch - history.best_epoch >= train_cfg.patience:
-                    history.stopped_early = True
+                if stopping.end_epoch(epoch, total / max(seen, 1), val_loss):
                     break
                 if max_steps is not None and steps >= max_steps:
                     break
         bar.close()
-    if not best_state:
-        raise RuntimeError("pretrain: the validation loss was never finite (diverged?)")
-    model.load_state_dict(best_state)
+    stopping.restore("pretrain")
     history.seconds = time.perf_counter() - start
     return model.cpu().eval(), history
 
@@ -200,8 +192,7 @@ def reconstruction_mse(
     model: Autoencoder, pipeline: PreprocessPipeline, matrix: ExpressionMatrix
 ) -> float:
     """Mean squared reconstruction error on preprocessed `matrix` (e.g. held-out samples)."""
-    if matrix.gene_ids != pipeline.gene_ids:
-        raise ValueError("the matrix's genes differ from the pipeline's panel; align them first")
+    check_panel(matrix, pipeline)
     X = torch.from_numpy(pipeline.transform(matrix.X))
     model.eval()
     return float(nn.functional.mse_loss(model(X), X))

@@ -13,6 +13,7 @@ import numpy as np
 
 from contract.card import InputScale, Metric, TrainingData, sha256_file
 from contract.preprocess.pipeline import PreprocessPipeline
+from contract.preprocess.steps import Array
 from training.data.stream import open_source, sample_rows
 from training.evaluation.splits import Dataset
 from training.export.graphs import CardInfo, export_encoder
@@ -72,16 +73,10 @@ def pretrain_and_export(
                 "training_data.heldout_sample_ids), which took no part in fitting",
             )
         )
-    extra = {"train_config": config_to_dict(train_cfg), "history": history.summary()}
-    folder = export_encoder(
-        model,
-        pipeline,
-        name=name,
-        models_dir=models_dir,
-        info=CardInfo(description, dataset.training_data(None), metrics, extra),
-        reference=train.X,
-    )
-    return EncoderRun(folder, model, pipeline, history, metrics)
+    return _publish(
+        model, pipeline, history, metrics, dataset.training_data(None), train.X,
+        train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+    )  # fmt: skip
 
 
 FIT_ROWS = 10_000  # rows the per-gene preprocessing is fitted on (means/sds settle long before)
@@ -155,16 +150,29 @@ def stream_pretrain_and_export(
         n_samples=source.n_rows,
         n_genes=len(source.gene_ids),
     )
-    extra = {
-        "train_config": config_to_dict(train_cfg),
-        "history": history.summary(),
-    }
+    return _publish(
+        model, pipeline, history, metrics, data, fit_on.X[:64],
+        train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+    )  # fmt: skip
+
+
+def _publish(
+    model: Autoencoder,
+    pipeline: PreprocessPipeline,
+    history: History,
+    metrics: list[Metric],
+    data: TrainingData,
+    reference: Array,
+    *,
+    train_cfg: TrainConfig,
+    name: str,
+    models_dir: Path,
+    description: str,
+) -> EncoderRun:
+    """Export the encoder with its card (training data, metrics, config and history)."""
+    extra = {"train_config": config_to_dict(train_cfg), "history": history.summary()}
+    info = CardInfo(description, data, metrics, extra)
     folder = export_encoder(
-        model,
-        pipeline,
-        name=name,
-        models_dir=models_dir,
-        info=CardInfo(description, data, metrics, extra),
-        reference=fit_on.X[:64],
+        model, pipeline, name=name, models_dir=models_dir, info=info, reference=reference
     )
     return EncoderRun(folder, model, pipeline, history, metrics)

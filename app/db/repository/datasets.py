@@ -11,13 +11,6 @@ from sqlalchemy.orm import Session
 from app.db.tables import Dataset
 
 
-def add(session: Session, row: Dataset) -> Dataset:
-    """Insert a dataset row (its file is already written)."""
-    session.add(row)
-    session.flush()
-    return row
-
-
 def get(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
     """The dataset, or None."""
     return session.get(Dataset, dataset_id)

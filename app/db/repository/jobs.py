@@ -28,13 +28,6 @@ def event(status: str, reason: str | None = None) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), "reason": reason}
 
 
-def add(session: Session, job: Job) -> Job:
-    """Insert a new job row."""
-    session.add(job)
-    session.flush()
-    return job
-
-
 def get(session: Session, job_id: uuid.UUID) -> Job | None:
     """The job, or None."""
     return session.get(Job, job_id)

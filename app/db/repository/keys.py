@@ -8,13 +8,6 @@ from sqlalchemy.orm import Session
 from app.db.tables import ApiKey
 
 
-def add(session: Session, row: ApiKey) -> ApiKey:
-    """Insert a key row (holding only the key's hash)."""
-    session.add(row)
-    session.flush()
-    return row
-
-
 def by_prefix(session: Session, prefix: str) -> ApiKey | None:
     """The key whose public prefix is `prefix`, or None."""
     return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import ModelVersion
-from tests.factories import expression_body
+from tests.factories import expression_body, once_loaded
 
 pytestmark = pytest.mark.slow  # real fine-tuning jobs
 
@@ -71,11 +71,8 @@ def test_finetune_publishes_a_served_version(
         row = s.scalars(select(ModelVersion)).one()
         assert (row.name, row.version, row.parent_name) == ("lab-celltype", 1, "pbmc68k-encoder")
     # the poller loads the new version: served without a restart
-    deadline = time.monotonic() + 10
     body = expression_body(pbmc_table, 2)
-    while (r := svc.post("/v1/models/lab-celltype/classify", json=body)).status_code == 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    r = once_loaded(svc.post, "/v1/models/lab-celltype/classify", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == {"name": "lab-celltype", "version": 1}
     assert svc.get("/v1/finetune-jobs?status=succeeded").json()["jobs"][0]["id"] == job["id"]
@@ -145,11 +142,8 @@ def test_a_regression_job_publishes_a_served_regressor(
     with Session(engine) as s:
         row = s.scalars(select(ModelVersion)).one()
         assert (row.name, row.kind) == ("lab-g2m", "regressor")
-    deadline = time.monotonic() + 10
     request = expression_body(pbmc_table, 3)
-    while (r := svc.post("/v1/models/lab-g2m/regress", json=request)).status_code == 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    r = once_loaded(svc.post, "/v1/models/lab-g2m/regress", json=request)
     assert r.status_code == 200, r.text
     assert [list(p["values"]) for p in r.json()["predictions"]] == [["G2M_score"]] * 3
 
@@ -253,10 +247,7 @@ def test_versioned_and_unversioned_ensembl_ids_match_both_ways(
         data = make_synthetic(60, len(sent), n_classes=3, seed=6)
         table = pd.DataFrame(data.X, index=pd.Index(data.sample_ids, name="id"), columns=sent)
         table["label"] = data.obs["label"].to_numpy()
-        deadline = time.monotonic() + 10
-        while svc.get(f"/v1/models/{name}").status_code == 404:  # the poller loads it
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        once_loaded(svc.get, f"/v1/models/{name}")
         r = svc.post("/v1/datasets", files={"file": ("ens.csv", table.to_csv().encode())})
         assert r.status_code == 201, r.text
         overlap = {o["model"]: o for o in r.json()["gene_overlap"]}[name]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from contract.preprocess.combat import fit_combat
-from contract.preprocess.normalise import cpm, log2p1
+from contract.preprocess.steps import Log2p1, NormalizeTotal
 from tests.contract.preprocess.oracle_data import pasilla
 
 inmoose_combat = pytest.importorskip("inmoose.pycombat")
@@ -19,7 +19,9 @@ oracle_warnings = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarni
 def logcpm() -> tuple[np.ndarray, list[str], pd.DataFrame]:
     counts, annotation = pasilla(800)
     batch = annotation["type"].tolist()  # single-read vs paired-end: a real batch effect
-    return log2p1(cpm(counts.to_numpy())), batch, annotation.reset_index(drop=True)
+    # log-CPM as a cpm, log2p1 recipe computes it; float64 from there on, as ComBat works
+    logged = Log2p1().transform(NormalizeTotal(1e6).transform(counts.to_numpy(np.float32)))
+    return logged.astype(np.float64), batch, annotation.reset_index(drop=True)
 
 
 @oracle_warnings

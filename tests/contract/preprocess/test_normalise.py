@@ -11,6 +11,7 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess import deseq
 from contract.preprocess import normalise as nm
 from contract.preprocess.pipeline import PreprocessPipeline
+from contract.preprocess.steps import MedianOfRatios
 from tests.contract.preprocess.oracle_data import pasilla
 
 dds_module = pytest.importorskip("pydeseq2.dds")
@@ -22,15 +23,31 @@ def _dds(counts: pd.DataFrame) -> object:
     return dds_module.DeseqDataSet(counts=counts, metadata=meta, design="~1", quiet=True, n_cpus=1)
 
 
+def _matrix(counts: pd.DataFrame) -> ExpressionMatrix:
+    return ExpressionMatrix(
+        X=counts.to_numpy().astype(np.float32),
+        sample_ids=[str(s) for s in counts.index],
+        gene_ids=[str(g) for g in counts.columns],
+    )
+
+
+def _fitted(counts: pd.DataFrame, *steps: dict[str, object]) -> PreprocessPipeline:
+    """The pipeline's own steps, fitted on `counts` as a recipe (what the service then runs)."""
+    return PreprocessPipeline.fit_recipe(_matrix(counts), "counts", list(steps))
+
+
 def test_cpm_tpm_fpkm_log2() -> None:
     counts = np.array([[10.0, 30.0, 60.0], [0.0, 5.0, 5.0]])
     lengths = np.array([1000.0, 2000.0, 500.0])
-    np.testing.assert_allclose(nm.cpm(counts).sum(axis=1), [1e6, 1e6])
-    np.testing.assert_allclose(nm.cpm(counts)[0], [1e5, 3e5, 6e5])
+    frame = pd.DataFrame(counts, index=["s1", "s2"], columns=["g1", "g2", "g3"])
+    cpm = _fitted(frame, {"step": "cpm"}).transform(counts.astype(np.float32))
+    np.testing.assert_allclose(cpm.sum(axis=1), [1e6, 1e6])
+    np.testing.assert_allclose(cpm[0], [1e5, 3e5, 6e5])
     rate = counts[0] / lengths
     np.testing.assert_allclose(nm.tpm(counts, lengths)[0], rate / rate.sum() * 1e6)
     np.testing.assert_allclose(nm.fpkm(counts, lengths)[0], [1e5, 1.5e5, 1.2e6])
-    np.testing.assert_allclose(nm.log2p1(np.array([0.0, 1.0, 3.0])), [0.0, 1.0, 2.0])
+    log2 = _fitted(frame, {"step": "log2p1"}).transform(np.array([[0.0, 1.0, 3.0]], np.float32))
+    np.testing.assert_allclose(log2[0], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match=r"gene lengths must be positive; columns \[1\]"):
         nm.tpm(counts, np.array([1.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="2 gene lengths for 3 genes"):
@@ -47,12 +64,15 @@ def test_size_factors_match_pydeseq2_on_airway() -> None:
     dds = _dds(counts)
     dds.fit_size_factors()  # type: ignore[attr-defined]
     expected = dds.obs["size_factors"].to_numpy()  # type: ignore[attr-defined]
-    logmeans, usable = nm.size_factor_reference(counts.to_numpy())
-    ours = nm.size_factors(counts.to_numpy(), logmeans, usable)
-    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    pipe = _fitted(counts, {"step": "median_of_ratios"})
+    (ratios,) = pipe.steps
+    assert isinstance(ratios, MedianOfRatios)
+    X = _matrix(counts).X
+    np.testing.assert_allclose(ratios.factors(X), expected, rtol=1e-6)
+    normed = dds.layers["normed_counts"]  # type: ignore[attr-defined]
+    np.testing.assert_allclose(pipe.transform(X), normed, rtol=1e-6)
     # a new sample is normalised against the stored reference alone
-    one = nm.size_factors(counts.to_numpy()[3:4], logmeans, usable)
-    np.testing.assert_allclose(one, expected[3:4], rtol=1e-6)
+    np.testing.assert_allclose(ratios.factors(X[3:4]), expected[3:4], rtol=1e-6)
 
 
 def _airway(n_genes: int) -> pd.DataFrame:
@@ -80,51 +100,38 @@ DATASETS = {"pasilla": lambda: pasilla(400)[0], "airway": lambda: _airway(600)}
 def test_dispersions_trend_and_vst_match_pydeseq2(name: str) -> None:
     counts = DATASETS[name]()
     dds = _pydeseq2_vst(counts, "parametric")
-    X = counts.to_numpy()
-    factors = nm.size_factors(X, *nm.size_factor_reference(X))
+    # the pipeline's steps, as a recipe fits them: the VST trend on the counts before
+    # median_of_ratios, with that step's size factors
+    pipe = _fitted(counts, {"step": "median_of_ratios"}, {"step": "vst"})
+    ratios, vst = pipe.steps
+    assert isinstance(ratios, MedianOfRatios)
+    X = _matrix(counts).X
+    factors = ratios.factors(X)
     expected_factors = dds.obs["size_factors"].to_numpy()  # type: ignore[attr-defined]
     # the log means are summed in pydeseq2's (column-major) order: on near-Poisson genes (α <
     # 1e-4, a flat likelihood) one ulp in a size factor moves where L-BFGS-B stops, by up to
     # 4 % on the whole of airway (a0 then moves by 1.5e-6); given equal factors, the fits agree
     np.testing.assert_allclose(factors, expected_factors, rtol=1e-15)
-    # gene-wise Cox–Reid MLEs, NaN for the all-zero genes as in pydeseq2
+    # gene-wise Cox–Reid MLEs (what the VST fit starts from), NaN for the all-zero genes as in
+    # pydeseq2
     disp = deseq.genewise_dispersions(X, factors)
     expected_disp = dds.var["vst_genewise_dispersions"].to_numpy()  # type: ignore[attr-defined]
     np.testing.assert_allclose(disp, expected_disp, rtol=1e-6)
     # the gamma-GLM trend with its exclusions, from our own dispersions
-    a0, a1 = nm.fit_vst_trend(X, factors)
     expected_trend = dds.uns["vst_trend_coeffs"].to_numpy()  # type: ignore[attr-defined]
-    np.testing.assert_allclose([a0, a1], expected_trend, rtol=1e-6)
-    normed = X / factors[:, None]
+    np.testing.assert_allclose([vst.params()["a0"], vst.params()["a1"]], expected_trend, rtol=1e-6)
     expected = dds.layers["vst_counts"]  # type: ignore[attr-defined]
-    np.testing.assert_allclose(nm.vst_parametric(normed, a0, a1), expected, rtol=1e-6)
+    np.testing.assert_allclose(pipe.transform(X), expected, rtol=1e-6)
 
 
 @pytest.mark.slow
 def test_mean_vst_matches_pydeseq2() -> None:
     counts = _airway(400)
     dds = _pydeseq2_vst(counts, "mean")
-    X = counts.to_numpy()
-    factors = nm.size_factors(X, *nm.size_factor_reference(X))
-    alpha, a1 = nm.fit_vst_trend(X, factors, "mean")
-    assert a1 == 0.0
+    pipe = _fitted(counts, {"step": "median_of_ratios"}, {"step": "vst", "fit_type": "mean"})
+    assert pipe.steps[1].params()["a1"] == 0.0
     expected = dds.layers["vst_counts"]  # type: ignore[attr-defined]
-    np.testing.assert_allclose(nm.vst_mean(X / factors[:, None], alpha), expected, rtol=1e-6)
-
-
-@pytest.mark.slow
-def test_vst_step_fits_its_trend_on_the_counts_before_median_of_ratios() -> None:
-    counts = pasilla(400)[0]
-    dds = _pydeseq2_vst(counts, "parametric")
-    matrix = ExpressionMatrix(
-        X=counts.to_numpy().astype(np.float32),
-        sample_ids=list(counts.index),
-        gene_ids=list(counts.columns),
-    )
-    recipe = [{"step": "median_of_ratios"}, {"step": "vst"}]
-    vst = PreprocessPipeline.fit_recipe(matrix, "counts", recipe).steps[1]
-    expected_trend = dds.uns["vst_trend_coeffs"].to_numpy()  # type: ignore[attr-defined]
-    np.testing.assert_allclose([vst.params()["a0"], vst.params()["a1"]], expected_trend, rtol=1e-6)
+    np.testing.assert_allclose(pipe.transform(_matrix(counts).X), expected, rtol=1e-6)
 
 
 def test_a_failed_trend_fit_is_an_error_not_a_silent_mean() -> None:

@@ -170,32 +170,15 @@ def test_regression_finetune_and_baseline_export(
     assert "obs column 'label' is not numeric" in capsys.readouterr().err
 
 
+def _evaluate(table: Path, out: Path) -> list[str]:
+    return ["evaluate", "--data", str(table), "--label-column", "label", "--out", str(out)]
+
+
 def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
     out = tmp_path / "report"
-    code = _run(
-        [
-            "evaluate",
-            "--data",
-            str(table),
-            "--label-column",
-            "label",
-            "--out",
-            str(out),
-            "--shots",
-            "3",
-            "--repeats",
-            "2",
-            "--folds",
-            "0",
-            "--baselines",
-            "logistic",
-            "--pretrain-epochs",
-            "3",
-            "--finetune-epochs",
-            "20",
-            "--quiet",
-        ]
-    )
+    quick = ["--shots", "3", "--repeats", "2", "--folds", "0", "--baselines", "logistic"]
+    epochs = ["--pretrain-epochs", "3", "--finetune-epochs", "20"]
+    code = _run([*_evaluate(table, out), *quick, *epochs, "--quiet"])
     assert code == 0
     assert "| transfer |" in (out / "report.md").read_text()
 
@@ -203,20 +186,7 @@ def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
 def test_commands_report_bad_input(
     tmp_path: Path, table: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = _run(
-        [
-            "evaluate",
-            "--data",
-            str(table),
-            "--label-column",
-            "label",
-            "--out",
-            str(tmp_path),
-            "--min-cells",
-            "1000",
-            "--quiet",
-        ]
-    )
+    code = _run([*_evaluate(table, tmp_path), "--min-cells", "1000", "--quiet"])
     assert code == 1
     assert "fewer than 2 classes" in capsys.readouterr().err
     bad = tmp_path / "bad.npy"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import anndata
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.stream import ArraySource, H5adSource, open_source, sample_rows
+from training.data.stream import ArraySource, H5adSource, RowSource, open_source, sample_rows
 from training.nn.checkpoint import load_checkpoint, save_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
@@ -127,6 +128,10 @@ def test_sources_read_the_same_rows(tmp_path: Path, counts: ExpressionMatrix) ->
     assert sample.shape == (70, 60)
 
 
+def _first_chunk_validates(source: RowSource) -> dict[str, Any]:
+    return {"train_chunks": source.chunks[1:], "val_chunks": source.chunks[:1]}
+
+
 def test_streaming_pretraining_is_reproducible_across_formats(
     tmp_path: Path, counts: ExpressionMatrix
 ) -> None:
@@ -137,13 +142,7 @@ def test_streaming_pretraining_is_reproducible_across_formats(
     for path in _files(tmp_path, counts):
         source = open_source(path, chunk_rows=50)
         model, history = pretrain_stream(
-            source,
-            pipe,
-            cfg,
-            train_cfg,
-            train_chunks=source.chunks[1:],
-            val_chunks=source.chunks[:1],
-            progress=False,
+            source, pipe, cfg, train_cfg, **_first_chunk_validates(source), progress=False
         )
         assert history.samples_seen == 190 * len(history.val_loss)
         weights.append(model.encoder[0].weight.detach())  # type: ignore[index]
@@ -155,16 +154,9 @@ def test_streaming_stops_at_max_steps(counts: ExpressionMatrix) -> None:
     pipe = PreprocessPipeline.fit(counts, "counts")
     source = ArraySource(counts.X, counts.gene_ids, chunk_rows=40)
     cfg = AutoencoderConfig(n_genes=60, hidden=(8,), latent=2)
-    _, history = pretrain_stream(
-        source,
-        pipe,
-        cfg,
-        TrainConfig(epochs=50, batch_size=10),
-        train_chunks=source.chunks[1:],
-        val_chunks=source.chunks[:1],
-        max_steps=7,
-        progress=False,
-    )
+    run = TrainConfig(epochs=50, batch_size=10)
+    split = _first_chunk_validates(source)
+    _, history = pretrain_stream(source, pipe, cfg, run, **split, max_steps=7, progress=False)
     assert history.samples_seen == 70
     assert len(history.val_loss) == 1
 
@@ -178,16 +170,9 @@ def test_streaming_refuses_bad_input(tmp_path: Path, counts: ExpressionMatrix) -
         pretrain_stream(
             source, pipe, cfg, run, train_chunks=source.chunks, val_chunks=source.chunks[:1]
         )
+    absent = "cuda" if not torch.cuda.is_available() else "tpu"
     with pytest.raises(ValueError, match="cuda"):
-        pretrain_stream(
-            source,
-            pipe,
-            cfg,
-            run,
-            train_chunks=source.chunks[1:],
-            val_chunks=source.chunks[:1],
-            device="cuda" if not torch.cuda.is_available() else "tpu",
-        )
+        pretrain_stream(source, pipe, cfg, run, **_first_chunk_validates(source), device=absent)
     other = ArraySource(counts.X, [f"x{g}" for g in counts.gene_ids])
     with pytest.raises(ValueError, match="align them first"):
         pretrain_stream(other, pipe, cfg, run, train_chunks=[(40, 240)], val_chunks=[(0, 40)])

@@ -138,37 +138,59 @@ def test_every_baseline_fits_and_predicts(counts: ExpressionMatrix) -> None:
         fit_baseline("logistic", X, y[:3])
 
 
+def _publish(
+    models_dir: Path,
+    counts: ExpressionMatrix,
+    model: object,
+    pipe: PreprocessPipeline,
+    *,
+    baseline: str,
+    name: str,
+    label_column: str,
+) -> tuple[Path, ModelCard]:
+    data = TrainingData(
+        name="synthetic",
+        fingerprint=counts.fingerprint(),
+        n_samples=240,
+        n_genes=60,
+        label_column=label_column,
+    )
+    folder = export_baseline(
+        model,
+        pipe,
+        baseline=baseline,
+        name=name,
+        models_dir=models_dir,
+        info=CardInfo("test", data),
+        reference=counts.X,
+    )
+    return folder, ModelCard.read(folder)
+
+
+def _served(folder: Path, card: ModelCard, X: np.ndarray, output: str) -> np.ndarray:
+    backend = OnnxBackend(folder, card, providers=["CPUExecutionProvider"], allow_cpu_fallback=True)
+    try:
+        return backend.run(X)[output]
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize("name", ["logistic", "random_forest"])
 def test_baseline_is_served_like_a_neural_head(
     tmp_path: Path, counts: ExpressionMatrix, name: str
 ) -> None:
     pipe = PreprocessPipeline.fit(counts, "counts")
     model = fit_baseline(name, pipe.transform(counts.X), counts.labels("label"), seed=0)
-    data = TrainingData(
-        name="synthetic",
-        fingerprint=counts.fingerprint(),
-        n_samples=240,
-        n_genes=60,
-        label_column="label",
+    model_name = f"b-{name.replace('_', '-')}"
+    folder, card = _publish(
+        tmp_path, counts, model, pipe, baseline=name, name=model_name, label_column="label"
     )
-    folder = export_baseline(
-        model,
-        pipe,
-        baseline=name,
-        name=f"b-{name.replace('_', '-')}",
-        models_dir=tmp_path,
-        info=CardInfo("test", data),
-        reference=counts.X,
-    )
-    card = ModelCard.read(folder)
     assert card.verify_files(folder) == []
     assert card.labels == ["type_0", "type_1", "type_2"]
     assert "baseline.json" in card.files
-    backend = OnnxBackend(folder, card, providers=["CPUExecutionProvider"], allow_cpu_fallback=True)
-    served = backend.run(counts.X[:50])["probabilities"]
+    served = _served(folder, card, counts.X[:50], "probabilities")
     want = model.predict_proba(pipe.transform(counts.X[:50]))
     np.testing.assert_allclose(served, want, atol=1e-4)
-    backend.close()
 
 
 @pytest.mark.parametrize("name", baseline_names("regression"))
@@ -177,28 +199,12 @@ def test_regression_baseline_is_served(tmp_path: Path, counts: ExpressionMatrix,
     X = pipe.transform(counts.X)
     target = 50 + 20 * X[:, 0] - 5 * X[:, 3]  # on its own scale, far from 0 ± 1
     model = fit_baseline(name, X, target, task="regression", seed=0)
-    data = TrainingData(
-        name="synthetic",
-        fingerprint=counts.fingerprint(),
-        n_samples=240,
-        n_genes=60,
-        label_column="score",
+    folder, card = _publish(
+        tmp_path, counts, model, pipe, baseline=name, name="reg", label_column="score"
     )
-    folder = export_baseline(
-        model,
-        pipe,
-        baseline=name,
-        name="reg",
-        models_dir=tmp_path,
-        info=CardInfo("test", data),
-        reference=counts.X,
-    )
-    card = ModelCard.read(folder)
     assert card.kind is ModelKind.regressor
     assert card.labels == ["score"]
     assert [(o.name, o.shape) for o in card.outputs] == [("prediction", ["batch", 1])]
-    backend = OnnxBackend(folder, card, providers=["CPUExecutionProvider"], allow_cpu_fallback=True)
-    served = backend.run(counts.X[:50])["prediction"]
-    backend.close()
+    served = _served(folder, card, counts.X[:50], "prediction")
     want = model.predict(X[:50])
     np.testing.assert_allclose(served[:, 0], want, rtol=1e-5, atol=1e-3)
