@@ -144,6 +144,11 @@ class ModelCard(_Frozen):
     training_data: TrainingData | None = None
     metrics: list[Metric] = Field(default_factory=list)
     parent: ModelRef | None = None
+    job: str | None = Field(
+        default=None,
+        description="The fine-tuning job (its id) that published this version; a job publishes "
+        "at most one version, and a retried job finds it by this.",
+    )
     library_versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="File name → sha256, model.onnx included.")
 

@@ -85,10 +85,12 @@ def write_model(
     aliases: list[list[str]] | None = None,
     fill_values: list[float] | None = None,
     seed: int = 0,
+    job: str | None = None,
 ) -> Path:
     """Write models/<name>/<version>/ with a real linear ONNX graph and a valid card.
 
-    With `labels` a classifier, with `targets` a regressor (output ``prediction``), else an encoder.
+    With `labels` a classifier, with `targets` a regressor (output ``prediction``), else an encoder;
+    `job` names the service job that published it (as a fine-tuning job's card does).
     """
     folder = root / name / str(version)
     folder.mkdir(parents=True)
@@ -127,6 +129,7 @@ def write_model(
         inputs=[TensorSpec(name="expression", shape=["batch", len(genes)])],
         outputs=outputs,
         labels=labels or targets,
+        job=job,
         files={ONNX_FILE: sha256_file(folder / ONNX_FILE)},
     )
     card.write(folder)

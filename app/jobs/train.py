@@ -83,6 +83,7 @@ def run(
             progress=False,
             task=task,
             options=options,
+            job=str(job_id),  # in the card: one version per job, found again on a retry
         )
     history = result.history
     metrics = {

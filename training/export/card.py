@@ -42,12 +42,16 @@ class CardInfo:
         Measured results, each with its protocol.
     extra:
         JSON-safe metadata saved in the checkpoint's config.json (training configs, history).
+    job:
+        The id of the service's fine-tuning job publishing this version, if any: the card
+        names it, and publication keeps one version per job (`training.export.store.publish`).
     """
 
     description: str
     training_data: TrainingData
     metrics: Sequence[Metric] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    job: str | None = None
 
 
 def publish_version(
@@ -104,11 +108,12 @@ def publish_version(
             training_data=info.training_data,
             metrics=list(info.metrics),
             parent=parent,
+            job=info.job,
             library_versions={**library_versions(), **(extra_versions or {})},
             files=files,
         ).write(staging)
 
-    return publish(staging, write_card)
+    return publish(staging, write_card, job=info.job)
 
 
 def parity_inputs(pipeline: PreprocessPipeline, reference: Array) -> list[Array]:

@@ -2,12 +2,16 @@
 
 A version is staged in ``models/<name>/.tmp-<uuid>`` and renamed to ``models/<name>/<int>`` only
 when complete; the service ignores dot-folders, so it never sees a half-written version, and
-renaming onto a non-empty folder fails, so a published version is never overwritten.
+renaming onto a non-empty folder fails, so a published version is never overwritten. A version
+published for a service job names the job in its card, and `publish` keeps one version per job:
+under a lock on the model's folder it looks for a version of that job first and, if one exists
+(an earlier attempt of the job published it), discards the new one and returns that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -56,7 +60,13 @@ def staging_folder(name_dir: Path) -> Iterator[Path]:
             shutil.rmtree(staging)
 
 
-def publish(staging: Path, write_card: Callable[[int], None], attempts: int = 20) -> Path:
+def publish(
+    staging: Path,
+    write_card: Callable[[int], None],
+    attempts: int = 20,
+    *,
+    job: str | None = None,
+) -> Path:
     """Rename a complete staging folder to the next free version number and return its path.
 
     Parameters
@@ -68,7 +78,42 @@ def publish(staging: Path, write_card: Callable[[int], None], attempts: int = 20
         It may be called again with a higher number if another writer took the first.
     attempts:
         How many numbers to try before giving up.
+    job:
+        The service job publishing this version (its card names it): if a version of this job
+        is already published, `staging` is removed and that version's folder returned.
     """
+    if job is None:
+        return _publish(staging, write_card, attempts)
+    with _locked(staging.parent / ".publish.lock"):
+        existing = job_version(staging.parent, job)
+        if existing is not None:
+            shutil.rmtree(staging)
+            return existing
+        return _publish(staging, write_card, attempts)
+
+
+def job_version(name_dir: Path, job: str) -> Path | None:
+    """The published version whose card names `job`, if any."""
+    for version in existing_versions(name_dir):
+        folder = name_dir / str(version)
+        with contextlib.suppress(OSError, ValueError):  # a folder that is not a version
+            if ModelCard.read(folder).job == job:
+                return folder
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for publishers on this file system."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _publish(staging: Path, write_card: Callable[[int], None], attempts: int) -> Path:
     name_dir = staging.parent
     for _ in range(attempts):
         version = next_version(name_dir)

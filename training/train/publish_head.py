@@ -70,6 +70,7 @@ def finetune_and_export(
     task: Task = "classification",
     options: FinetuneOptions | None = None,
     progress: bool | None = None,
+    job: str | None = None,
 ) -> HeadRun:
     """Load a published encoder, fine-tune a head on the training split, publish both.
 
@@ -96,6 +97,9 @@ def finetune_and_export(
         The fine-tuning strategy (frozen by default).
     progress:
         Progress bars (None: when attached to a terminal).
+    job:
+        The service job this run belongs to (its id): the card names it, and a job never
+        publishes a second version (an earlier attempt's version is returned instead).
     """
     encoder_card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
@@ -151,7 +155,7 @@ def finetune_and_export(
         result.labels,
         name=name,
         models_dir=models_dir,
-        info=CardInfo(description, aligned.training_data(label_column), metrics, extra),
+        info=CardInfo(description, aligned.training_data(label_column), metrics, extra, job),
         reference=train.X,
         parent=model_ref(encoder_folder),
     )
