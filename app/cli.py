@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from app import __version__
+from app import __version__, cli_keys
 
 # commands other packages add to `genexfer` (training adds `train` and `preprocess`): the service
 # imports none of them, so it runs where only the service is installed
@@ -56,29 +56,6 @@ def _db(args: argparse.Namespace) -> int:
             print(f"database {url} downgraded to {args.revision}")
         else:
             print(f"database {url}: tables {sorted(inspect(engine).get_table_names())}")
-    finally:
-        engine.dispose()
-    return 0
-
-
-def _keys(args: argparse.Namespace) -> int:
-    from app.config import get_settings
-    from app.db.session import make_engine, make_sessionmaker
-    from app.security import create_key
-
-    engine = make_engine(get_settings().database_url)
-    try:
-        with make_sessionmaker(engine).begin() as session:
-            row, key = create_key(session, name=args.name, scopes=args.scopes.split(","))
-            print(
-                f"created key {row.prefix} ({args.name}; scopes {row.scopes}); store it now, "
-                "it is not shown again:",
-                file=sys.stderr,
-            )
-            print(key)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         engine.dispose()
     return 0
@@ -139,19 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("show", help="print the database URL (password hidden) and its tables")
     db.set_defaults(func=_db)
 
-    keys = commands.add_parser(
-        "keys",
-        help="manage API keys",
-        description="API keys are stored hashed in GENEXFER_DATABASE_URL; the plain key is "
-        "printed once.",
-    )
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = keys_commands.add_parser("create", help="create a key and print it")
-    create.add_argument("--name", required=True, help="who or what uses the key (e.g. 'lims')")
-    create.add_argument(
-        "--scopes", default="predict", help="comma-separated: predict, train, admin"
-    )
-    keys.set_defaults(func=_keys)
+    cli_keys.register(commands)
 
     worker = commands.add_parser(
         "worker",

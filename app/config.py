@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         description="A running job whose lease is not renewed this long is lost.",
     )
     job_max_attempts: int = Field(default=2, ge=1, description="Runs of a job before it fails.")
+    job_redispatch_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job still queued this long after it was handed to the executor is handed "
+        "over again (its message may have been lost with the broker's data); a duplicate message "
+        "is skipped by the runner.",
+    )
     max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     idempotency_ttl_hours: float = Field(
         default=24.0,

@@ -4,6 +4,7 @@ AppError (500)
 ├── ModelLoadError                a model version could not be loaded
 ├── Unauthorized (401)            missing or invalid API key
 ├── Forbidden (403)               the key lacks a scope
+│   └── NotOwner                  a model name of another tenant, or of the operator
 ├── NotFound (404)
 │   └── ModelNotFound
 ├── NotAcceptable (406)           no answer format the client accepts
@@ -85,6 +86,11 @@ class Forbidden(AppError):
     status = 403
     slug = "forbidden"
     title = "The API key lacks a scope"
+
+
+class NotOwner(Forbidden):
+    slug = "not-owner"
+    title = "The model name belongs to another tenant or to the operator"
 
 
 class NotFound(AppError):

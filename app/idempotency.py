@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # headers worth replaying; hop-by-hop and per-response ones are not
 _REPLAYED = {b"content-type", b"location"}
+# answers that hold a secret (a new API key) are never stored, so never replayed
+_NOT_STORED = ("/v1/keys",)
 
 
 class Idempotency:
@@ -48,7 +50,12 @@ class Idempotency:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
         raw_key = headers.get(b"idempotency-key")
-        if scope["type"] != "http" or scope["method"] != "POST" or raw_key is None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or raw_key is None
+            or scope.get("path", "").startswith(_NOT_STORED)
+        ):
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")

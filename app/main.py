@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
-from app.api import datasets, health, jobs, kserve, models, predict, predictions, preprocess, ui
+from app.api import (
+    audit,
+    datasets,
+    health,
+    jobs,
+    keys,
+    kserve,
+    models,
+    predict,
+    predictions,
+    preprocess,
+    ui,
+)
 from app.api import docs as docs_api
 from app.api import metrics as metrics_api
 from app.config import Settings, get_settings
 from app.db import migrate
+from app.db.repository import models as model_routes
+from app.db.repository.models import Route
 from app.db.session import make_engine, make_sessionmaker
 from app.db.writer import PredictionWriter
 from app.errors import install_error_handlers
@@ -23,6 +38,7 @@ from app.idempotency import Idempotency
 from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
 from app.inference.registry import BatcherFactory, ModelRegistry
+from app.inference.routing import EVERYONE
 from app.jobs.executor import make_executor
 from app.jobs.housekeeping import Housekeeper
 from app.metrics import Metrics, MetricsMiddleware
@@ -37,6 +53,16 @@ def _default_factory(settings: Settings) -> BackendFactory:
     from app.inference.onnx import onnx_backend_factory  # onnxruntime loads only when serving
 
     return onnx_backend_factory(settings)
+
+
+def _route_source(factory: sessionmaker[Session]) -> Callable[[], dict[str, Route]]:
+    """Model owners and aliases from the database, read at each registry scan."""
+
+    def read() -> dict[str, Route]:
+        with factory() as session:
+            return model_routes.routes(session)
+
+    return read
 
 
 def _batcher_factory(settings: Settings, metrics: Metrics) -> BatcherFactory:
@@ -73,11 +99,13 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         engine = make_engine(settings.database_url)
         if settings.auto_migrate:
             migrate.upgrade(engine)
+        factory = make_sessionmaker(engine)
         registry = ModelRegistry(
             settings.models_dir,
             backend or _default_factory(settings),
             make_batcher=_batcher_factory(settings, metrics),
             keep_versions=settings.keep_versions,
+            routes=_route_source(factory),
         )
         await asyncio.to_thread(registry.scan)
         watcher = None
@@ -86,19 +114,25 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
                 registry.watch(settings.reload_interval_s, settings.drain_timeout_s)
             )
         app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.sessionmaker = factory
         app.state.writer = PredictionWriter(app.state.sessionmaker)
         app.state.registry = registry
         log.info(
             "serving %d model version(s) from %s; %d broken",
-            len(registry.models()),
+            len(registry.models(viewer=EVERYONE)),
             settings.models_dir,
             len(registry.errors),
         )
         app.state.executor = make_executor(settings, app.state.sessionmaker)
+        # an in-process executor's queue died with the last process: it re-takes every queued
+        # job once; Celery's messages wait in Redis (lost ones are re-sent when stale)
         housekeeper = Housekeeper(
-            app.state.sessionmaker, settings, app.state.executor.submit, resume_queued=True
+            factory,
+            settings,
+            app.state.executor.submit,
+            resume_queued=settings.executor == "local",
         )
+        app.state.housekeeper = housekeeper
         housekeeper.start()
         try:
             yield
@@ -140,6 +174,8 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.include_router(predictions.router, dependencies=[Depends(require("predict"))])
     app.include_router(datasets.router, dependencies=[Depends(require("train"))])
     app.include_router(jobs.router, dependencies=[Depends(require("train"))])
+    app.include_router(keys.router, dependencies=[Depends(require("admin"))])
+    app.include_router(audit.router, dependencies=[Depends(require("admin"))])
     docs_api.install(app)
     ui.install(app)  # the web app: pages, and fragments that check the key per route
     return app

@@ -20,6 +20,17 @@ from tests.factories import ENCODER, REPO
 from training.data.synthetic import make_synthetic
 from training.nn.config import TrainConfig
 
+# every table but predictions (emptied first), children before parents
+TABLES = (
+    "model_versions",
+    "jobs",
+    "datasets",
+    "api_keys",
+    "idempotency_keys",
+    "model_aliases",
+    "model_names",
+    "audit_events",
+)
 POSTGRES_ADMIN_URL = os.environ.get(
     "GENEXFER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -67,7 +78,7 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
     with migrated_engine.begin() as conn:
         conn.execute(text("DELETE FROM predictions"))
         # fine-tuning service tables, children first
-        for table in ("model_versions", "jobs", "datasets", "api_keys", "idempotency_keys"):
+        for table in TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
 
 

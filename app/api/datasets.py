@@ -1,17 +1,16 @@
-"""POST/GET/DELETE /v1/datasets: labelled target data for fine-tuning."""
+"""POST/GET/DELETE /v1/datasets: labelled target data for fine-tuning, in the caller's tenant."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RegistryDep, SessionDep, SettingsDep
+from app.api.deps import CallerDep, RegistryDep, RequestIdDep, SessionDep, SettingsDep
 from app.errors import PayloadTooLarge, documented
 from app.schemas.jobs import DatasetList, DatasetRead
-from app.security import current_key_id
 from app.services import datasets
 from contract.card import sha256_of
 
@@ -33,9 +32,10 @@ async def _read(upload: UploadFile, limit: int) -> bytes:
     responses=documented(e413="File too large", e422="Unreadable file or bad values (named)"),
 )
 async def upload(
-    request: Request,
     response: Response,
     session: SessionDep,
+    caller: CallerDep,
+    request_id: RequestIdDep,
     registry: RegistryDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="Samples as rows, genes as columns.")],
@@ -67,7 +67,8 @@ async def upload(
         sha256=sha256_of(data, label_data or b""),
         data_dir=settings.data_dir,
         registry=registry,
-        api_key_id=current_key_id(request),
+        viewer=caller,
+        actor=caller.actor(request_id),
     )
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     return DatasetRead.model_validate(row)
@@ -76,10 +77,11 @@ async def upload(
 @router.get("", response_model=DatasetList, summary="List datasets, newest first")
 def list_datasets(
     session: SessionDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DatasetList:
-    rows = datasets.listing(session, limit=limit, offset=offset)
+    rows = datasets.listing(session, tenancy=caller.tenancy, limit=limit, offset=offset)
     return DatasetList(datasets=[DatasetRead.model_validate(r) for r in rows])
 
 
@@ -89,8 +91,8 @@ def list_datasets(
     summary="One dataset",
     responses=documented(e404="No such dataset"),
 )
-def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetRead:
-    return DatasetRead.model_validate(datasets.get(session, dataset_id))
+def get_dataset(dataset_id: uuid.UUID, session: SessionDep, caller: CallerDep) -> DatasetRead:
+    return DatasetRead.model_validate(datasets.get(session, dataset_id, tenancy=caller.tenancy))
 
 
 @router.delete(
@@ -99,6 +101,8 @@ def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetRead:
     summary="Delete a dataset (refused while a queued or running job uses it)",
     responses=documented(e404="No such dataset", e409="A job uses it"),
 )
-def delete_dataset(dataset_id: uuid.UUID, session: SessionDep) -> Response:
-    datasets.delete(session, dataset_id)
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, caller: CallerDep, request_id: RequestIdDep
+) -> Response:
+    datasets.delete(session, dataset_id, tenancy=caller.tenancy, actor=caller.actor(request_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

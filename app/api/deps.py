@@ -9,11 +9,14 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.caller import Caller
 from app.config import Settings
 from app.db.writer import PredictionWriter
 from app.inference.registry import ModelRegistry
 from app.jobs.executor import Executor
+from app.jobs.housekeeping import Housekeeper
 from app.metrics import Metrics
+from app.security import authenticate
 
 
 def _state(name: str) -> Any:
@@ -49,6 +52,9 @@ RegistryDep = Annotated[ModelRegistry, _state("registry")]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 ExecutorDep = Annotated[Executor, _state("executor")]
+HousekeeperDep = Annotated[Housekeeper, _state("housekeeper")]
+# who is calling: the key's tenant and scopes (router dependencies check the scope first)
+CallerDep = Annotated[Caller, Depends(authenticate)]
 WriterDep = Annotated[PredictionWriter, _state("writer")]
 MetricsDep = Annotated[Metrics, _state("metrics")]
 EngineDep = Annotated[Engine, _state("engine")]

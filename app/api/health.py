@@ -1,7 +1,9 @@
-"""Liveness and readiness."""
+"""Liveness and readiness (open to probes: the models listed are the operator's; a tenant's
+models are counted, not named)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,7 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.api.deps import EngineDep, RegistryDep
+from app.caller import ANONYMOUS
 from app.db.session import ping
+from app.inference.routing import EVERYONE
 
 router = APIRouter(tags=["health"])
 
@@ -25,6 +29,7 @@ class Readiness(BaseModel):
     ready: bool
     database: str
     models: list[ModelReadiness]
+    tenant_models: int = 0  # loaded versions of tenants' models (not named to a probe)
     model_errors: list[dict[str, str]]
 
 
@@ -52,12 +57,19 @@ def readyz(engine: EngineDep, registry: RegistryDep) -> Any:
             providers=m.backend.providers,
             requested_providers=m.backend.requested_providers,
         )
-        for m in registry.models()
+        for m in registry.models(viewer=ANONYMOUS)
+    ]
+    loaded = len(registry.models(viewer=EVERYONE))
+    errors = [
+        {"path": e.path, "error": e.error}
+        for e in registry.errors
+        if registry.route(Path(e.path).parent.name).owner is None
     ]
     body = Readiness(
-        ready=database == "ok" and bool(models),
+        ready=database == "ok" and loaded > 0,
         database=database,
         models=models,
-        model_errors=[{"path": e.path, "error": e.error} for e in registry.errors],
+        tenant_models=loaded - len(models),
+        model_errors=errors,
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

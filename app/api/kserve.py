@@ -16,12 +16,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app import __version__
-from app.api.deps import RegistryDep
+from app.api.deps import CallerDep, RegistryDep
 from app.codecs import v2 as v2codec
 from app.codecs.negotiate import inflate
 from app.config import Settings
 from app.errors import AppError, InvalidRequest, ModelNotFound, v2_error
 from app.inference.registry import LoadedModel, ModelRegistry
+from app.inference.routing import EVERYONE, Viewer
 from app.metrics import Metrics
 from app.security import require
 from contract.errors import DataError
@@ -38,10 +39,10 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
 
 
-def _model(registry: ModelRegistry, name: str, version: str | None) -> LoadedModel:
+def _model(registry: ModelRegistry, name: str, version: str | None, viewer: Viewer) -> LoadedModel:
     if version is not None and not version.isdigit():
         raise ModelNotFound(f"model {name!r} has no version {version!r}")
-    return registry.get(name, int(version) if version is not None else None)
+    return registry.get(name, int(version) if version is not None else None, viewer=viewer)
 
 
 # first in the file, so first in the route table: routes are matched in order, and inference is
@@ -65,7 +66,8 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
     settings: Settings = request.app.state.settings
     request_id: str = request.state.request_id
     try:
-        m = _model(registry, name, version)
+        # the caller require() admitted: its tenant's models and the operator's
+        m = _model(registry, name, version, request.state.caller)
     except (AppError, DataError) as exc:
         return v2_error(exc)
     metrics: Metrics = request.app.state.metrics
@@ -106,18 +108,22 @@ def live() -> Response:
 
 @router.get("/health/ready", summary="Server readiness: at least one model version is loaded")
 def ready(registry: RegistryDep) -> Response:
-    is_ready = bool(registry.models())
+    is_ready = bool(registry.models(viewer=EVERYONE))
     return _json({"ready": is_ready}, 200 if is_ready else 503)
 
 
 @router.get("/models/{name}", summary="Model metadata (latest version)")
 @router.get("/models/{name}/versions/{version}", summary="Model metadata", include_in_schema=False)
-def model_metadata(name: str, registry: RegistryDep, version: str | None = None) -> Response:
+def model_metadata(
+    name: str, registry: RegistryDep, caller: CallerDep, version: str | None = None
+) -> Response:
     try:
-        m = _model(registry, name, version)
+        m = _model(registry, name, version, caller)
     except (AppError, DataError) as exc:
         return v2_error(exc)
-    versions = [str(v.card.version) for v in registry.models() if v.card.name == name]
+    versions = [
+        str(v.card.version) for v in registry.models(viewer=caller) if v.card.name == m.card.name
+    ]
     card = m.card
 
     def tensor(spec_name: str, width: int) -> dict[str, Any]:
@@ -139,9 +145,11 @@ def model_metadata(name: str, registry: RegistryDep, version: str | None = None)
 
 @router.get("/models/{name}/ready", summary="Model readiness (latest version)")
 @router.get("/models/{name}/versions/{version}/ready", include_in_schema=False)
-def model_ready(name: str, registry: RegistryDep, version: str | None = None) -> Response:
+def model_ready(
+    name: str, registry: RegistryDep, caller: CallerDep, version: str | None = None
+) -> Response:
     try:
-        _model(registry, name, version)
+        _model(registry, name, version, caller)
     except (AppError, DataError) as exc:
         return v2_error(exc)
     return _json({"name": name, "ready": True})

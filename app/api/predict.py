@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import MetricsDep, RegistryDep, RequestIdDep, SettingsDep, WriterDep
+from app.api.deps import CallerDep, MetricsDep, RegistryDep, RequestIdDep, SettingsDep, WriterDep
+from app.caller import Caller
 from app.codecs import negotiate as formats
 from app.codecs.payloads import Expression
 from app.config import Settings
@@ -26,7 +27,12 @@ from contract.card import InputScale
 router = APIRouter(prefix="/v1/models", tags=["predict"])
 
 VersionQuery = Annotated[
-    int | None, Query(ge=1, description="Model version; the latest when left out.")
+    int | None,
+    Query(
+        ge=1,
+        description="Model version. Left out: the version `{name}@alias` names, else the "
+        "production alias's, else (GET /v1/models says which) the latest or first version.",
+    ),
 ]
 ScaleQuery = Annotated[
     InputScale | None,
@@ -88,6 +94,7 @@ async def _serve(
     version: int | None,
     *,
     registry: ModelRegistry,
+    caller: Caller,
     settings: Settings,
     writer: PredictionWriter,
     metrics: Metrics,
@@ -95,7 +102,7 @@ async def _serve(
     input_scale: InputScale | None,
 ) -> Response:
     kind = formats.choose(request.headers.get("accept"))  # before any work: 406 is cheap
-    model: LoadedModel = registry.get(name, version)
+    model: LoadedModel = registry.get(name, version, viewer=caller)
     labels = (model.card.name, str(model.card.version))
     outcome = "failed"
     try:
@@ -127,6 +134,7 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
         name: str,
         request: Request,
         registry: RegistryDep,
+        caller: CallerDep,
         settings: SettingsDep,
         writer: WriterDep,
         metrics: MetricsDep,
@@ -140,6 +148,7 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
             name,
             version,
             registry=registry,
+            caller=caller,
             settings=settings,
             writer=writer,
             metrics=metrics,

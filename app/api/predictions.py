@@ -1,4 +1,5 @@
-"""GET /v1/predictions: past results by sample id and model, as JSON or CSV."""
+"""GET /v1/predictions: past results by sample id and model, as JSON or CSV (the caller's tenant's
+calls only; an admin's key finds every tenant's)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import SessionDep
+from app.api.deps import CallerDep, SessionDep
 from app.schemas.jobs import PredictionList
 from app.services import predictions
 
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 )
 def find_predictions(
     session: SessionDep,
+    caller: CallerDep,
     sample_id: Annotated[str | None, Query(max_length=256)] = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[int | None, Query(ge=1)] = None,
@@ -29,7 +31,13 @@ def find_predictions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> PredictionList | Response:
     found = predictions.find(
-        session, sample_id=sample_id, model=model, version=version, limit=limit, offset=offset
+        session,
+        tenancy=caller.tenancy,
+        sample_id=sample_id,
+        model=model,
+        version=version,
+        limit=limit,
+        offset=offset,
     )
     if format == "csv":
         return Response(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.api.deps import RegistryDep, RequestIdDep, SettingsDep
+from app.api.deps import CallerDep, RegistryDep, RequestIdDep, SettingsDep
 from app.codecs import preprocess as preprocess_io
 from app.errors import InvalidRequest, documented
 from app.schemas.preprocess import PreprocessIn, PreprocessOptions, PreprocessOut
@@ -31,11 +31,15 @@ PROBLEMS = documented(
     responses=PROBLEMS,
 )
 def preprocess_records(
-    body: PreprocessIn, registry: RegistryDep, settings: SettingsDep, request_id: RequestIdDep
+    body: PreprocessIn,
+    registry: RegistryDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
 ) -> PreprocessOut | Response:
     matrix = preprocess_io.from_records(body, settings.max_samples_per_request)
-    done = preprocess(matrix=matrix, options=body, registry=registry, request_id=request_id,
-                      min_overlap=settings.min_gene_overlap)  # fmt: skip
+    done = preprocess(matrix=matrix, options=body, registry=registry, viewer=caller,
+                      request_id=request_id, min_overlap=settings.min_gene_overlap)  # fmt: skip
     if body.output in ("json", "same"):
         return done.answer
     return _file(done.answer, done.matrix, body.output)
@@ -50,6 +54,7 @@ def preprocess_records(
 async def preprocess_file(
     file: Annotated[UploadFile, File(description="The expression matrix.")],
     registry: RegistryDep,
+    caller: CallerDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     options: Annotated[str, Form(description="PreprocessOptions as a JSON object.")] = "{}",
@@ -62,8 +67,8 @@ async def preprocess_file(
     matrix, fmt = preprocess_io.from_upload(
         data, file.filename or "upload", parsed, settings.max_samples_per_request
     )
-    done = preprocess(matrix=matrix, options=parsed, registry=registry, request_id=request_id,
-                      min_overlap=settings.min_gene_overlap)  # fmt: skip
+    done = preprocess(matrix=matrix, options=parsed, registry=registry, viewer=caller,
+                      request_id=request_id, min_overlap=settings.min_gene_overlap)  # fmt: skip
     if parsed.output == "json":
         return done.answer
     wanted = fmt if parsed.output == "same" else parsed.output

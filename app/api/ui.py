@@ -1,10 +1,12 @@
 """/ui: the web app, served by the API.
 
-Pages are server-rendered (Jinja2). Whatever needs a key arrives as htmx fragments from
-/ui/parts, which check the key with the same scopes as /v1 and call the same services. Writes
-(dataset upload and delete, job submit and cancel) and the history export go from the browser to
-/v1 itself, with the key that sign-in keeps in the tab's sessionStorage (app/ui/static/app.js).
-Errors are the service's problem+json; the page shows their title and detail.
+Pages are server-rendered (Jinja2) and hold no data. Whatever needs a key arrives as htmx
+fragments from /ui/parts, which check the key with the same scopes as /v1 and call the same
+services, in the key's tenant: the models shown are the ones `GET /v1/models` lists to that
+key. Writes (dataset upload and delete, job submit and cancel) and the history export go from
+the browser to /v1 itself, with the key that sign-in keeps in the tab's sessionStorage
+(app/ui/static/app.js). Errors are the service's problem+json; the page shows their title and
+detail.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter, ValidationError
 
-from app.api.deps import RegistryDep, RequestIdDep, SessionDep, SettingsDep, WriterDep
+from app.api.deps import CallerDep, RegistryDep, RequestIdDep, SessionDep, SettingsDep, WriterDep
 from app.codecs import negotiate as formats
 from app.errors import InvalidRequest, PayloadTooLarge, Unauthorized
 from app.inference.registry import LoadedModel, ModelRegistry
+from app.inference.routing import Viewer
 from app.schemas.jobs import DatasetRead, JobRead
 from app.schemas.predict import Answer, EmbedOut, RegressOut
 from app.security import presented_key, require, verify_key
@@ -59,13 +62,14 @@ def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
     return response
 
 
-def _latest(registry: ModelRegistry) -> list[tuple[LoadedModel, list[int]]]:
-    """Each model's latest version and all its versions, by name."""
+def _served(registry: ModelRegistry, viewer: Viewer) -> list[tuple[LoadedModel, list[int]]]:
+    """Each model's default version (what a request naming none gets) and all its versions."""
     out = []
-    for _, group in groupby(registry.models(), key=lambda m: m.card.name):
-        versions = list(group)
-        latest = max(versions, key=lambda m: m.card.version)
-        out.append((latest, sorted(m.card.version for m in versions)))
+    for name, group in groupby(registry.models(viewer=viewer), key=lambda m: m.card.name):
+        versions = {m.card.version: m for m in group}
+        default, _ = registry.default_version(name)
+        shown = versions.get(default or 0) or versions[max(versions)]
+        out.append((shown, sorted(versions)))
     return out
 
 
@@ -83,59 +87,29 @@ async def sign_in(request: Request) -> HTMLResponse:
 
 
 @router.get("/models")
-async def models_page(request: Request, registry: RegistryDep) -> HTMLResponse:
-    models = [{"card": m.card, "versions": v} for m, v in _latest(registry)]
-    return _render(
-        request,
-        "models.html",
-        page="models",
-        section="models",
-        models=models,
-        errors=registry.errors,
-    )
+async def models_page(request: Request) -> HTMLResponse:
+    return _render(request, "models.html", page="models", section="models")
 
 
 @router.get("/models/{name}")
 async def model_page(
-    request: Request,
-    name: str,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    request: Request, name: str, version: Annotated[int | None, Query(ge=1)] = None
 ) -> HTMLResponse:
-    model = registry.get(name, version)
-    versions = sorted(m.card.version for m in registry.models() if m.card.name == name)
     return _render(
-        request,
-        "model.html",
-        page="model",
-        section="models",
-        card=model.card,
-        versions=versions,
-        providers=model.backend.providers,
-        min_overlap=settings.min_gene_overlap,
+        request, "model.html", page="model", section="models", name=name, version=version
     )
 
 
 @router.get("/predict")
 async def predict_page(
-    request: Request,
-    registry: RegistryDep,
-    model: Annotated[str | None, Query(max_length=100)] = None,
+    request: Request, model: Annotated[str | None, Query(max_length=100)] = None
 ) -> HTMLResponse:
-    choices = [m for m in registry.models() if m.card.kind in uploads.TASKS]
-    # newest first within a name; classifiers first: the page's main use
-    choices.sort(
-        key=lambda m: (m.card.kind is not ModelKind.classifier, m.card.name, -m.card.version)
-    )
-    selected = model or (f"{choices[0].card.name}:{choices[0].card.version}" if choices else "")
     return _render(
         request,
         "predict.html",
         page="predict",
         section="predict",
-        choices=choices,
-        selected=selected,
+        selected=model,
         scales=[s.value for s in InputScale],
     )
 
@@ -157,19 +131,9 @@ async def job_page(request: Request, job_id: uuid.UUID) -> HTMLResponse:
 
 @router.get("/history")
 async def history_page(
-    request: Request,
-    registry: RegistryDep,
-    sample_id: Annotated[str | None, Query(max_length=256)] = None,
+    request: Request, sample_id: Annotated[str | None, Query(max_length=256)] = None
 ) -> HTMLResponse:
-    names = sorted({m.card.name for m in registry.models()})
-    return _render(
-        request,
-        "history.html",
-        page="history",
-        section="history",
-        sample_id=sample_id,
-        model_names=names,
-    )
+    return _render(request, "history.html", page="history", section="history", sample_id=sample_id)
 
 
 # ---- fragments --------------------------------------------------------------------------------
@@ -183,9 +147,84 @@ def session_part(request: Request, session: SessionDep, settings: SettingsDep) -
     if settings.auth_enabled and key:
         row = verify_key(session, key)
         if row is None:
-            raise Unauthorized("the API key is not valid (unknown, mistyped or revoked)")
-        caller = {"name": row.name, "scopes": list(row.scopes)}
+            raise Unauthorized("the API key is not valid (unknown, mistyped, revoked or expired)")
+        caller = {"name": row.name, "scopes": list(row.scopes), "tenant": row.tenant}
     return _render(request, "parts/session.html", caller=caller)
+
+
+@router.get("/parts/models")
+def models_part(request: Request, registry: RegistryDep, caller: CallerDep) -> HTMLResponse:
+    """The model cards this caller may use (no key, auth on: the operator's only)."""
+    models = []
+    for m, versions in _served(registry, caller):
+        route = registry.route(m.card.name)
+        _, rule = registry.default_version(m.card.name)
+        models.append(
+            {
+                "card": m.card,
+                "versions": versions,
+                "rule": rule,
+                "aliases": route.aliases,
+                "owner": route.owner,
+            }
+        )
+    errors = [e for e in registry.errors if caller.sees(registry.route(_name_of(e.path)).owner)]
+    return _render(request, "parts/models.html", models=models, errors=errors)
+
+
+def _name_of(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 2)[-2]
+
+
+@router.get("/parts/models/{name}")
+def model_part(
+    request: Request,
+    name: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """One model's card (its default version unless `version` pins one)."""
+    model = registry.get(name, version, viewer=caller)
+    card = model.card
+    versions = sorted(m.card.version for m in registry.models(viewer=caller) if m.card.name == name)
+    default, rule = registry.default_version(card.name)
+    return _render(
+        request,
+        "parts/model.html",
+        card=card,
+        versions=versions,
+        aliases=registry.route(card.name).aliases,
+        default_version=default,
+        default_rule=rule,
+        providers=model.backend.providers,
+        min_overlap=settings.min_gene_overlap,
+    )
+
+
+@router.get("/parts/model-options")
+def model_options_part(
+    request: Request,
+    registry: RegistryDep,
+    caller: CallerDep,
+    selected: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    """The predict form's choice of model versions."""
+    choices = [m for m in registry.models(viewer=caller) if m.card.kind in uploads.TASKS]
+    # newest first within a name; classifiers first: the page's main use
+    choices.sort(
+        key=lambda m: (m.card.kind is not ModelKind.classifier, m.card.name, -m.card.version)
+    )
+    chosen = selected or (f"{choices[0].card.name}:{choices[0].card.version}" if choices else "")
+    return _render(request, "parts/model_options.html", choices=choices, selected=chosen)
+
+
+@router.get("/parts/model-names")
+def model_names_part(request: Request, registry: RegistryDep, caller: CallerDep) -> HTMLResponse:
+    """The history form's choice of models."""
+    names = sorted({m.card.name for m in registry.models(viewer=caller)})
+    return _render(request, "parts/model_names.html", names=names)
 
 
 async def _read(upload: UploadFile, limit: int) -> bytes:
@@ -217,6 +256,7 @@ def _scale(value: str | None) -> InputScale | None:
 async def predict_part(
     request: Request,
     registry: RegistryDep,
+    caller: CallerDep,
     settings: SettingsDep,
     writer: WriterDep,
     request_id: RequestIdDep,
@@ -230,6 +270,7 @@ async def predict_part(
     result = await uploads.predict_upload(
         writer=writer,
         registry=registry,
+        viewer=caller,
         name=name,
         version=version,
         data=data,
@@ -244,7 +285,7 @@ async def predict_part(
     rows: list[Any] = (
         answer.embeddings if isinstance(answer, EmbedOut) else list(answer.predictions)
     )
-    card = registry.get(answer.model.name, answer.model.version).card
+    card = registry.get(answer.model.name, answer.model.version, viewer=caller).card
     # a class has one colour on every page: its place among the model's labels
     palette = plots.colours(card.labels or []) if result.task == "classify" else None
     explained = result.explained
@@ -287,15 +328,19 @@ async def answer_download(request: Request) -> Response:
 
 
 @router.get("/parts/datasets", dependencies=TRAIN)
-def datasets_part(request: Request, session: SessionDep) -> HTMLResponse:
-    rows = [DatasetRead.model_validate(r) for r in datasets.listing(session, limit=500, offset=0)]
+def datasets_part(request: Request, session: SessionDep, caller: CallerDep) -> HTMLResponse:
+    found = datasets.listing(session, tenancy=caller.tenancy, limit=500, offset=0)
+    rows = [DatasetRead.model_validate(r) for r in found]
     return _render(request, "parts/datasets.html", datasets=rows)
 
 
 @router.get("/parts/job-form", dependencies=TRAIN)
-def job_form_part(request: Request, session: SessionDep, registry: RegistryDep) -> HTMLResponse:
-    encoders = [m for m, _ in _latest(registry) if m.card.kind is ModelKind.encoder]
-    rows = [DatasetRead.model_validate(r) for r in datasets.listing(session, limit=500, offset=0)]
+def job_form_part(
+    request: Request, session: SessionDep, registry: RegistryDep, caller: CallerDep
+) -> HTMLResponse:
+    encoders = [m for m, _ in _served(registry, caller) if m.card.kind is ModelKind.encoder]
+    found = datasets.listing(session, tenancy=caller.tenancy, limit=500, offset=0)
+    rows = [DatasetRead.model_validate(r) for r in found]
     return _render(
         request,
         "parts/job_form.html",
@@ -309,24 +354,25 @@ def job_form_part(request: Request, session: SessionDep, registry: RegistryDep) 
 
 @router.get("/parts/label-columns", dependencies=TRAIN)
 def label_columns_part(
-    request: Request, session: SessionDep, dataset_id: uuid.UUID
+    request: Request, session: SessionDep, caller: CallerDep, dataset_id: uuid.UUID
 ) -> HTMLResponse:
-    dataset = datasets.get(session, dataset_id)
+    dataset = datasets.get(session, dataset_id, tenancy=caller.tenancy)
     return _render(request, "parts/label_columns.html", columns=dataset.label_counts)
 
 
 @router.get("/parts/jobs", dependencies=TRAIN)
-def jobs_part(request: Request, session: SessionDep) -> HTMLResponse:
-    rows = [
-        JobRead.model_validate(j) for j in jobs.listing(session, status=None, limit=100, offset=0)
-    ]
+def jobs_part(request: Request, session: SessionDep, caller: CallerDep) -> HTMLResponse:
+    found = jobs.listing(session, tenancy=caller.tenancy, status=None, limit=100, offset=0)
+    rows = [JobRead.model_validate(j) for j in found]
     active = any(j.status in ACTIVE_JOB_STATUSES for j in rows)
     return _render(request, "parts/jobs.html", jobs=rows, active=active)
 
 
 @router.get("/parts/jobs/{job_id}", dependencies=TRAIN)
-def job_part(request: Request, session: SessionDep, job_id: uuid.UUID) -> HTMLResponse:
-    job = JobRead.model_validate(jobs.get(session, job_id))
+def job_part(
+    request: Request, session: SessionDep, caller: CallerDep, job_id: uuid.UUID
+) -> HTMLResponse:
+    job = JobRead.model_validate(jobs.get(session, job_id, tenancy=caller.tenancy))
     curve = None
     if job.curve:
         stages = [
@@ -354,12 +400,19 @@ def job_part(request: Request, session: SessionDep, job_id: uuid.UUID) -> HTMLRe
 def history_part(
     request: Request,
     session: SessionDep,
+    caller: CallerDep,
     sample_id: Annotated[str | None, Query(max_length=256)] = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     sample_id, model = (sample_id or "").strip() or None, model or None
     found = predictions.find(
-        session, sample_id=sample_id, model=model, version=None, limit=HISTORY_LIMIT, offset=0
+        session,
+        tenancy=caller.tenancy,
+        sample_id=sample_id,
+        model=model,
+        version=None,
+        limit=HISTORY_LIMIT,
+        offset=0,
     )
     query = {"format": "csv", "limit": HISTORY_LIMIT}
     query |= {k: v for k, v in (("sample_id", sample_id), ("model", model)) if v}

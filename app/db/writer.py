@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import api_key_id_var, idempotency_key_var
+from app.audit import api_key_id_var, idempotency_key_var, tenant_var
 from app.db.base import utcnow
 from app.db.repository import predictions as repository
 
@@ -66,6 +66,7 @@ class PredictionWriter:
             "outputs": outputs,
             "gene_overlap": gene_overlap,
             "api_key_id": api_key_id_var.get(),
+            "tenant": tenant_var.get(),
             "idempotency_key": idempotency_key_var.get(),
         }
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -1,12 +1,17 @@
 """The model registry: scans models/<name>/<int version>/, loads versions, hot-reloads the folder.
 
-Which versions are served: per model, the newest `keep_versions` versions that load. A new version
-folder is loaded on the next scan (every `reload_interval_s`) without a restart; a version that
-drops out of the newest N, or whose folder disappears, is taken out of routing at once, then its
-in-flight requests are drained and its session is closed. A folder that fails to parse, verify or
-load is recorded in `errors` (shown by /readyz) and skipped; it is retried only when its files
-change (folders are immutable, but a copy may still be arriving). Dot-folders (a training export
-still being written) are ignored.
+Which versions are served: per model, the newest `keep_versions` versions that load, plus every
+version an alias points at (and, for a name a tenant owns with no production alias yet, its first
+version). A new version folder is loaded on the next scan (every `reload_interval_s`) without a
+restart; a version that drops out of that set, or whose folder disappears, is taken out of routing
+at once, then its in-flight requests are drained and its session is closed. A folder that fails
+to parse, verify or load is recorded in `errors` (shown by /readyz) and skipped; it is retried
+only when its files change (folders are immutable, but a copy may still be arriving).
+Dot-folders (a training export still being written) are ignored.
+
+Routes (who owns each name, its aliases) are read from the database at each scan; the rules
+that use them are in `app.inference.routing`. If the routes cannot be read, the scan changes
+nothing: it never serves a tenant's model without knowing whose it is.
 """
 
 from __future__ import annotations
@@ -14,19 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.errors import ModelNotFound
+from app.errors import ModelNotFound, ServiceUnavailable
+from app.inference import routing
 from app.inference.backend import BackendFactory, InferenceBackend
 from app.inference.batcher import Batcher
+from app.inference.routing import NO_ROUTE, Route, Viewer
 from contract.align import PanelIndex
 from contract.card import ModelCard
 
 log = logging.getLogger(__name__)
 
 BatcherFactory = Callable[[ModelCard, InferenceBackend], Batcher]
+RouteSource = Callable[[], Mapping[str, Route]]
 
 
 def default_batcher(card: ModelCard, backend: InferenceBackend) -> Batcher:
@@ -43,6 +51,14 @@ class LoadedModel:
     backend: InferenceBackend
     index: PanelIndex
     batcher: Batcher
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Loaded versions and the routes they were chosen with: replaced whole, never mutated."""
+
+    models: dict[str, dict[int, LoadedModel]] = field(default_factory=dict)
+    routes: Mapping[str, Route] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,64 +88,86 @@ class ModelRegistry:
         *,
         make_batcher: BatcherFactory = default_batcher,
         keep_versions: int = 3,
+        routes: RouteSource | None = None,
     ) -> None:
         self.root = root
         self._factory = factory
         self._make_batcher = make_batcher
         self.keep_versions = keep_versions
+        self._routes = routes or dict
         # replaced whole, never mutated: readers on the event loop see one consistent snapshot
-        self._models: dict[str, dict[int, LoadedModel]] = {}
+        self._snapshot = Snapshot()
         self._errors: dict[Path, LoadError] = {}
+        self.routes_error: str | None = None  # why the last scan could not read the routes
         self._lock = threading.Lock()  # one scan at a time
 
     def scan(self) -> list[LoadedModel]:
         """Load new versions, record broken ones; return the versions taken out of routing."""
         with self._lock:
             folders = self._version_folders()
+            # read after listing the folders: a name is claimed before its first version exists,
+            # so every version seen here has its owner in these routes
+            try:
+                routes = dict(self._routes())
+            except Exception as exc:  # the database is away: keep serving what we know
+                log.error("cannot read model routes; the scan changes nothing: %s", exc)
+                self.routes_error = f"{type(exc).__name__}: {exc}"
+                return []
+            self.routes_error = None
             by_name: dict[str, list[int]] = {}
             for name, version in folders:
                 by_name.setdefault(name, []).append(version)
             models: dict[str, dict[int, LoadedModel]] = {}
             for name, versions in by_name.items():
-                kept = self._keep_newest(name, sorted(versions, reverse=True))
+                kept = self._keep(name, sorted(versions, reverse=True), routes.get(name, NO_ROUTE))
                 if kept:
                     models[name] = kept
             present = {self.root / n / str(v) for n, v in folders}
             self._errors = {p: e for p, e in self._errors.items() if p in present}
             retired = [
                 m
-                for name, versions in self._models.items()
+                for name, versions in self._snapshot.models.items()
                 for version, m in versions.items()
                 if version not in models.get(name, {})
             ]
-            self._models = models
+            self._snapshot = Snapshot(models, routes)
         for m in retired:
             log.info("unloading %s/%d (superseded or removed)", m.card.name, m.card.version)
         return retired
 
-    def _keep_newest(self, name: str, versions: list[int]) -> dict[int, LoadedModel]:
+    def _keep(self, name: str, versions: list[int], route: Route) -> dict[int, LoadedModel]:
+        """The newest `keep_versions` versions that load (`versions` is newest first), and every
+        version the routing needs."""
         kept: dict[int, LoadedModel] = {}
         for version in versions:
             if len(kept) == self.keep_versions:
                 break
-            current = self._models.get(name, {}).get(version)
-            if current is not None:
-                kept[version] = current
-                continue
-            folder = self.root / name / str(version)
-            stamp = _stamp(folder)
-            known = self._errors.get(folder)
-            if known is not None and known.stamp == stamp:
-                continue
-            try:
-                kept[version] = self._load(folder, name, version)
-            except Exception as exc:  # any broken folder is reported, never fatal
-                log.error("cannot load %s: %s", folder, exc)
-                self._errors[folder] = LoadError(str(folder), f"{type(exc).__name__}: {exc}", stamp)
-                continue
-            self._errors.pop(folder, None)
-            log.info("loaded %s/%d on %s", name, version, kept[version].backend.providers)
+            if (model := self._load_once(name, version)) is not None:
+                kept[version] = model
+        for version in sorted(routing.pinned(route, versions) - set(kept)):
+            if (model := self._load_once(name, version)) is not None:
+                kept[version] = model
         return kept
+
+    def _load_once(self, name: str, version: int) -> LoadedModel | None:
+        """The loaded version (loading it if new), or None if its folder does not load."""
+        current = self._snapshot.models.get(name, {}).get(version)
+        if current is not None:
+            return current
+        folder = self.root / name / str(version)
+        stamp = _stamp(folder)
+        known = self._errors.get(folder)
+        if known is not None and known.stamp == stamp:
+            return None
+        try:
+            model = self._load(folder, name, version)
+        except Exception as exc:  # any broken folder is reported, never fatal
+            log.error("cannot load %s: %s", folder, exc)
+            self._errors[folder] = LoadError(str(folder), f"{type(exc).__name__}: {exc}", stamp)
+            return None
+        self._errors.pop(folder, None)
+        log.info("loaded %s/%d on %s", name, version, model.backend.providers)
+        return model
 
     def _version_folders(self) -> list[tuple[str, int]]:
         if not self.root.is_dir():
@@ -164,27 +202,54 @@ class ModelRegistry:
         batcher = self._make_batcher(card, backend)
         return LoadedModel(card, folder, backend, PanelIndex.of(card.panel), batcher)
 
-    def get(self, name: str, version: int | None = None) -> LoadedModel:
-        """The given version of a model, or its latest; ModelNotFound otherwise."""
-        versions = self._models.get(name)
-        if not versions:
-            raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
-        if version is None:
-            return versions[max(versions)]
-        if version not in versions:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version}; it has {sorted(versions)}"
+    def get(self, name: str, version: int | None = None, *, viewer: Viewer) -> LoadedModel:
+        """The version `version` or `name@alias` pins, else the model's default version
+        (`app.inference.routing`); ModelNotFound for a model `viewer` may not see, as for one
+        that does not exist."""
+        name, at, alias = name.partition("@")
+        snapshot = self._snapshot
+        versions = snapshot.models.get(name)
+        route = snapshot.routes.get(name, NO_ROUTE)
+        if not versions and self.routes_error is not None:
+            # not a 404: the model may well exist, but whose it is cannot be read now
+            raise ServiceUnavailable(
+                "the model routes cannot be read from the database; try again shortly"
             )
-        return versions[version]
+        if not versions or not viewer.sees(route.owner):
+            raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
+        return versions[routing.choose(name, alias if at else None, version, versions, route)]
 
-    def models(self) -> list[LoadedModel]:
-        """Every loaded version, by name then version."""
-        snapshot = self._models
+    def default_version(self, name: str) -> tuple[int | None, str]:
+        """The version an unpinned request to `name` gets and the rule that chose it."""
+        snapshot = self._snapshot
+        loaded = snapshot.models.get(name, {})
+        return routing.describe_default(loaded, snapshot.routes.get(name, NO_ROUTE))
+
+    def models(self, *, viewer: Viewer) -> list[LoadedModel]:
+        """Every loaded version `viewer` may see, by name then version."""
+        snapshot = self._snapshot
         return [
-            snapshot[name][version]
-            for name in sorted(snapshot)
-            for version in sorted(snapshot[name])
+            snapshot.models[name][version]
+            for name in sorted(snapshot.models)
+            if viewer.sees(snapshot.routes.get(name, NO_ROUTE).owner)
+            for version in sorted(snapshot.models[name])
         ]
+
+    def route(self, name: str) -> Route:
+        """The name's owner and aliases as the last scan read them."""
+        return self._snapshot.routes.get(name, NO_ROUTE)
+
+    def on_disk(self, name: str) -> list[int]:
+        """The version folders of `name` (loaded or not), ascending."""
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def load_error(self, name: str, version: int) -> str | None:
+        """Why models/<name>/<version>/ did not load at the last scan (None: it did, or is new)."""
+        error = self._errors.get(self.root / name / str(version))
+        return error.error if error is not None else None
 
     @property
     def errors(self) -> list[LoadError]:
@@ -198,22 +263,25 @@ class ModelRegistry:
             log.warning("%s/%d still busy after %.0f s; closing it", name, version, timeout_s)
         model.backend.close()
 
+    async def rescan(self, drain_timeout_s: float) -> None:
+        """Scan now and unload what the scan retires (e.g. after an alias moved here)."""
+        retired = await asyncio.to_thread(self.scan)
+        await asyncio.gather(*(self.unload(m, drain_timeout_s) for m in retired))
+
     async def watch(self, interval_s: float, drain_timeout_s: float) -> None:
         """Re-scan every `interval_s` (runs until cancelled); unload what each scan retires."""
         while True:
             await asyncio.sleep(interval_s)
             try:
-                retired = await asyncio.to_thread(self.scan)
+                await self.rescan(drain_timeout_s)
             except Exception:  # a failed scan (e.g. an unreadable folder) must not stop watching
                 log.exception("scanning %s failed", self.root)
-                continue
-            await asyncio.gather(*(self.unload(m, drain_timeout_s) for m in retired))
 
     def close(self) -> None:
         """Release every session (at shutdown)."""
         with self._lock:
-            for versions in self._models.values():
+            for versions in self._snapshot.models.values():
                 for model in versions.values():
                     model.batcher.close()
                     model.backend.close()
-            self._models = {}
+            self._snapshot = Snapshot()

@@ -1,8 +1,12 @@
 """Run one fine-tuning job by id: claim it, keep its lease alive, train, record the outcome.
 
 Idempotent: a job that is not queued (done, cancelled, or held by another runner) is skipped, so
-a redelivered message or a duplicate enqueue never runs a job twice. Torch is imported only here,
-when a job actually runs (app.jobs.train), never when the API imports this module.
+a redelivered message or a duplicate enqueue never runs a job twice; and a job whose version an
+earlier attempt published (its card names the job: `app.jobs.publication`) is recorded from that
+version, never trained and published again. The outcome is written even if the database is
+away for a while as the job finishes (retried for up to two leases; after that the housekeeper
+adopts the published version). Torch is imported only here, when a job actually runs
+(app.jobs.train), never when the API imports this module.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.repository import datasets, jobs
+from app.jobs import publication
 from app.jobs.errors import Interrupted, JobCancelled, JobFailure, LeaseLost
 from contract.errors import DataError
 
@@ -150,6 +157,20 @@ def run_job(
             log.info("job %s is not queued; skipped", job_id)
             return "skipped"
         params, dataset_id = dict(job.params), job.dataset_id
+        curve_so_far = list((job.metrics or {}).get("curve") or [])
+    patience = 2 * settings.job_lease_seconds
+    published = publication.find_published(settings.models_dir, params["output_name"], job_id)
+    if published is not None:
+        reason = f"version {published.version} was published by an earlier attempt of this job"
+        log.warning("job %s: %s; recorded, not trained again", job_id, reason)
+        found = (published.name, published.version, publication.card_metrics(published))
+        adopted: dict[str, Any] = {
+            "status": "succeeded",
+            "result": found,
+            "curve": curve_so_far,
+            "reason": reason,
+        }
+        return _record(factory, job_id, owner, adopted, patience)
     heartbeat = Heartbeat(factory, job_id, owner, settings.job_lease_seconds, shutdown)
     heartbeat.start()
     outcome: dict[str, Any]
@@ -157,14 +178,18 @@ def run_job(
         from app.jobs import train  # torch loads here, in the runner only
 
         with factory() as session:
-            dataset = datasets.get(session, dataset_id) if dataset_id else None
-            path = dataset.path if dataset else None
+            path = datasets.stored_path(session, dataset_id) if dataset_id else None
         if path is None:
             raise JobFailure("its dataset was deleted")
         result = train.run(
             job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
         )
-        outcome = {"status": "succeeded", "result": result, "curve": heartbeat.curve.points}
+        outcome = {
+            "status": "succeeded",
+            "result": result,
+            "curve": heartbeat.curve.points,
+            "reason": None,
+        }
     except JobCancelled:
         outcome = {"status": "cancelled", "reason": "cancelled while running"}
     except LeaseLost:
@@ -183,10 +208,31 @@ def run_job(
     finally:
         heartbeat.stopped.set()
         heartbeat.join()
-    return _record(factory, job_id, owner, outcome)
+    return _record(factory, job_id, owner, outcome, patience)
 
 
 def _record(
+    factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    owner: str,
+    outcome: dict[str, Any],
+    patience: float,
+) -> str:
+    """Write the outcome, retrying while the database is away (up to `patience` seconds)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return _write(factory, job_id, owner, outcome)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                # a published version is adopted by the housekeeper once its lease expires
+                log.error("job %s: outcome not recorded, the database is away: %s", job_id, exc)
+                return "unrecorded"
+            log.warning("job %s: the database is away; recording the outcome again", job_id)
+            time.sleep(1.0)
+
+
+def _write(
     factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, outcome: dict[str, Any]
 ) -> str:
     status = outcome["status"]
@@ -195,17 +241,20 @@ def _record(
             jobs.finish(session, job_id, owner, status, reason=outcome["reason"])
             return str(status)
         name, version, metrics = outcome["result"]
-        job = jobs.get(session, job_id)
-        assert job is not None  # this runner holds its lease, so the row exists
-        if jobs.finish(
+        job = jobs.for_runner(session, job_id)
+        assert job is not None  # jobs are never deleted
+        if not jobs.finish(
             session,
             job_id,
             owner,
             "succeeded",
+            reason=outcome["reason"],
             progress=1.0,
             metrics={**metrics, "curve": outcome["curve"]},
             result_model=name,
             result_version=version,
         ):
-            jobs.record_model_version(session, job=job, name=name, version=version, metrics=metrics)
+            return "lease-lost"  # the housekeeper took the job back (and adopts its version)
+        how = outcome["reason"] or "published by this job"
+        publication.record(session, job, name=name, version=version, metrics=metrics, how=how)
     return "succeeded"

@@ -22,6 +22,7 @@ class DatasetRead(BaseModel):
     n_genes: int
     label_counts: dict[str, dict[str, int]]
     gene_overlap: list[dict[str, Any]] = Field(description="Overlap with each loaded encoder.")
+    tenant: str = Field(description="The lab it belongs to (the uploading key's tenant).")
     created_at: datetime
 
 
@@ -103,6 +104,11 @@ class JobRead(BaseModel):
     )
     result_model: str | None
     result_version: int | None
+    tenant: str = Field(description="The lab it belongs to (the submitting key's tenant).")
+    dispatched_at: datetime | None = Field(
+        description="When it was handed to the executor (null: not yet, e.g. while the broker "
+        "is away; it is handed over as soon as it can be)."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

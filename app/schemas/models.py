@@ -1,10 +1,10 @@
-"""Bodies of /v1/models: what a client needs to know to call a model."""
+"""Bodies of /v1/models: what a client needs to know to call a model, and its aliases."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contract.card import InputScale, Metric, ModelKind, ModelRef, TensorSpec
 
@@ -22,6 +22,7 @@ class ModelVersionRead(BaseModel):
     metrics: list[Metric]
     parent: ModelRef | None
     providers: list[str] = Field(description="ONNX Runtime execution providers in use.")
+    aliases: list[str] = Field(default_factory=list, description="Aliases naming this version.")
 
 
 class ModelVersionDetail(ModelVersionRead):
@@ -32,8 +33,33 @@ class ModelVersionDetail(ModelVersionRead):
 class ModelRead(BaseModel):
     name: str
     latest_version: int
+    default_version: int | None = Field(
+        description="The version a request that pins none gets (`?version=` or `name@alias` "
+        "pin one)."
+    )
+    default_rule: str = Field(
+        description="Why: 'production alias'; 'first version (no production alias yet)' for a "
+        "tenant's model until one is promoted; 'latest version' for the operator's models."
+    )
+    owner: str | None = Field(
+        description="The tenant that owns the name (null: the operator's, visible to every key)."
+    )
+    aliases: dict[str, int] = Field(description="Alias → version, e.g. {'production': 2}.")
     versions: list[ModelVersionRead]
 
 
 class ModelList(BaseModel):
     models: list[ModelRead]
+
+
+class AliasSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version the alias will name.")
+
+
+class AliasRead(BaseModel):
+    name: str
+    alias: str
+    version: int
+    previous: int | None = Field(description="The version the alias named before (null: new).")

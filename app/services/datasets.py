@@ -13,11 +13,15 @@ from sqlalchemy.orm import Session
 from app.codecs import datasets as dataset_io
 from app.codecs.datasets import ParsedDataset
 from app.db import repository
+from app.db.repository import audit
 from app.db.repository import datasets as repo
 from app.db.repository import jobs as jobs_repo
+from app.db.repository.audit import Actor
+from app.db.repository.tenancy import Tenancy
 from app.db.tables import Dataset
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
+from app.inference.routing import Viewer
 from contract.card import ModelKind
 
 
@@ -49,10 +53,12 @@ def parse_upload(
     return parsed, fmt
 
 
-def gene_overlap(parsed: ParsedDataset, registry: ModelRegistry) -> list[dict[str, Any]]:
+def gene_overlap(
+    parsed: ParsedDataset, registry: ModelRegistry, viewer: Viewer
+) -> list[dict[str, Any]]:
     """How many of each loaded encoder's panel genes the dataset has (ids or aliases)."""
     out = []
-    for model in registry.models():
+    for model in registry.models(viewer=viewer):
         if model.card.kind is not ModelKind.encoder:
             continue
         matched = len(model.index.matched_columns(parsed.gene_ids))
@@ -78,9 +84,11 @@ def store(
     sha256: str,
     data_dir: Path,
     registry: ModelRegistry,
-    api_key_id: uuid.UUID | None,
+    viewer: Viewer,
+    actor: Actor,
 ) -> Dataset:
-    """Write the npz and its row."""
+    """Write the npz, and its row in the actor's tenant with its audit row."""
+    assert actor.tenant is not None  # routes that upload require a key
     folder = data_dir / "datasets"
     folder.mkdir(parents=True, exist_ok=True)
     dataset_id = uuid.uuid4()
@@ -95,30 +103,47 @@ def store(
         n_samples=len(parsed.sample_ids),
         n_genes=len(parsed.gene_ids),
         label_counts={c: dict(Counter(v).most_common()) for c, v in parsed.labels.items()},
-        gene_overlap=gene_overlap(parsed, registry),
-        api_key_id=api_key_id,
+        gene_overlap=gene_overlap(parsed, registry, viewer),
+        api_key_id=actor.api_key_id,
+        tenant=actor.tenant,
     )
-    return repository.add(session, row)  # the file is written first
+    repository.add(session, row)  # the file is written first
+    _audit(session, actor, "dataset.create", row, n_samples=row.n_samples, sha256=sha256)
+    return row
 
 
-def get(session: Session, dataset_id: uuid.UUID) -> Dataset:
-    """The dataset, or NotFound."""
-    row = repo.get(session, dataset_id)
+def get(session: Session, dataset_id: uuid.UUID, *, tenancy: Tenancy) -> Dataset:
+    """The dataset, or NotFound (also for another tenant's: existence does not leak)."""
+    row = repo.get(session, dataset_id, tenancy=tenancy)
     if row is None:
         raise NotFound(f"no dataset {dataset_id}")
     return row
 
 
-def listing(session: Session, *, limit: int, offset: int) -> Sequence[Dataset]:
-    """Datasets, newest first."""
-    return repo.listing(session, limit=limit, offset=offset)
+def listing(session: Session, *, tenancy: Tenancy, limit: int, offset: int) -> Sequence[Dataset]:
+    """The tenancy's datasets, newest first."""
+    return repo.listing(session, tenancy=tenancy, limit=limit, offset=offset)
 
 
-def delete(session: Session, dataset_id: uuid.UUID) -> None:
+def delete(session: Session, dataset_id: uuid.UUID, *, tenancy: Tenancy, actor: Actor) -> None:
     """Delete the row and its file, unless a queued or running job uses it."""
-    row = get(session, dataset_id)
+    row = get(session, dataset_id, tenancy=tenancy)
     active = jobs_repo.count_active_using(session, dataset_id)
     if active:
         raise Conflict(f"dataset {dataset_id} is used by {active} queued or running job(s)")
-    repo.delete(session, row)
+    _audit(session, actor, "dataset.delete", row, sha256=row.sha256)
+    repo.delete(session, row, tenancy=tenancy)
     Path(row.path).unlink(missing_ok=True)
+
+
+def _audit(session: Session, actor: Actor, action: str, row: Dataset, **detail: object) -> None:
+    audit.record(
+        session,
+        actor,
+        action,
+        resource_type="dataset",
+        resource_id=str(row.id),
+        resource_tenant=row.tenant,
+        name=row.name,
+        **detail,
+    )

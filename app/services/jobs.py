@@ -1,6 +1,8 @@
-"""Fine-tuning jobs as the API sees them: check and queue, read, list, cancel.
+"""Fine-tuning jobs as the API sees them: check and queue, read, list, cancel, in the caller's
+tenancy.
 
-The lease protocol that runners follow is in `app.db.repository.jobs`.
+The lease protocol that runners follow is in `app.db.repository.jobs`; how a queued job reaches
+the executor (the job row as its own outbox) in `app.db.repository.dispatch`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from app.caller import Caller
 from app.db import repository
+from app.db.repository import audit
 from app.db.repository import jobs as repo
+from app.db.repository.audit import Actor
+from app.db.repository.tenancy import Tenancy
 from app.db.tables import Job
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
-from app.services import datasets
+from app.services import datasets, models
 from contract.card import ModelKind
 from contract.vocab import FINAL_JOB_STATUSES
 
@@ -27,12 +33,14 @@ def create(
     *,
     body: JobCreate,
     registry: ModelRegistry,
-    api_key_id: uuid.UUID | None,
+    caller: Caller,
+    request_id: str | None,
     idempotency_key: str | None,
 ) -> Job:
-    """Check the request against the dataset and encoder, and queue the job."""
-    dataset = datasets.get(session, body.dataset_id)
-    encoder = registry.get(body.encoder.name, body.encoder.version)
+    """Check the request against the dataset, encoder and output name, and queue the job (not
+    yet dispatched: the housekeeper hands it to the executor once this commits)."""
+    dataset = datasets.get(session, body.dataset_id, tenancy=caller.tenancy)
+    encoder = registry.get(body.encoder.name, body.encoder.version, viewer=caller)
     if encoder.card.kind is not ModelKind.encoder:
         raise InvalidRequest(f"{encoder.card.name} is a {encoder.card.kind}, not an encoder")
     if body.label_column not in dataset.label_counts:
@@ -44,6 +52,10 @@ def create(
         _check_numeric(dataset.label_counts[body.label_column], body.label_column)
     params = body.model_dump(mode="json")
     params["encoder"]["version"] = encoder.card.version  # pin "latest" at submission
+    actor = caller.actor(request_id)
+    models.reserve_for_job(
+        session, name=body.output_name, actor=actor, admin=caller.admin, registry=registry
+    )
     job = Job(
         status="queued",
         dataset_id=dataset.id,
@@ -53,10 +65,13 @@ def create(
         metrics={},
         attempts=0,
         cancel_requested=False,
-        api_key_id=api_key_id,
+        api_key_id=caller.key_id,
         idempotency_key=idempotency_key,
+        tenant=caller.tenant,
     )
-    return repository.add(session, job)
+    repository.add(session, job)
+    _audit(session, actor, "job.create", job, output_name=body.output_name)
+    return job
 
 
 def _check_numeric(counts: dict[str, int], column: str) -> None:
@@ -77,23 +92,39 @@ def _check_numeric(counts: dict[str, int], column: str) -> None:
         )
 
 
-def get(session: Session, job_id: uuid.UUID) -> Job:
-    """The job, or NotFound."""
-    job = repo.get(session, job_id)
+def get(session: Session, job_id: uuid.UUID, *, tenancy: Tenancy) -> Job:
+    """The job, or NotFound (also for another tenant's: existence does not leak)."""
+    job = repo.get(session, job_id, tenancy=tenancy)
     if job is None:
         raise NotFound(f"no fine-tuning job {job_id}")
     return job
 
 
-def listing(session: Session, *, status: str | None, limit: int, offset: int) -> Sequence[Job]:
-    """Jobs, newest first, optionally of one status."""
-    return repo.listing(session, status=status, limit=limit, offset=offset)
+def listing(
+    session: Session, *, tenancy: Tenancy, status: str | None, limit: int, offset: int
+) -> Sequence[Job]:
+    """The tenancy's jobs, newest first, optionally of one status."""
+    return repo.listing(session, tenancy=tenancy, status=status, limit=limit, offset=offset)
 
 
-def cancel(session: Session, job_id: uuid.UUID) -> Job:
+def cancel(session: Session, job_id: uuid.UUID, *, tenancy: Tenancy, actor: Actor) -> Job:
     """Cancel a queued job now; ask a running one to stop (its runner checks every batch)."""
-    job = get(session, job_id)
+    job = get(session, job_id, tenancy=tenancy)
     if job.status in FINAL_JOB_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}")
-    repo.cancel(session, job)
+    repo.cancel(session, job, tenancy=tenancy)
+    _audit(session, actor, "job.cancel", job, status=job.status)
     return job
+
+
+def _audit(session: Session, actor: Actor, action: str, job: Job, **detail: object) -> None:
+    """The job's audit row, in the change's transaction."""
+    audit.record(
+        session,
+        actor,
+        action,
+        resource_type="job",
+        resource_id=str(job.id),
+        resource_tenant=job.tenant,
+        **detail,
+    )

@@ -8,21 +8,29 @@ import io
 from sqlalchemy.orm import Session
 
 from app.db.repository import predictions as repository
+from app.db.repository.tenancy import Tenancy
 from app.schemas.jobs import PastPrediction
 
 
 def find(
     session: Session,
     *,
+    tenancy: Tenancy,
     sample_id: str | None,
     model: str | None,
     version: int | None,
     limit: int,
     offset: int,
 ) -> list[PastPrediction]:
-    """One entry per (prediction, sample), newest first."""
+    """One entry per (prediction, sample) of the tenancy's calls, newest first."""
     rows = repository.find_predictions(
-        session, sample_id=sample_id, model=model, version=version, limit=limit, offset=offset
+        session,
+        tenancy=tenancy,
+        sample_id=sample_id,
+        model=model,
+        version=version,
+        limit=limit,
+        offset=offset,
     )
     out = []
     for row in rows:

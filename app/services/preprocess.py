@@ -8,6 +8,7 @@ import numpy as np
 
 from app.errors import InvalidExpressionData, InvalidRequest
 from app.inference.registry import ModelRegistry
+from app.inference.routing import Viewer
 from app.schemas.preprocess import PreprocessOptions, PreprocessOut, SampleValues, ScaleOut
 from app.services.predict import gene_overlap
 from contract.align import MAX_LISTED, align
@@ -32,6 +33,7 @@ def preprocess(
     matrix: ExpressionMatrix,
     options: PreprocessOptions,
     registry: ModelRegistry,
+    viewer: Viewer,
     request_id: str,
     min_overlap: float,
 ) -> Preprocessed:
@@ -54,7 +56,7 @@ def preprocess(
     batch = kept.labels("batch") if "batch" in kept.obs.columns else None
     overlap = None
     if options.model is not None:
-        model = registry.get(options.model, options.version)
+        model = registry.get(options.model, options.version, viewer=viewer)
         if not (model.folder / PARAMS_JSON).is_file():
             raise InvalidRequest(f"{model.card.name} v{model.card.version} has no preprocessing")
         pipeline = PreprocessPipeline.load(model.folder)

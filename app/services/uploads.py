@@ -21,6 +21,7 @@ from app.codecs.payloads import Expression, check_count
 from app.db.writer import PredictionWriter
 from app.errors import InvalidRequest, ModelNotFound
 from app.inference.registry import LoadedModel, ModelRegistry
+from app.inference.routing import Viewer
 from app.schemas.predict import Answer, ClassifyOut, EmbedOut
 from app.services import datasets, predict
 from app.services.pca import pca2
@@ -64,6 +65,7 @@ async def predict_upload(
     *,
     writer: PredictionWriter,
     registry: ModelRegistry,
+    viewer: Viewer,
     name: str,
     version: int | None,
     data: bytes,
@@ -87,7 +89,7 @@ async def predict_upload(
     )
     check_count(len(parsed.sample_ids), max_samples)
     expr = Expression(sample_ids=parsed.sample_ids, genes=parsed.gene_ids, values=parsed.X)
-    model = registry.get(name, version)
+    model = registry.get(name, version, viewer=viewer)
     task = TASKS.get(model.card.kind)
     if task is None:
         raise InvalidRequest(
@@ -102,7 +104,9 @@ async def predict_upload(
             min_overlap=min_overlap,
             declared_scale=declared_scale,
         )
-        basis, words = await _basis(model, answer, expr, registry, min_overlap, declared_scale)
+        basis, words = await _basis(
+            model, answer, expr, registry, viewer, min_overlap, declared_scale
+        )
     projection = await asyncio.to_thread(pca2, basis[:MAX_PLOTTED])
     if isinstance(answer, ClassifyOut):
         groups, coloured_by = [p.label for p in answer.predictions], "predicted label"
@@ -134,6 +138,7 @@ async def _basis(
     answer: Answer,
     expr: Expression,
     registry: ModelRegistry,
+    viewer: Viewer,
     min_overlap: float,
     declared: InputScale | None,
 ) -> tuple[npt.NDArray[np.float32], str]:
@@ -142,7 +147,7 @@ async def _basis(
     if isinstance(answer, EmbedOut):
         values = np.array([e.embedding for e in answer.embeddings], dtype=np.float32)
         return values, f"the {card.name} v{card.version} embedding"
-    encoder = _parent_encoder(model, registry)
+    encoder = _parent_encoder(model, registry, viewer)
     source = encoder or model
     x = await asyncio.to_thread(
         lambda: (
@@ -164,13 +169,15 @@ async def _basis(
     return x, f"the profiles on the model's {len(card.panel.ids)} panel genes"
 
 
-def _parent_encoder(model: LoadedModel, registry: ModelRegistry) -> LoadedModel | None:
+def _parent_encoder(
+    model: LoadedModel, registry: ModelRegistry, viewer: Viewer
+) -> LoadedModel | None:
     """The served encoder the model's head was trained on: the very file (sha256), else None."""
     parent = model.card.parent
     if parent is None:
         return None
     try:
-        encoder = registry.get(parent.name, parent.version)
+        encoder = registry.get(parent.name, parent.version, viewer=viewer)
     except ModelNotFound:  # not served (any more): the profiles will do
         return None
     same = encoder.card.files.get(ONNX_FILE) == parent.sha256

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.inference.backend import InferenceBackend
 from app.inference.onnx import OnnxBackend
+from app.inference.routing import EVERYONE
 from app.main import create_app
 from contract.card import ModelCard
 from tests.app.inference.test_batcher import Recording
@@ -88,8 +89,8 @@ def test_batchers_are_built_from_the_settings(sqlite_url: str, models_dir: Path)
     )
     with TestClient(create_app(settings)) as c:
         registry = c.app.state.registry  # type: ignore[attr-defined]
-        assert registry.get("toy-encoder").batcher.max_batch_size == 5
-        assert registry.get("toy-classifier").batcher.max_batch_size == 256
+        assert registry.get("toy-encoder", viewer=EVERYONE).batcher.max_batch_size == 5
+        assert registry.get("toy-classifier", viewer=EVERYONE).batcher.max_batch_size == 256
 
 
 def test_session_options_come_from_the_settings(models_dir: Path) -> None:

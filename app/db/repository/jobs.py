@@ -5,6 +5,9 @@ lease owner), renews the lease while it works and finishes only while it still h
 A job whose lease runs out is re-queued (or failed after too many attempts) by `reap`, so a job
 is never left 'running' after its worker died, and never runs twice at once. Lease times come
 from the database's clock (`db_now`), never a runner's, so machines need not agree on the time.
+How jobs reach the executor is in `app.db.repository.dispatch`. Queries that answer a caller
+take its `Tenancy`; the runner's and housekeeper's do not (they act for the job, whose tenancy
+was checked at submission).
 Functions take the session first; they flush, never commit.
 """
 
@@ -12,13 +15,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import db_now, utcnow
+from app.db.repository.tenancy import Tenancy
 from app.db.tables import Job, ModelVersion
 from contract.vocab import ACTIVE_JOB_STATUSES
 
@@ -28,21 +32,48 @@ def event(status: str, reason: str | None = None) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), "reason": reason}
 
 
-def get(session: Session, job_id: uuid.UUID) -> Job | None:
-    """The job, or None."""
-    return session.get(Job, job_id)
+def get(session: Session, job_id: uuid.UUID, *, tenancy: Tenancy) -> Job | None:
+    """The job, or None (also when it belongs to another tenant)."""
+    stmt = select(Job).where(Job.id == job_id, tenancy.where(Job.tenant))
+    return session.scalars(stmt).one_or_none()
 
 
-def listing(session: Session, *, status: str | None, limit: int, offset: int) -> Sequence[Job]:
-    """Jobs, newest first, optionally of one status."""
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit).offset(offset)
+def for_runner(session: Session, job_id: uuid.UUID) -> Job | None:
+    """The job, for the runner or housekeeper acting on it."""
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def listing(
+    session: Session, *, tenancy: Tenancy, status: str | None, limit: int, offset: int
+) -> Sequence[Job]:
+    """The tenancy's jobs, newest first, optionally of one status."""
+    stmt = (
+        select(Job)
+        .where(tenancy.where(Job.tenant))
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if status is not None:
         stmt = stmt.where(Job.status == status)
     return session.scalars(stmt).all()
 
 
-def cancel(session: Session, job: Job) -> None:
+def by_idempotency_key(session: Session, *, tenant: str, key: str, since: datetime) -> Job | None:
+    """The tenant's job submitted under Idempotency-Key `key` since `since`, if any."""
+    stmt = (
+        select(Job)
+        .where(Job.tenant == tenant, Job.idempotency_key == key, Job.created_at >= since)
+        .order_by(Job.created_at)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def cancel(session: Session, job: Job, *, tenancy: Tenancy) -> None:
     """Cancel `job` now if it is still queued; else flag it for its runner (checked per batch)."""
+    if not tenancy.owns(job.tenant):
+        raise LookupError(f"job {job.id} is not in this tenancy")
     queued = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == "queued")
@@ -137,6 +168,7 @@ def release(session: Session, job_id: uuid.UUID, owner: str, reason: str) -> boo
         event("queued", reason),
         status="queued",
         attempts=Job.attempts - 1,
+        dispatched_at=None,  # its message is spent: the housekeeper hands it over again
     )
 
 
@@ -194,6 +226,8 @@ def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
                 error=reason if status == "failed" else None,
                 finished_at=None if status == "queued" else now,
                 history=[*job.history, event(status, reason)],
+                # a re-queued job needs a new message: back in the outbox
+                dispatched_at=None if status == "queued" else job.dispatched_at,
             )
         )
         if result.rowcount and status == "queued":  # type: ignore[attr-defined]
@@ -202,16 +236,50 @@ def reap(session: Session, max_attempts: int) -> list[uuid.UUID]:
     return requeued
 
 
-def queued_ids(session: Session) -> list[uuid.UUID]:
-    """Every queued job, oldest first (to hand to an executor after a restart)."""
-    stmt = select(Job.id).where(Job.status == "queued").order_by(Job.created_at)
-    return list(session.scalars(stmt).all())
+def expired(session: Session) -> Sequence[Job]:
+    """Running jobs whose lease ran out (by the database's clock)."""
+    now = db_now(session)
+    stmt = select(Job).where(Job.status == "running", Job.lease_expires_at < now)
+    return session.scalars(stmt).all()
+
+
+def adopt(
+    session: Session,
+    job: Job,
+    *,
+    reason: str,
+    metrics: dict[str, Any],
+    result_model: str,
+    result_version: int,
+) -> bool:
+    """Record a lost runner's job as succeeded with the version it had published (found by the
+    housekeeper); False if the job is no longer running under the same lease."""
+    result = session.execute(
+        update(Job)
+        .where(*_held(job.id, job.lease_owner))
+        .values(
+            status="succeeded",
+            lease_owner=None,
+            lease_expires_at=None,
+            progress=1.0,
+            metrics=metrics,
+            result_model=result_model,
+            result_version=result_version,
+            finished_at=utcnow(),
+            history=[*job.history, event("succeeded", reason)],
+        )
+    )
+    session.flush()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_model_version(
     session: Session, *, job: Job, name: str, version: int, metrics: dict[str, Any]
-) -> None:
-    """Note a version a job published."""
+) -> bool:
+    """Note the version a job published; False (nothing added) if the job already has one."""
+    recorded = select(ModelVersion.id).where(ModelVersion.job_id == job.id)
+    if session.scalar(recorded) is not None:
+        return False
     encoder = job.params["encoder"]
     session.add(
         ModelVersion(
@@ -222,6 +290,8 @@ def record_model_version(
             parent_version=encoder["version"],
             metrics=metrics,
             job_id=job.id,
+            tenant=job.tenant,
         )
     )
     session.flush()
+    return True

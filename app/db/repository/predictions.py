@@ -1,4 +1,4 @@
-"""Queries on prediction records. Functions take the session first; they flush, never commit."""
+"""Queries on prediction records, searched within the caller's tenancy. They flush, never commit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import Boolean, ColumnElement, exists, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from app.db.repository.tenancy import Tenancy
 from app.db.tables import Prediction
 
 
@@ -21,14 +22,20 @@ def add_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
 def find_predictions(
     session: Session,
     *,
+    tenancy: Tenancy,
     sample_id: str | None,
     model: str | None,
     version: int | None,
     limit: int,
     offset: int,
 ) -> Sequence[Prediction]:
-    """Recorded calls, newest first, filtered by a sample id they include, model and version."""
-    stmt = select(Prediction).order_by(Prediction.created_at.desc())
+    """The tenancy's recorded calls, newest first, filtered by a sample id they include, model and
+    version."""
+    stmt = (
+        select(Prediction)
+        .where(tenancy.where(Prediction.tenant))
+        .order_by(Prediction.created_at.desc())
+    )
     if model is not None:
         stmt = stmt.where(Prediction.model_name == model)
     if version is not None:

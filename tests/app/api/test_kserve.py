@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
+from app.inference.routing import EVERYONE
 from app.main import create_app
 from tests.factories import make_settings
 
@@ -40,7 +41,7 @@ def _w(c: TestClient, version: int) -> np.ndarray:
     import onnx
     from onnx import numpy_helper
 
-    folder = c.app.state.registry.get("toy-classifier", version).folder  # type: ignore[attr-defined]
+    folder = c.app.state.registry.get("toy-classifier", version, viewer=EVERYONE).folder  # type: ignore[attr-defined]
     return numpy_helper.to_array(onnx.load(folder / "model.onnx").graph.initializer[0])
 
 
@@ -224,7 +225,7 @@ def test_more_malformed_v2_requests(c: TestClient) -> None:
 
 
 def test_a_version_being_unloaded_answers_503(c: TestClient) -> None:
-    model = c.app.state.registry.get("toy-classifier", 1)  # type: ignore[attr-defined]
+    model = c.app.state.registry.get("toy-classifier", 1, viewer=EVERYONE)  # type: ignore[attr-defined]
     model.batcher._closing = True  # as drain() leaves it, without stopping the app's loop
     r = c.post(
         "/v2/models/toy-classifier/versions/1/infer",

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
+from app.inference.routing import EVERYONE
 from tests.factories import GENES, LABELS, TARGETS
 
 PROBLEM = "application/problem+json"
@@ -24,7 +25,7 @@ def _body(genes: list[str], rows: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def _weights(client: TestClient, name: str, version: int) -> np.ndarray:
-    folder = client.app.state.registry.get(name, version).folder  # type: ignore[attr-defined]
+    folder = client.app.state.registry.get(name, version, viewer=EVERYONE).folder  # type: ignore[attr-defined]
     model = onnx.load(folder / "model.onnx")
     return numpy_helper.to_array(model.graph.initializer[0])
 

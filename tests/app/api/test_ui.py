@@ -76,9 +76,19 @@ def test_every_page_renders_with_local_assets_only(client: TestClient) -> None:
         assert client.get(asset).status_code == 200, asset
     home = client.get("/ui", follow_redirects=False)
     assert (home.status_code, home.headers["location"]) == (303, "/ui/models")
-    model_card = client.get("/ui/models/toy-classifier").text
+    # the page holds no data: the card comes as a fragment, for the models the key may see
+    page = client.get("/ui/models/toy-classifier").text
+    assert 'hx-get="/ui/parts/models/toy-classifier"' in page
+    model_card = client.get("/ui/parts/models/toy-classifier").text
     assert all(f"<li>{gene}" in model_card for gene in GENES)  # the panel
-    assert client.get("/ui/models/nope").headers["content-type"] == PROBLEM
+    assert client.get("/ui/parts/models/nope").headers["content-type"] == PROBLEM
+    cards = client.get("/ui/parts/models").text
+    assert {"toy-classifier", "toy-encoder"} <= set(
+        re.findall(r'href="/ui/models/([^"?]+)"', cards)
+    )
+    options = client.get("/ui/parts/model-options").text
+    assert 'value="toy-classifier:2"' in options
+    assert 'value="toy-encoder:1"' in options
 
 
 def test_classify_an_upload_then_download_the_answer(client: TestClient) -> None:
@@ -183,7 +193,7 @@ def test_a_job_page_shows_its_curve_and_polls_only_while_active(
                         "hyperparameters": {"epochs": 6}},
                 history=[{"status": status, "at": datetime.now(UTC).isoformat(), "reason": None}],
                 progress=0.5, epoch=3, metrics={"train_loss": 0.3, "curve": curve},
-                attempts=1, cancel_requested=False,
+                attempts=1, cancel_requested=False, tenant="default",
             )  # fmt: skip
             s.add(job)
             s.flush()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.db import migrate
 from app.db.base import utcnow
 from app.db.repository import predictions as repository
+from app.db.repository.tenancy import Tenancy
 from app.db.session import make_engine
 
 
@@ -42,18 +43,26 @@ def test_prediction_roundtrip_keeps_utc_and_json(engine: Engine) -> None:
         "gene_overlap": 0.75,
         "api_key_id": None,
         "idempotency_key": None,
+        "tenant": "lab-a",
     }
     with Session(engine) as s:
         repository.add_predictions(s, [row])
         s.commit()
     with Session(engine) as s:
+        lab_a = Tenancy("lab-a")
         (found,) = repository.find_predictions(
-            s, sample_id="b", model="m", version=3, limit=10, offset=0
+            s, tenancy=lab_a, sample_id="b", model="m", version=3, limit=10, offset=0
         )
         none = repository.find_predictions(
-            s, sample_id="c", model=None, version=None, limit=9, offset=0
+            s, tenancy=lab_a, sample_id="c", model=None, version=None, limit=9, offset=0
         )
         assert none == []
+        # another tenant finds nothing; an admin's tenancy finds every tenant's rows
+        for tenancy, expected in ((Tenancy("lab-b"), 0), (Tenancy("lab-b", all_tenants=True), 1)):
+            found_by = repository.find_predictions(
+                s, tenancy=tenancy, sample_id="b", model=None, version=None, limit=9, offset=0
+            )
+            assert len(found_by) == expected
     assert found.sample_ids == ["a", "b"]
     assert found.n_samples == 2
     assert found.outputs == [{"id": "a", "label": "x", "probabilities": {"x": 1.0}}]

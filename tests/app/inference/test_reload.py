@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.inference.onnx import onnx_backend_factory
 from app.inference.registry import ModelRegistry
+from app.inference.routing import EVERYONE
 from app.main import create_app
 from tests.factories import GENES, LABELS, make_settings, write_model
 
@@ -23,7 +24,7 @@ def _registry(root: Path, keep: int = 2) -> ModelRegistry:
 
 
 def _versions(registry: ModelRegistry, name: str) -> list[int]:
-    return [m.card.version for m in registry.models() if m.card.name == name]
+    return [m.card.version for m in registry.models(viewer=EVERYONE) if m.card.name == name]
 
 
 def test_new_versions_load_and_only_the_newest_n_stay(tmp_path: Path) -> None:
@@ -36,11 +37,11 @@ def test_new_versions_load_and_only_the_newest_n_stay(tmp_path: Path) -> None:
     retired = registry.scan()
     assert [m.card.version for m in retired] == [1]
     assert _versions(registry, "m") == [2, 3]
-    assert registry.get("m").card.version == 3
+    assert registry.get("m", viewer=EVERYONE).card.version == 3
     shutil.rmtree(root / "m" / "3")  # the newest disappears: the previous one is latest again
     retired = registry.scan()
     assert [m.card.version for m in retired] == [3]
-    assert registry.get("m").card.version == 2
+    assert registry.get("m", viewer=EVERYONE).card.version == 2
     registry.close()
 
 
@@ -70,7 +71,7 @@ def test_unload_drains_requests_in_flight(tmp_path: Path) -> None:
     write_model(root=root, name="m", genes=GENES, labels=LABELS)
     registry = _registry(root, keep=1)
     registry.scan()
-    old = registry.get("m")
+    old = registry.get("m", viewer=EVERYONE)
     write_model(root=root, name="m", version=2, genes=GENES, labels=LABELS, seed=1)
 
     async def go() -> list[str]:
@@ -85,7 +86,7 @@ def test_unload_drains_requests_in_flight(tmp_path: Path) -> None:
         task = asyncio.create_task(slow_request())
         await asyncio.sleep(0.02)
         (retired,) = await asyncio.to_thread(registry.scan)
-        assert registry.get("m").card.version == 2  # new requests go to v2 at once
+        assert registry.get("m", viewer=EVERYONE).card.version == 2  # new requests go to v2 at once
         await registry.unload(retired, timeout_s=5)
         events.append("v1 unloaded")
         await task

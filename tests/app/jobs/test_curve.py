@@ -48,6 +48,8 @@ def test_job_read_answers_the_curve_apart_from_the_metrics() -> None:
         error=None,
         attempts=1,
         cancel_requested=False,
+        tenant="default",
+        dispatched_at=now,
         history=[],
         result_model=None,
         result_version=None,

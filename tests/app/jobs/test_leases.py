@@ -10,6 +10,7 @@ from sqlalchemy import Engine, delete, update
 from sqlalchemy.orm import Session
 
 import app.db.base
+from app.caller import EMBEDDED
 from app.db import migrate
 from app.db.base import utcnow
 from app.db.repository import jobs
@@ -29,18 +30,20 @@ def make_job(engine: Engine) -> uuid.UUID:
             n_genes=1,
             label_counts={},
             gene_overlap=[],
+            tenant="default",
         )
         s.add(dataset)
         s.flush()
         job = Job(
             status="queued",
             dataset_id=dataset.id,
-            params={"encoder": {"name": "e", "version": 1}},
+            params={"encoder": {"name": "e", "version": 1}, "output_name": "lease-test"},
             history=[],
             progress=0.0,
             metrics={},
             attempts=0,
             cancel_requested=False,
+            tenant="default",
         )
         s.add(job)
         s.commit()
@@ -92,7 +95,7 @@ def _check_db_clock(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     with Session(engine) as s:
         assert jobs.reap(s, max_attempts=2) == []
         s.commit()
-        job = jobs.get(s, job_id)
+        job = jobs.for_runner(s, job_id)
         assert job.status == "running"
         assert job.lease_expires_at is not None
         assert job.lease_expires_at < ahead - timedelta(minutes=59)  # set by the database's clock
@@ -115,7 +118,7 @@ def test_a_lost_runner_is_requeued_then_failed(engine: Engine) -> None:
     with Session(engine) as s:
         assert jobs.reap(s, max_attempts=2) == []
         s.commit()
-        job = jobs.get(s, job_id)
+        job = jobs.for_runner(s, job_id)
         assert job.status == "failed"
         assert "dead-2" in (job.error or "")
         assert "attempt 2 of 2" in (job.error or "")
@@ -131,13 +134,13 @@ def test_a_lost_runner_of_a_cancelled_job_ends_cancelled(engine: Engine) -> None
     job_id = make_job(engine)
     with Session(engine) as s:
         jobs.claim(s, job_id, "dead", 30)
-        job_service.cancel(s, job_id)
+        job_service.cancel(s, job_id, tenancy=EMBEDDED.tenancy, actor=EMBEDDED.actor())
         s.commit()
     expire(engine, job_id)
     with Session(engine) as s:
         assert jobs.reap(s, max_attempts=5) == []
         s.commit()
-        assert jobs.get(s, job_id).status == "cancelled"
+        assert jobs.for_runner(s, job_id).status == "cancelled"
 
 
 def test_cancel_before_start_and_deleted_dataset(engine: Engine) -> None:
@@ -150,11 +153,12 @@ def test_cancel_before_start_and_deleted_dataset(engine: Engine) -> None:
     settings = Settings(_env_file=None, database_url="sqlite://", job_lease_seconds=3)  # type: ignore[call-arg]
     cancelled = make_job(engine)
     with factory.begin() as s:
-        assert job_service.cancel(s, cancelled).status == "cancelled"
+        cancel = job_service.cancel(s, cancelled, tenancy=EMBEDDED.tenancy, actor=EMBEDDED.actor())
+        assert cancel.status == "cancelled"
     assert run_job(cancelled, factory=factory, settings=settings) == "skipped"
     orphan = make_job(engine)
     with factory.begin() as s:
         s.execute(update(Job).where(Job.id == orphan).values(dataset_id=None))
     assert run_job(orphan, factory=factory, settings=settings) == "failed"
     with factory() as s:
-        assert jobs.get(s, orphan).error == "its dataset was deleted"
+        assert jobs.for_runner(s, orphan).error == "its dataset was deleted"
