@@ -12,7 +12,6 @@ detail.
 from __future__ import annotations
 
 import uuid
-from itertools import groupby
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -21,17 +20,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter, ValidationError
 
+from app.api import ui_models
 from app.api.deps import CallerDep, RegistryDep, RequestIdDep, SessionDep, SettingsDep, WriterDep
+from app.api.ui_models import served
 from app.codecs import negotiate as formats
 from app.errors import InvalidRequest, PayloadTooLarge, Unauthorized
-from app.inference.registry import LoadedModel, ModelRegistry
-from app.inference.routing import Viewer
 from app.schemas.jobs import DatasetRead, JobRead
 from app.schemas.predict import Answer, EmbedOut, RegressOut
 from app.security import presented_key, require, verify_key
 from app.services import datasets, jobs, predictions, uploads
 from app.ui import plots
-from app.ui.templating import STATIC_DIR, templates
+from app.ui.templating import STATIC_DIR, render
 from contract.card import InputScale, ModelKind
 from contract.vocab import ACTIVE_JOB_STATUSES, STRATEGIES, TASKS
 
@@ -40,37 +39,8 @@ PREDICT = [Depends(require("predict"))]
 TRAIN = [Depends(require("train"))]
 HISTORY_LIMIT = 500
 
-# no inline script or style anywhere in the app: plots colour with SVG attributes
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
 _ANSWER: TypeAdapter[Answer] = TypeAdapter(Answer)
 _EXTENSIONS = {formats.CSV: "csv", formats.TSV: "tsv", formats.PARQUET: "parquet"}
-
-
-def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
-    auth = request.app.state.settings.auth_enabled
-    response: HTMLResponse = templates.TemplateResponse(
-        request, template, {"auth": auth, **context}, headers=HEADERS
-    )
-    return response
-
-
-def _served(registry: ModelRegistry, viewer: Viewer) -> list[tuple[LoadedModel, list[int]]]:
-    """Each model's default version (what a request naming none gets) and all its versions."""
-    out = []
-    for name, group in groupby(registry.models(viewer=viewer), key=lambda m: m.card.name):
-        versions = {m.card.version: m for m in group}
-        default, _ = registry.default_version(name)
-        shown = versions.get(default or 0) or versions[max(versions)]
-        out.append((shown, sorted(versions)))
-    return out
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -83,28 +53,26 @@ async def home() -> RedirectResponse:
 
 @router.get("/sign-in")
 async def sign_in(request: Request) -> HTMLResponse:
-    return _render(request, "sign_in.html", page="sign-in", section="")
+    return render(request, "sign_in.html", page="sign-in", section="")
 
 
 @router.get("/models")
 async def models_page(request: Request) -> HTMLResponse:
-    return _render(request, "models.html", page="models", section="models")
+    return render(request, "models.html", page="models", section="models")
 
 
 @router.get("/models/{name}")
 async def model_page(
     request: Request, name: str, version: Annotated[int | None, Query(ge=1)] = None
 ) -> HTMLResponse:
-    return _render(
-        request, "model.html", page="model", section="models", name=name, version=version
-    )
+    return render(request, "model.html", page="model", section="models", name=name, version=version)
 
 
 @router.get("/predict")
 async def predict_page(
     request: Request, model: Annotated[str | None, Query(max_length=100)] = None
 ) -> HTMLResponse:
-    return _render(
+    return render(
         request,
         "predict.html",
         page="predict",
@@ -116,24 +84,24 @@ async def predict_page(
 
 @router.get("/datasets")
 async def datasets_page(request: Request) -> HTMLResponse:
-    return _render(request, "datasets.html", page="datasets", section="datasets")
+    return render(request, "datasets.html", page="datasets", section="datasets")
 
 
 @router.get("/jobs")
 async def jobs_page(request: Request) -> HTMLResponse:
-    return _render(request, "jobs.html", page="jobs", section="jobs")
+    return render(request, "jobs.html", page="jobs", section="jobs")
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: uuid.UUID) -> HTMLResponse:
-    return _render(request, "job.html", page="job", section="jobs", job_id=job_id)
+    return render(request, "job.html", page="job", section="jobs", job_id=job_id)
 
 
 @router.get("/history")
 async def history_page(
     request: Request, sample_id: Annotated[str | None, Query(max_length=256)] = None
 ) -> HTMLResponse:
-    return _render(request, "history.html", page="history", section="history", sample_id=sample_id)
+    return render(request, "history.html", page="history", section="history", sample_id=sample_id)
 
 
 # ---- fragments --------------------------------------------------------------------------------
@@ -149,82 +117,7 @@ def session_part(request: Request, session: SessionDep, settings: SettingsDep) -
         if row is None:
             raise Unauthorized("the API key is not valid (unknown, mistyped, revoked or expired)")
         caller = {"name": row.name, "scopes": list(row.scopes), "tenant": row.tenant}
-    return _render(request, "parts/session.html", caller=caller)
-
-
-@router.get("/parts/models")
-def models_part(request: Request, registry: RegistryDep, caller: CallerDep) -> HTMLResponse:
-    """The model cards this caller may use (no key, auth on: the operator's only)."""
-    models = []
-    for m, versions in _served(registry, caller):
-        route = registry.route(m.card.name)
-        _, rule = registry.default_version(m.card.name)
-        models.append(
-            {
-                "card": m.card,
-                "versions": versions,
-                "rule": rule,
-                "aliases": route.aliases,
-                "owner": route.owner,
-            }
-        )
-    errors = [e for e in registry.errors if caller.sees(registry.route(_name_of(e.path)).owner)]
-    return _render(request, "parts/models.html", models=models, errors=errors)
-
-
-def _name_of(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 2)[-2]
-
-
-@router.get("/parts/models/{name}")
-def model_part(
-    request: Request,
-    name: str,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
-) -> HTMLResponse:
-    """One model's card (its default version unless `version` pins one)."""
-    model = registry.get(name, version, viewer=caller)
-    card = model.card
-    versions = sorted(m.card.version for m in registry.models(viewer=caller) if m.card.name == name)
-    default, rule = registry.default_version(card.name)
-    return _render(
-        request,
-        "parts/model.html",
-        card=card,
-        versions=versions,
-        aliases=registry.route(card.name).aliases,
-        default_version=default,
-        default_rule=rule,
-        providers=model.backend.providers,
-        min_overlap=settings.min_gene_overlap,
-    )
-
-
-@router.get("/parts/model-options")
-def model_options_part(
-    request: Request,
-    registry: RegistryDep,
-    caller: CallerDep,
-    selected: Annotated[str | None, Query(max_length=100)] = None,
-) -> HTMLResponse:
-    """The predict form's choice of model versions."""
-    choices = [m for m in registry.models(viewer=caller) if m.card.kind in uploads.TASKS]
-    # newest first within a name; classifiers first: the page's main use
-    choices.sort(
-        key=lambda m: (m.card.kind is not ModelKind.classifier, m.card.name, -m.card.version)
-    )
-    chosen = selected or (f"{choices[0].card.name}:{choices[0].card.version}" if choices else "")
-    return _render(request, "parts/model_options.html", choices=choices, selected=chosen)
-
-
-@router.get("/parts/model-names")
-def model_names_part(request: Request, registry: RegistryDep, caller: CallerDep) -> HTMLResponse:
-    """The history form's choice of models."""
-    names = sorted({m.card.name for m in registry.models(viewer=caller)})
-    return _render(request, "parts/model_names.html", names=names)
+    return render(request, "parts/session.html", caller=caller)
 
 
 async def _read(upload: UploadFile, limit: int) -> bytes:
@@ -299,7 +192,7 @@ async def predict_part(
         y_title=f"PC2 ({explained[1]:.1%} of variance)",
         palette=palette,
     )
-    return _render(
+    return render(
         request,
         "parts/prediction.html",
         result=result,
@@ -331,17 +224,17 @@ async def answer_download(request: Request) -> Response:
 def datasets_part(request: Request, session: SessionDep, caller: CallerDep) -> HTMLResponse:
     found = datasets.listing(session, tenancy=caller.tenancy, limit=500, offset=0)
     rows = [DatasetRead.model_validate(r) for r in found]
-    return _render(request, "parts/datasets.html", datasets=rows)
+    return render(request, "parts/datasets.html", datasets=rows)
 
 
 @router.get("/parts/job-form", dependencies=TRAIN)
 def job_form_part(
     request: Request, session: SessionDep, registry: RegistryDep, caller: CallerDep
 ) -> HTMLResponse:
-    encoders = [m for m, _ in _served(registry, caller) if m.card.kind is ModelKind.encoder]
+    encoders = [m for m, _ in served(registry, caller) if m.card.kind is ModelKind.encoder]
     found = datasets.listing(session, tenancy=caller.tenancy, limit=500, offset=0)
     rows = [DatasetRead.model_validate(r) for r in found]
-    return _render(
+    return render(
         request,
         "parts/job_form.html",
         encoders=encoders,
@@ -357,7 +250,7 @@ def label_columns_part(
     request: Request, session: SessionDep, caller: CallerDep, dataset_id: uuid.UUID
 ) -> HTMLResponse:
     dataset = datasets.get(session, dataset_id, tenancy=caller.tenancy)
-    return _render(request, "parts/label_columns.html", columns=dataset.label_counts)
+    return render(request, "parts/label_columns.html", columns=dataset.label_counts)
 
 
 @router.get("/parts/jobs", dependencies=TRAIN)
@@ -365,7 +258,7 @@ def jobs_part(request: Request, session: SessionDep, caller: CallerDep) -> HTMLR
     found = jobs.listing(session, tenancy=caller.tenancy, status=None, limit=100, offset=0)
     rows = [JobRead.model_validate(j) for j in found]
     active = any(j.status in ACTIVE_JOB_STATUSES for j in rows)
-    return _render(request, "parts/jobs.html", jobs=rows, active=active)
+    return render(request, "parts/jobs.html", jobs=rows, active=active)
 
 
 @router.get("/parts/jobs/{job_id}", dependencies=TRAIN)
@@ -393,7 +286,7 @@ def job_part(
             marks=[(step, f"stage: {stage}") for step, stage in stages[1:]],
         )
     active = job.status in ACTIVE_JOB_STATUSES
-    return _render(request, "parts/job.html", job=job, active=active, curve_svg=curve)
+    return render(request, "parts/job.html", job=job, active=active, curve_svg=curve)
 
 
 @router.get("/parts/history", dependencies=PREDICT)
@@ -416,7 +309,7 @@ def history_part(
     )
     query = {"format": "csv", "limit": HISTORY_LIMIT}
     query |= {k: v for k, v in (("sample_id", sample_id), ("model", model)) if v}
-    return _render(
+    return render(
         request,
         "parts/history.html",
         found=found,
@@ -431,3 +324,4 @@ def install(app: FastAPI) -> None:
     """Serve the web app at /ui and its static files at /ui/static."""
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(router)
+    app.include_router(ui_models.router)

@@ -186,6 +186,16 @@ def test_cli_lists_revokes_and_rotates_keys(
     assert actors == {"genexfer keys (CLI)"}
 
 
+def test_a_key_revoked_by_the_cli_is_refused_by_the_running_service(
+    labs: Labs, cli: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert labs.client.get("/v1/datasets", headers=labs.b).status_code == 200
+    assert main(["keys", "revoke", _prefix(labs.b)]) == 0
+    assert "revoked key" in capsys.readouterr().err
+    # the service caches no key: its very next request is refused
+    assert labs.client.get("/v1/datasets", headers=labs.b).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [

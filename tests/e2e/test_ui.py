@@ -128,6 +128,7 @@ def test_models_with_their_cards_metrics_and_gene_panels(
     driver: Chrome, server: LiveServer
 ) -> None:
     driver.get(f"{server.base}/ui/models")
+    shown(driver, ".card h2")  # the cards arrive as a fragment, with the key
     titles = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".card h2")]
     assert any(t.startswith(CLASSIFIER) for t in titles)
     assert any(t.startswith("pbmc68k-encoder") for t in titles)
@@ -153,6 +154,9 @@ def test_models_with_their_cards_metrics_and_gene_panels(
 
 def _predict(driver: Chrome, server: LiveServer, path: Path, model: str | None = None) -> None:
     driver.get(f"{server.base}/ui/predict")
+    # the choice of models arrives as a fragment, with the key
+    choice = f"select[name=model] option[value='{model}']" if model else "option[selected]"
+    wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, choice)))
     if model:
         Select(shown(driver, "select[name=model]")).select_by_value(model)
     shown(driver, "#predict-form input[type=file]").send_keys(str(path))
@@ -287,6 +291,7 @@ def test_fine_tune_and_watch_the_job_finish(driver: Chrome, server: LiveServer) 
     deadline = time.monotonic() + 20
     while True:
         driver.get(f"{server.base}/ui/models")
+        shown(driver, ".card h2")  # the lab's models and the operator's, with the key
         if driver.find_elements(By.LINK_TEXT, "lab-celltype"):
             break
         assert time.monotonic() < deadline, "lab-celltype never appeared on the models page"
