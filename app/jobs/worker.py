@@ -1,7 +1,8 @@
 """`genexfer worker`: a Celery worker process that runs fine-tuning jobs (needs the train extra).
 
-It also runs job housekeeping (`app.jobs.housekeeping`), so a deployment with workers but a
-stopped API still recovers jobs whose runner died.
+It also runs job housekeeping (`app.jobs.housekeeping`): it hands queued jobs to the broker,
+records jobs whose lost runner had published their version and re-queues the others, so a
+deployment with workers but a stopped API still dispatches and recovers jobs.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def build_worker_app(settings: Settings) -> Celery:
     def submit(job_id: uuid.UUID) -> None:
         app.send_task(TASK_NAME, args=[str(job_id)])
 
-    # jobs left queued are the API's to resume at its start; workers reap, so a deployment
-    # whose API is down still recovers jobs whose runner died
+    # workers dispatch and reap as the API does (on PostgreSQL each job is handed over once
+    # between them); re-taking every queued job at start-up is only for an in-process executor
     Housekeeper(factory, settings, submit, resume_queued=False).start()
     return app
 

@@ -152,6 +152,22 @@ def test_a_tenant_s_models_are_invisible_to_other_tenants(labs: Labs) -> None:
         r = c.post("/v1/preprocess", json={"model": "lab-a-model", **body}, headers=key)
         # its own lab learns the toy model has no preprocessing; the other lab, nothing
         assert r.status_code == (404 if status == 404 else 422), r.text
+    for task in ("embed", "regress"):  # a classifier: 422 to its lab, 404 to the other
+        assert (
+            c.post(f"/v1/models/lab-a-model/{task}", json=body, headers=labs.a).status_code == 422
+        )
+        assert (
+            c.post(f"/v1/models/lab-a-model/{task}", json=body, headers=labs.b).status_code == 404
+        )
+    assert c.get("/v2/models/lab-a-model/ready", headers=labs.a).status_code == 200
+    assert c.get("/v2/models/lab-a-model/ready", headers=labs.b).status_code == 404
+    upload = {"file": ("cells.csv", b"sample," + ",".join(GENES).encode() + b"\nS1" + b",1.0" * 10)}
+    r = c.post("/ui/parts/predict", files=upload, data={"model": "lab-a-model"}, headers=labs.b)
+    assert (r.status_code, r.headers["content-type"]) == (404, PROBLEM)
+    r = c.post("/ui/parts/predict", files=upload, data={"model": "lab-a-model"}, headers=labs.a)
+    assert r.status_code == 200, r.text
+    assert "lab-a-model" not in c.get("/ui/parts/model-names", headers=labs.b).text
+    assert "lab-a-model" in c.get("/ui/parts/model-names", headers=labs.a).text
     r = c.post("/v1/models/lab-a-model/classify", json=body, headers=labs.b)
     assert r.json()["detail"] == c.post(
         "/v1/models/no-such-model/classify", json=body, headers=labs.b
