@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from contract.align import PanelIndex
 from contract.card import ModelCard
 
 log = logging.getLogger(__name__)
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # as ModelCard.name allows
 
 BatcherFactory = Callable[[ModelCard, InferenceBackend], Batcher]
 RouteSource = Callable[[], Mapping[str, Route]]
@@ -240,9 +242,10 @@ class ModelRegistry:
         return self._snapshot.routes.get(name, NO_ROUTE)
 
     def on_disk(self, name: str) -> list[int]:
-        """The version folders of `name` (loaded or not), ascending."""
+        """The version folders of `name` (loaded or not), ascending; none for a string that is
+        not a model name (so '..' never reaches outside the model repository)."""
         folder = self.root / name
-        if not folder.is_dir():
+        if not MODEL_NAME.fullmatch(name) or not folder.is_dir():
             return []
         return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 

@@ -32,7 +32,9 @@ class DatasetList(BaseModel):
 
 class EncoderRef(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    version: int | None = Field(default=None, ge=1, description="Latest when left out.")
+    version: int | None = Field(
+        default=None, ge=1, description="Left out: its default version (GET /v1/models)."
+    )
 
 
 class Hyperparameters(BaseModel):
