@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except OperationalError as exc:
         url = engine.url.render_as_string(hide_password=True)
-        print(f"error: the database {url} cannot be reached: {exc.orig}", file=sys.stderr)
+        why = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+        print(f"error: the database {url} cannot be reached: {why}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()

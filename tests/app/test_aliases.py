@@ -3,6 +3,7 @@ promoted; aliases are moved by the owner (train scope) or an admin, recorded, an
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -161,3 +162,23 @@ def test_aliased_versions_stay_loaded_beyond_keep_versions(labs: Labs) -> None:
     assert [v["version"] for v in listed["versions"]] == [1, 3, 4, 5]
     assert _version(labs, "/v1/models/lab-model/classify", labs.a) == 1
     assert np.isfinite(listed["latest_version"])
+
+
+def test_an_alias_cannot_name_a_version_that_does_not_load(labs: Labs) -> None:
+    _two_versions(labs)
+    broken = labs.models / "lab-model" / "3"
+    write_model(root=labs.models, name="lab-model", version=3, genes=GENES, labels=LABELS)
+    (broken / "model.onnx").write_bytes(b"not onnx")  # its sha256 no longer matches its card
+    deadline = time.monotonic() + 10
+    while not any("lab-model/3" in e for e in _errors(labs)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = labs.client.post(
+        "/v1/models/lab-model/aliases/production", json={"version": 3}, headers=labs.a
+    )
+    assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
+    assert "lab-model version 3 does not load" in r.json()["detail"]
+
+
+def _errors(labs: Labs) -> list[str]:
+    return [e.path for e in labs.client.app.state.registry.errors]  # type: ignore[attr-defined]

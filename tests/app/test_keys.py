@@ -215,6 +215,20 @@ def test_cli_errors_are_one_line(
     assert words in err
 
 
+def test_cli_with_the_database_away_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GENEXFER_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    try:
+        assert main(["keys", "list"]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: the database postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
 def test_durations() -> None:
     assert parse_duration("90d") == timedelta(days=90)
     assert parse_duration("2w") == timedelta(weeks=2)

@@ -7,14 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import time
+import uuid
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.tables import Dataset, ModelName, Prediction
+from app.db.repository import datasets as datasets_repo
+from app.db.repository import jobs as jobs_repo
+from app.db.repository.tenancy import Tenancy
+from app.db.tables import Dataset, Job, ModelName, Prediction
 from tests.app.conftest import Labs
 from tests.factories import GENES, LABELS, write_model
 
@@ -233,3 +238,19 @@ def test_with_auth_off_everything_belongs_to_the_default_tenant(
         assert s.scalars(select(Prediction.tenant)).all() == ["default"]
         assert s.scalars(select(Dataset.tenant)).all() == ["default"]
     assert client.get("/v1/datasets").json()["datasets"][0]["tenant"] == "default"
+
+
+def test_the_repository_refuses_to_change_a_row_outside_the_tenancy(labs: Labs) -> None:
+    dataset = labs.upload(labs.a)
+    job = labs.job(labs.a, dataset, "lab-a-model").json()
+    with Session(labs.engine) as s:
+        row = s.get(Dataset, uuid.UUID(dataset))
+        queued = s.get(Job, uuid.UUID(job["id"]))
+        assert row is not None
+        assert queued is not None
+        with pytest.raises(LookupError, match="not in this tenancy"):
+            datasets_repo.delete(s, row, tenancy=Tenancy("lab-b"))
+        with pytest.raises(LookupError, match="not in this tenancy"):
+            jobs_repo.cancel(s, queued, tenancy=Tenancy("lab-b"))
+        assert datasets_repo.get(s, row.id, tenancy=Tenancy("lab-b")) is None
+        assert jobs_repo.get(s, queued.id, tenancy=Tenancy("lab-b", all_tenants=True)) is not None
