@@ -4,7 +4,6 @@ the audit log."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -45,12 +44,11 @@ def test_revoke_then_call_is_refused_at_once(labs: Labs) -> None:
     c = labs.client
     assert c.get("/v1/datasets", headers=labs.b).status_code == 200
     row = _row(labs.engine, _prefix(labs.b))
-    asked = time.monotonic()
     r = c.post(f"/v1/keys/{row.id}/revoke", headers=labs.admin)
     assert (r.status_code, r.json()["state"]) == (200, "revoked")
+    # no key is cached anywhere: the very next request is refused, however soon it comes
     r = c.get("/v1/datasets", headers=labs.b)
-    assert (r.status_code, r.headers["content-type"]) == (401, PROBLEM)
-    assert time.monotonic() - asked < 1.0
+    assert (r.status_code, r.headers["content-type"]) == (401, PROBLEM), r.text
     assert "revoked or expired" in r.json()["detail"]
     r = c.post("/v1/models/toy-classifier/classify", json={}, headers=labs.b)
     assert r.status_code == 401
