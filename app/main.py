@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,7 +95,20 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             settings.models_dir,
             len(registry.errors),
         )
-        app.state.executor = make_executor(settings, app.state.sessionmaker)
+        loop = asyncio.get_running_loop()
+        rescans: set[asyncio.Task[None]] = set()
+
+        def published() -> None:
+            # a job of this process published a version: serve it now, not at the next scan
+            def start() -> None:
+                task = loop.create_task(registry.rescan(settings.drain_timeout_s))
+                rescans.add(task)
+                task.add_done_callback(rescans.discard)
+
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to serve
+                loop.call_soon_threadsafe(start)
+
+        app.state.executor = make_executor(settings, app.state.sessionmaker, published)
         housekeeper = Housekeeper(
             app.state.sessionmaker, settings, app.state.executor.submit, resume_queued=True
         )
