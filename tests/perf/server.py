@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+PIDS: list[int] = []  # every server process started, newest last (for profilers)
 
 
 def free_port() -> int:
@@ -47,6 +48,7 @@ def serve(
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    PIDS.append(proc.pid)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
