@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -113,6 +114,12 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             app.state.sessionmaker, settings, app.state.executor.submit, resume_queued=True
         )
         housekeeper.start()
+        if settings.gc_freeze:
+            # everything built so far (modules, app, models, sessions) lives as long as the
+            # process: moved out of the collector's sight, a full collection no longer walks
+            # its ~170,000 objects (~100 ms, a pause every request in flight waited out)
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
