@@ -33,6 +33,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from contract.card import ModelCard
+from tests.perf import server
 from tests.perf.clients import batches, singles, throughput
 from tests.perf.model import GENES, N_CLASSES, N_GENES, export, name_of, profiles
 from tests.perf.server import genexfer_command, genexfer_env, load, machine, serve
@@ -44,14 +46,16 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = ("ab", "c", "d", "e", "g")
 
 
-def ort_session(folder: Path, providers: list[str] | None = None) -> ort.InferenceSession:
-    """An in-process session with the service's session options."""
+def ort_session(folder: Path) -> ort.InferenceSession:
+    """An in-process session with the service's session options and providers."""
+    from app.inference.onnx import provider_options
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(
-        str(folder / "model.onnx"), opts, providers=providers or ["CPUExecutionProvider"]
-    )
+    card = ModelCard.read(folder)
+    providers = [(p, provider_options(p, card, 0, BATCH)) for p in server.PROVIDERS]
+    return ort.InferenceSession(str(folder / "model.onnx"), opts, providers=providers)
 
 
 def raw_ort(session: ort.InferenceSession, seconds: float) -> float:
@@ -108,7 +112,9 @@ def v2_json(x: np.ndarray) -> bytes:
 
 
 def csv_body(x: np.ndarray, genes: list[str]) -> bytes:
-    table = pa.table({"sample_id": [f"s{i}" for i in range(len(x))], **dict(zip(genes, x.T, strict=True))})
+    table = pa.table(
+        {"sample_id": [f"s{i}" for i in range(len(x))], **dict(zip(genes, x.T, strict=True))}
+    )
     sink = io.BytesIO()
     pacsv.write_csv(table, sink)
     return sink.getvalue()
@@ -398,7 +404,7 @@ def main() -> None:
     header = (
         f"- command: `make bench` (= `python -m tests.perf.bench --seconds {args.seconds:g} "
         f"--clients {args.clients} --sections {','.join(sections)}`), {time.monotonic() - started:.0f} s\n"
-        f"- machine: {machine()}; no GPU (CPUExecutionProvider only)\n"
+        f"- machine: {machine()}; providers {server.PROVIDERS}\n"
         f"- load averages (1/5/15 min) at the start of each part: {'; '.join(n['loads'])}\n"
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; onnxruntime {ort.__version__}, "
         f"Python {platform.python_version()}\n"

@@ -14,7 +14,6 @@ Run: `python tests/perf/bench_finetune.py [--repeats 3] [--strategy NAME]`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -156,7 +155,8 @@ def one_run(
         "upload.parse": server.get("upload.parse", 0.0),
         "upload.store": server.get("upload.store", 0.0),
         "job submit (HTTP)": t_submitted - t_uploaded,
-        "queue (submit → runner starts)": run["start"] - t_uploaded - (t_submitted - t_uploaded),
+        # ≤ 0 when the runner started before the client had read the 202
+        "queue (202 answered → runner starts)": max(0.0, run["start"] - t_submitted),
         "job.import_training (torch, first job only)": server.get("job.import_training", 0.0),
         "job.load_dataset": server.get("job.load_dataset", 0.0),
         "train.load_encoder": server.get("train.load_encoder", 0.0),
@@ -180,13 +180,10 @@ def one_run(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3, help="jobs, one after the other")
-    parser.add_argument("--strategy", default=None, help="default: the API's default")
-    parser.add_argument("--reload-interval", default="5", help="GENEXFER_RELOAD_INTERVAL_S")
-    parser.add_argument("--out", type=Path, default=None, help="write the table here (markdown)")
-    args = parser.parse_args()
+def measure(
+    repeats: int, strategy: str | None, reload_interval: str = "5", out: Path | None = None
+) -> str:
+    """Pretrain the encoder, run `repeats` jobs against one server, return the markdown table."""
     tmp = Path(tempfile.mkdtemp(prefix="genexfer-finetune-"))
     models = tmp / "models"
     print("pretraining the 2,000-gene benchmark encoder (not timed) ...", flush=True)
@@ -197,40 +194,55 @@ def main() -> None:
         models,
         f"sqlite:///{tmp / 'bench.db'}",
         GENEXFER_DATA_DIR=str(tmp / "data"),
-        GENEXFER_RELOAD_INTERVAL_S=args.reload_interval,
+        GENEXFER_RELOAD_INTERVAL_S=reload_interval,
         GENEXFER_BENCH_TIMINGS=str(timings),
     )
     command = [sys.executable, "-m", "tests.perf.timed_server", "serve"]
     runs = []
     loads = []
     with serve(command, env, "/readyz") as base:
-        for i in range(args.repeats):
+        for i in range(repeats):
             loads.append(load())
-            runs.append(one_run(base, timings, body, f"bench-head-{i}", args.strategy))
+            runs.append(one_run(base, timings, body, f"bench-head-{i}", strategy))
             print(f"run {i + 1}: {runs[-1]['total']:.1f} s (load {loads[-1]})", flush=True)
-    keys = list(runs[0])
     rows = []
-    for key in keys:
+    for key in runs[0]:
         values = [r[key] for r in runs]
+        later = values[1:] or values
         shown = " / ".join(f"{v:.2f}" for v in values)
-        rows.append(f"| {key} | {statistics.median(values):.2f} | {shown} |")
-    fit = statistics.median(r["train.fit (training)"] for r in runs)
-    total = statistics.median(r["total"] for r in runs)
-    verdict = "met" if total < BUDGET_S else "**missed**"
+        rows.append(f"| {key} | {values[0]:.2f} | {statistics.median(later):.2f} | {shown} |")
+    first, rest = runs[0], runs[1:] or runs
+    total = statistics.median(r["total"] for r in rest)
+    fit = statistics.median(r["train.fit (training)"] for r in rest)
+    verdict = "met" if max(first["total"], total) < BUDGET_S else "**missed**"
     text = (
-        f"- command: `python tests/perf/bench_finetune.py --repeats {args.repeats}"
-        f"{' --strategy ' + args.strategy if args.strategy else ''}`\n"
-        f"- machine: {machine()}; load averages before each run: {'; '.join(loads)}\n"
+        f"- command: `python tests/perf/bench_finetune.py --repeats {repeats}"
+        f"{' --strategy ' + strategy if strategy else ''}`\n"
+        f"- machine: {machine()}; load averages (1/5/15 min) before each run: {'; '.join(loads)}\n"
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}\n"
-        f"- end to end (median): **{total:.1f} s** (< {BUDGET_S:.0f} s: {verdict}); training "
-        f"(train.fit) {fit:.1f} s = {fit / total:.0%} of it\n\n"
-        "| phase (s) | median | per run |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"- end to end: first job in a fresh server **{first['total']:.1f} s**, later jobs "
+        f"(median) **{total:.1f} s** (< {BUDGET_S:.0f} s: {verdict}); training (train.fit) "
+        f"{fit:.1f} s = {fit / total:.0%} of a later job, {first['train.fit (training)']:.1f} s "
+        f"= {first['train.fit (training)'] / first['total']:.0%} of the first\n\n"
+        "| phase (s) | first job | later jobs (median) | per job |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
     )
-    print("\n" + text)
-    if args.out:
-        args.out.write_text(text)
-    with contextlib.suppress(OSError):
-        (tmp / "result.md").write_text(text)
+    if out:
+        out.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3, help="jobs, one after the other")
+    parser.add_argument("--strategy", default=None, help="default: the API's default")
+    parser.add_argument("--reload-interval", default="5", help="GENEXFER_RELOAD_INTERVAL_S")
+    parser.add_argument("--out", type=Path, default=None, help="write the table here (markdown)")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    print("\n" + measure(args.repeats, args.strategy, args.reload_interval, args.out))
 
 
 if __name__ == "__main__":

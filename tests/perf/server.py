@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -70,12 +71,19 @@ def serve(
             proc.wait()
 
 
+# execution providers of every benchmarked server and in-process session (bench_gpu sets them)
+PROVIDERS: list[str] = ["CPUExecutionProvider"]
+
+
 def genexfer_env(models_dir: Path, db: str, **extra: str) -> dict[str, str]:
-    """Environment of a benchmarked `genexfer serve` (CPU, quiet logs, no reload unless asked)."""
+    """Environment of a benchmarked `genexfer serve` (PROVIDERS, quiet logs, no reload unless
+    asked)."""
     return {
         "GENEXFER_MODELS_DIR": str(models_dir),
         "GENEXFER_DATABASE_URL": db,
-        "GENEXFER_PROVIDERS": '["CPUExecutionProvider"]',
+        "GENEXFER_PROVIDERS": json.dumps(PROVIDERS),
+        # a GPU run that silently fell back to the CPU would measure the wrong thing
+        "GENEXFER_ALLOW_CPU_FALLBACK": "false" if PROVIDERS != ["CPUExecutionProvider"] else "true",
         "GENEXFER_LOG_LEVEL": "warning",
         "GENEXFER_RELOAD_INTERVAL_S": "0",
         **extra,
