@@ -25,5 +25,5 @@ def set_body_high_water(limit_bytes: int) -> bool:
         return False
     for module in (flow_control, h11_impl, httptools_impl):
         if hasattr(module, "HIGH_WATER_LIMIT"):
-            module.HIGH_WATER_LIMIT = limit_bytes
+            setattr(module, "HIGH_WATER_LIMIT", limit_bytes)  # noqa: B010 (a module constant)
     return True
