@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.perf.server import genexfer_env, load, machine, serve
+from tests.perf.server import genexfer_env, load, machine, serve, write_block
 
 ENCODER = "bench-encoder"
 N_GENES, N_SAMPLES, N_CLASSES = 2_000, 200, 4
@@ -239,10 +239,19 @@ def main() -> None:
     parser.add_argument("--strategy", default=None, help="default: the API's default")
     parser.add_argument("--reload-interval", default="5", help="GENEXFER_RELOAD_INTERVAL_S")
     parser.add_argument("--out", type=Path, default=None, help="write the table here (markdown)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path(__file__).resolve().parent / "RESULTS.md",
+        help="results file whose fine-tuning block is replaced ('-': none)",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    print("\n" + measure(args.repeats, args.strategy, args.reload_interval, args.out))
+    text = measure(args.repeats, args.strategy, args.reload_interval, args.out)
+    print("\n" + text)
+    if str(args.results) != "-":
+        write_block(args.results, "bench_finetune", text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.perf.server import genexfer_command, genexfer_env, load, machine, serve
+from tests.perf.server import genexfer_command, genexfer_env, load, machine, serve, write_block
 
 N_SAMPLES, N_GENES, BUDGET_S = 1_000, 20_000, 10.0
 
@@ -37,6 +37,12 @@ def make_csv(n: int = N_SAMPLES, g: int = N_GENES) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path(__file__).resolve().parent / "RESULTS.md",
+        help="results file whose upload block is replaced ('-': none)",
+    )
     args = parser.parse_args()
     body = make_csv()
     tmp = Path(tempfile.mkdtemp(prefix="genexfer-upload-"))
@@ -65,15 +71,18 @@ def main() -> None:
         with np.load(stored, allow_pickle=False) as npz:
             ids = [str(s) for s in npz["sample_ids"][:3]]
     median = statistics.median(times)
-    print(
-        f"\n- command: `python tests/perf/bench_upload.py --repeats {args.repeats}`\n"
+    text = (
+        f"- command: `python tests/perf/bench_upload.py --repeats {args.repeats}`\n"
         f"- machine: {machine()}; load averages before each upload: {'; '.join(loads)}\n"
         f"- file: {len(body) / 1e6:.0f} MB CSV, {N_SAMPLES:,} samples × {N_GENES:,} genes (counts) "
         f"+ a label column; stored ids start {ids}\n"
         f"- upload → 201 (multipart, parse, checks, npz, row): per run "
         f"{', '.join(f'{t:.2f}' for t in times)} s, median **{median:.2f} s** "
-        f"(< {BUDGET_S:.0f} s: {'met' if median < BUDGET_S else '**missed**'})"
+        f"(< {BUDGET_S:.0f} s: {'met' if median < BUDGET_S else '**missed**'})\n"
     )
+    print("\n" + text)
+    if str(args.results) != "-":
+        write_block(args.results, "bench_upload", text)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,21 @@ def test_bench_gpu_probe_says_why_a_provider_is_unusable() -> None:
 
 def test_nvidia_libs_is_a_list_of_folders() -> None:
     assert all(Path(p).is_dir() for p in bench_gpu.nvidia_libs())
+
+
+def test_results_blocks_are_replaced_and_stay_before_the_serving_table(tmp_path: Path) -> None:
+    from tests.perf.server import SERVING_MARKER, write_block
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text(f"# Results\n\nnotes\n\n{SERVING_MARKER}\n| serving |\n")
+    write_block(path, "bench_upload", "first")
+    write_block(path, "bench_finetune", "jobs")
+    write_block(path, "bench_upload", "second")
+    text = path.read_text()
+    assert "first" not in text
+    assert text.index("second") < text.index(SERVING_MARKER)
+    assert text.index("jobs") < text.index(SERVING_MARKER)
+    assert text.endswith(f"{SERVING_MARKER}\n| serving |\n")
+    fresh = tmp_path / "new.md"
+    write_block(fresh, "x", "body")
+    assert "<!-- x:start -->\nbody\n<!-- x:end -->" in fresh.read_text()
