@@ -164,7 +164,10 @@ def align_matrix(
 ) -> tuple[ExpressionMatrix, PanelInput]:
     """`to_panel` for a whole ExpressionMatrix: its samples and obs, the panel's genes in order."""
     done = to_panel(matrix.X, matrix.gene_ids, PanelIndex.of(panel), scale, min_overlap=min_overlap)
+    # an input already in panel order comes back as itself: the aligned matrix gets its own copy,
+    # as it always did, so that nothing done to one changes the other
+    values = done.values.copy() if np.shares_memory(done.values, matrix.X) else done.values
     aligned = ExpressionMatrix(
-        X=done.values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
+        X=values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
     )
     return aligned, done
