@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from contract.card import GenePanel, InputScale
 from contract.errors import DataError, GeneOverlapError
-from contract.genes import Harmonised, gene_key, harmonise
+from contract.genes import Harmonised, gene_key, harmonise, strip_version
 from contract.matrix import ExpressionMatrix
 from contract.scale import require_scale
 
@@ -30,6 +30,9 @@ class PanelIndex:
     panel: GenePanel
     lookup: dict[str, int]  # gene_key of every id and alias → panel column
     fill: npt.NDArray[np.float32]
+    # the ids are their own harmonised names and keys, so an input whose genes are exactly the
+    # ids in panel order aligns to itself (`to_panel` then skips the per-gene work)
+    plain: bool = False
 
     @classmethod
     def of(cls, panel: GenePanel) -> PanelIndex:
@@ -38,7 +41,10 @@ class PanelIndex:
         for col, gene in enumerate(panel.ids):
             for name in (gene, *(panel.aliases[col] if panel.aliases else ())):
                 lookup.setdefault(gene_key(name), col)
-        return cls(panel, lookup, np.asarray(panel.fill_values, dtype=np.float32))
+        plain = all(
+            strip_version(g) == g and lookup[gene_key(g)] == col for col, g in enumerate(panel.ids)
+        ) and len({strip_version(g).upper() for g in panel.ids}) == len(panel.ids)
+        return cls(panel, lookup, np.asarray(panel.fill_values, dtype=np.float32), plain)
 
     def matched_columns(self, genes: list[str]) -> set[int]:
         """The panel columns some input name matches (how much of the panel an input covers)."""
@@ -142,6 +148,12 @@ def to_panel(
         The scale the caller vouches for: detection is skipped, a mismatch is still refused.
     """
     require_scale(values, scale, declared)
+    ids = index.panel.ids
+    if index.plain and len(genes) == len(ids) and genes == ids:
+        # the panel itself, in order: harmonise and align would both be the identity
+        n = len(ids)
+        identity = Alignment(np.arange(n, dtype=np.intp), n, n, [], [])
+        return PanelInput(values, identity, Harmonised(values, list(genes), {}, 0))
     folded = harmonise(values, genes, scale.value)
     alignment = align(index, folded.genes, min_overlap=min_overlap)
     return PanelInput(alignment.apply(folded.values, index.fill), alignment, folded)
@@ -152,7 +164,10 @@ def align_matrix(
 ) -> tuple[ExpressionMatrix, PanelInput]:
     """`to_panel` for a whole ExpressionMatrix: its samples and obs, the panel's genes in order."""
     done = to_panel(matrix.X, matrix.gene_ids, PanelIndex.of(panel), scale, min_overlap=min_overlap)
+    # an input already in panel order comes back as itself: the aligned matrix gets its own copy,
+    # as it always did, so that nothing done to one changes the other
+    values = done.values.copy() if np.shares_memory(done.values, matrix.X) else done.values
     aligned = ExpressionMatrix(
-        X=done.values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
+        X=values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
     )
     return aligned, done
