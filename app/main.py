@@ -90,9 +90,14 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         app.state.writer = PredictionWriter(app.state.sessionmaker)
         app.state.registry = registry
         log.info(
-            "serving %d model version(s) from %s; %d broken",
+            "serving %d model version(s) from %s: %s; %d broken",
             len(registry.models()),
             settings.models_dir,
+            "; ".join(
+                f"{m.card.name}/{m.card.version} runs on {', '.join(m.backend.providers)}"
+                for m in registry.models()
+            )
+            or "none",
             len(registry.errors),
         )
         app.state.executor = make_executor(settings, app.state.sessionmaker)

@@ -128,7 +128,8 @@ class ModelRegistry:
                 self._errors[folder] = LoadError(str(folder), f"{type(exc).__name__}: {exc}", stamp)
                 continue
             self._errors.pop(folder, None)
-            log.info("loaded %s/%d on %s", name, version, kept[version].backend.providers)
+            runs_on = ", ".join(kept[version].backend.providers)
+            log.info("loaded %s/%d: runs on %s", name, version, runs_on)
         return kept
 
     def _version_folders(self) -> list[tuple[str, int]]:
