@@ -27,7 +27,7 @@ from app.schemas.predict import (
     SamplePrediction,
     SampleValues,
 )
-from contract.align import MAX_LISTED, Alignment, to_panel
+from contract.align import MAX_LISTED, Alignment, PanelInput, to_panel
 from contract.card import InputScale, ModelKind
 from contract.genes import Harmonised
 
@@ -43,28 +43,32 @@ def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
         n_unused_input_genes=len(alignment.unused_input_genes),
         aggregated_duplicates=list(folded.duplicates)[:MAX_LISTED],
         warning=folded.warning(MAX_LISTED),
+        matched_directly=alignment.matched_directly,
+        matched_via_table=alignment.matched_via_table,
+        ambiguous_genes=list(alignment.ambiguous_genes[:MAX_LISTED]),
+        n_ambiguous=len(alignment.ambiguous_genes),
     )
 
 
 def _prepare(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
-) -> tuple[Array, Alignment, Harmonised]:
-    done = to_panel(
+) -> PanelInput:
+    return to_panel(
         expr.values,
         expr.genes,
         model.index,
         model.card.input_scale,
         min_overlap=min_overlap,
         declared=declared,
+        transforms=model.card.input_transforms,
     )
-    return done.values, done.alignment, done.folded
 
 
 async def _run(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
-) -> tuple[dict[str, Array], GeneOverlap, float]:
-    x, alignment, folded = await asyncio.to_thread(_prepare, model, expr, min_overlap, declared)
-    return await model.batcher.run(x), gene_overlap(alignment, folded), alignment.fraction
+) -> tuple[dict[str, Array], PanelInput]:
+    done = await asyncio.to_thread(_prepare, model, expr, min_overlap, declared)
+    return await model.batcher.run(done.values), done
 
 
 Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
@@ -76,6 +80,7 @@ class Envelope(TypedDict):
     request_id: str
     model: ModelUsed
     gene_overlap: GeneOverlap
+    transform_applied: str | None
 
 
 async def _answer(
@@ -91,7 +96,8 @@ async def _answer(
     keep: bool,
 ) -> tuple[list[Row], Envelope]:
     """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows)."""
-    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared)
+    outputs, done = await _run(model, expr, min_overlap, declared)
+    fraction = done.alignment.fraction
     answer = rows(outputs)
     card = model.card
     await writer.record(
@@ -104,7 +110,12 @@ async def _answer(
         gene_overlap=fraction,
     )
     used = ModelUsed(name=card.name, version=card.version)
-    return answer, Envelope(request_id=request_id, model=used, gene_overlap=overlap)
+    overlap = gene_overlap(done.alignment, done.folded)
+    applied = done.transform.describe() if done.transform is not None else None
+    envelope = Envelope(
+        request_id=request_id, model=used, gene_overlap=overlap, transform_applied=applied
+    )
+    return answer, envelope
 
 
 async def classify(

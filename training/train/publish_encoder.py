@@ -6,12 +6,13 @@ Shared by the CLI and the demo. Fine-tuning a head on a published encoder is `pu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from contract.card import InputScale, Metric, TrainingData, sha256_file
+from contract.card import InputScale, InputTransform, Metric, TrainingData, sha256_file
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.data.stream import open_source, sample_rows
@@ -45,8 +46,13 @@ def pretrain_and_export(
     description: str,
     clip: float | None = 10.0,
     progress: bool | None = None,
+    input_transforms: Sequence[InputTransform] = (),
 ) -> EncoderRun:
-    """Fit preprocessing and an autoencoder on the training split, then publish the encoder."""
+    """Fit preprocessing and an autoencoder on the training split, then publish the encoder.
+
+    `input_transforms` records how the training data's scale was made from others (e.g. counts
+    scaled to 10,000 per sample then log1p), so that the service accepts those too.
+    """
     train = dataset.train
     pipeline = PreprocessPipeline.fit(train, input_scale, clip=clip)
     model, history = pretrain(train, pipeline, model_cfg, train_cfg, progress=progress)
@@ -76,6 +82,7 @@ def pretrain_and_export(
     return _publish(
         model, pipeline, history, metrics, dataset.training_data(None), train.X,
         train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+        input_transforms=input_transforms,
     )  # fmt: skip
 
 
@@ -96,6 +103,7 @@ def stream_pretrain_and_export(
     device: str = "cpu",
     clip: float | None = 10.0,
     progress: bool | None = None,
+    input_transforms: Sequence[InputTransform] = (),
 ) -> EncoderRun:
     """Pretrain on `path` chunk by chunk (seeded validation chunks) and publish the encoder.
 
@@ -106,6 +114,8 @@ def stream_pretrain_and_export(
         ``.h5ad`` file, samples as rows, on `input_scale`.
     input_scale, model_cfg, train_cfg, name, models_dir, description, clip, progress:
         As for `pretrain_and_export`; ``model_cfg.n_genes`` must match.
+    input_transforms:
+        As for `pretrain_and_export`.
     chunk_rows:
         Rows per chunk for .npy and .h5ad (Parquet uses its row groups).
     max_steps:
@@ -153,6 +163,7 @@ def stream_pretrain_and_export(
     return _publish(
         model, pipeline, history, metrics, data, fit_on.X[:64],
         train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+        input_transforms=input_transforms,
     )  # fmt: skip
 
 
@@ -168,11 +179,13 @@ def _publish(
     name: str,
     models_dir: Path,
     description: str,
+    input_transforms: Sequence[InputTransform],
 ) -> EncoderRun:
     """Export the encoder with its card (training data, metrics, config and history)."""
     extra = {"train_config": config_to_dict(train_cfg), "history": history.summary()}
     info = CardInfo(description, data, metrics, extra)
     folder = export_encoder(
-        model, pipeline, name=name, models_dir=models_dir, info=info, reference=reference
-    )
+        model, pipeline, name=name, models_dir=models_dir, info=info, reference=reference,
+        input_transforms=input_transforms,
+    )  # fmt: skip
     return EncoderRun(folder, model, pipeline, history, metrics)
