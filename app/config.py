@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         description="A running job whose lease is not renewed this long is lost.",
     )
     job_max_attempts: int = Field(default=2, ge=1, description="Runs of a job before it fails.")
+    train_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where a job runner trains: auto (CUDA when this process sees a GPU), cpu, "
+        "or cuda (a job fails if none is usable).",
+    )
     max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     idempotency_ttl_hours: float = Field(
         default=24.0,
