@@ -7,6 +7,8 @@ index mirror first), as `make test` installs them; nothing of the development ve
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -75,6 +77,8 @@ def test_the_train_images_extras_install_and_run_a_job(tmp_path: Path) -> None:
             else:
                 (src / source).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, src / source)
+    # nothing of this checkout or the development venv: only what the fresh venv installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -83,6 +87,7 @@ def test_the_train_images_extras_install_and_run_a_job(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=1500,
+        env=env,
         check=False,
     )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
@@ -94,11 +99,10 @@ def test_the_train_images_extras_install_and_run_a_job(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         cwd=tmp_path,  # not the repository: the venv's own install is imported
+        env=env,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    import json
-
     done = json.loads(result.stdout.splitlines()[-1])
     assert (done["name"], done["version"]) == ("image-check", 1)
     assert done["runner"].startswith(str(venv))
