@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 DEMO   := models/pbmc68k-encoder/1/model.json models/pbmc68k-celltype/1/model.json
 
-.PHONY: serve test test-fast check lint format typecheck services models bench clean
+.PHONY: serve test test-fast check lint format typecheck services models bench bench-gpu bench-pretrain clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "GeneXfer needs Python >= 3.11"'
@@ -56,10 +56,21 @@ typecheck: $(VENV)/.dev
 
 check: lint typecheck test
 
-# benchmarks (not collected by pytest); results and commands in tests/perf/RESULTS.md
+# benchmarks (not collected by pytest); results and commands in tests/perf/RESULTS.md. The peer
+# servers (Triton through PyTriton, KServe) get venvs of their own under .peers/ (git-ignored)
 bench: $(VENV)/.dev
+	GENEXFER_PYTHON=$(BIN)/python bash tests/perf/peers/setup.sh
 	$(BIN)/python -m tests.perf.bench
+	$(BIN)/python tests/perf/bench_finetune.py --repeats 3
+	$(BIN)/python tests/perf/bench_upload.py --repeats 3
 	$(BIN)/python tests/perf/bench_read_csv.py
+
+# the GPU run in one step (one NVIDIA GPU, ≤ 5 min): onnxruntime-gpu in .peers/gpu, then serving,
+# pretraining and a fine-tuning job on it; results in tests/perf/RESULTS-gpu.md.
+# `make bench-gpu DRY_RUN=1` runs the same script on the CPU, short, without its GPU parts
+bench-gpu: $(VENV)/.dev
+	bash tests/perf/gpu/setup.sh $(BIN)/python
+	.peers/gpu/bin/python -m tests.perf.bench_gpu $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/

@@ -20,11 +20,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.allocator import keep_freed_memory
     from app.config import get_settings
+    from app.flow import set_body_high_water
     from app.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
     keep_freed_memory(settings.malloc_trim_threshold_mb)
+    set_body_high_water(settings.body_chunk_kb * 1024)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0.0)
     request_timeout_s: float = Field(default=60.0, gt=0.0, description="Longer requests: 504.")
 
+    body_chunk_kb: int = Field(
+        default=1024,
+        ge=0,
+        description="genexfer serve buffers up to this much of a request body per connection "
+        "before pausing its socket (uvicorn's own is 64 KiB: a large body then reaches the app in "
+        "hundreds of small messages); 0: uvicorn's default.",
+    )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Freeze the objects built at start-up out of the garbage collector's full "
+        "collections (shorter pauses: a better p99).",
+    )
     fastapi_telemetry: bool = Field(
         default=False,
         description="FastAPI's built-in OpenTelemetry spans and metrics (for a configured "

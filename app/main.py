@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,11 +102,30 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             or "none",
             len(registry.errors),
         )
-        app.state.executor = make_executor(settings, app.state.sessionmaker)
+        loop = asyncio.get_running_loop()
+        rescans: set[asyncio.Task[None]] = set()
+
+        def published() -> None:
+            # a job of this process published a version: serve it now, not at the next scan
+            def start() -> None:
+                task = loop.create_task(registry.rescan(settings.drain_timeout_s))
+                rescans.add(task)
+                task.add_done_callback(rescans.discard)
+
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to serve
+                loop.call_soon_threadsafe(start)
+
+        app.state.executor = make_executor(settings, app.state.sessionmaker, published)
         housekeeper = Housekeeper(
             app.state.sessionmaker, settings, app.state.executor.submit, resume_queued=True
         )
         housekeeper.start()
+        if settings.gc_freeze:
+            # everything built so far (modules, app, models, sessions) lives as long as the
+            # process: moved out of the collector's sight, a full collection no longer walks
+            # its ~170,000 objects (~100 ms, a pause every request in flight waited out)
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

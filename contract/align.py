@@ -23,7 +23,7 @@ import numpy.typing as npt
 from contract import transforms as scales
 from contract.card import GenePanel, InputScale, InputTransform
 from contract.errors import DataError, GeneOverlapError
-from contract.genes import Harmonised, gene_key, harmonise
+from contract.genes import Harmonised, gene_key, harmonise, strip_version
 from contract.matrix import ExpressionMatrix
 from contract.panelmap import TableMap, uses_table
 
@@ -37,6 +37,9 @@ class PanelIndex:
     panel: GenePanel
     lookup: dict[str, int]  # gene_key of every id and alias → panel column
     fill: npt.NDArray[np.float32]
+    # the ids are their own harmonised names and keys, so an input whose genes are exactly the
+    # ids in panel order aligns to itself (`to_panel` then skips the per-gene work)
+    plain: bool = False
 
     @classmethod
     def of(cls, panel: GenePanel) -> PanelIndex:
@@ -45,7 +48,10 @@ class PanelIndex:
         for col, gene in enumerate(panel.ids):
             for name in (gene, *(panel.aliases[col] if panel.aliases else ())):
                 lookup.setdefault(gene_key(name), col)
-        return cls(panel, lookup, np.asarray(panel.fill_values, dtype=np.float32))
+        plain = all(
+            strip_version(g) == g and lookup[gene_key(g)] == col for col, g in enumerate(panel.ids)
+        ) and len({strip_version(g).upper() for g in panel.ids}) == len(panel.ids)
+        return cls(panel, lookup, np.asarray(panel.fill_values, dtype=np.float32), plain)
 
     @cached_property
     def table(self) -> TableMap | None:
@@ -218,6 +224,13 @@ def to_panel(
         sample's library size is summed over every gene sent, before alignment.
     """
     choice = scales.choose(values, scale, transforms, declared)
+    ids = index.panel.ids
+    if index.plain and len(genes) == len(ids) and genes == ids:
+        # the panel itself, in order: harmonise and align would both be the identity
+        n = len(ids)
+        identity = Alignment(np.arange(n, dtype=np.intp), n, n, [], [], matched_directly=n)
+        x = values if choice.transform is None else scales.apply(choice.transform, values)
+        return PanelInput(x, identity, Harmonised(values, list(genes), {}, 0), choice.transform)
     folded = harmonise(values, genes, choice.scale.value)
     x = folded.values if choice.transform is None else scales.apply(choice.transform, folded.values)
     alignment = align(index, folded.genes, min_overlap=min_overlap)
@@ -241,7 +254,10 @@ def align_matrix(
         min_overlap=min_overlap,
         transforms=transforms,
     )
+    # an input already in panel order comes back as itself: the aligned matrix gets its own copy,
+    # as it always did, so that nothing done to one changes the other
+    values = done.values.copy() if np.shares_memory(done.values, matrix.X) else done.values
     aligned = ExpressionMatrix(
-        X=done.values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
+        X=values, sample_ids=matrix.sample_ids, gene_ids=list(panel.ids), obs=matrix.obs
     )
     return aligned, done

@@ -142,10 +142,7 @@ def service_client(engine: Engine, models: Path, data: Path, **overrides: object
     settings = make_settings(
         engine.url.render_as_string(hide_password=False),
         models,
-        data_dir=data,
-        reload_interval_s=0.2,
-        job_lease_seconds=3.0,
-        **overrides,
+        **{"data_dir": data, "reload_interval_s": 0.2, "job_lease_seconds": 3.0, **overrides},
     )
     return TestClient(create_app(settings), raise_server_exceptions=False)
 

@@ -9,7 +9,6 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -142,7 +141,8 @@ def _write(kind: str) -> Callable[[pa.Table, io.BytesIO], None]:
 def render(out: Answer, kind: str) -> Response:
     """The answer in the negotiated format; tables carry the gene overlap in headers."""
     if kind == JSON:
-        return Response(orjson.dumps(out.model_dump(mode="json")), media_type=JSON)
+        # pydantic-core writes the JSON itself: no Python dicts of the answer in between
+        return Response(out.model_dump_json(), media_type=JSON)
     sink = io.BytesIO()
     _write(kind)(_table(out), sink)
     overlap = out.gene_overlap

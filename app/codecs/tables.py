@@ -8,6 +8,7 @@ the samples are numbered from 0. Every other column is a gene and must hold numb
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,19 @@ ID_COLUMN = "sample_id"
 
 
 def decode_delimited(body: bytes, *, delimiter: str, max_samples: int) -> Expression:
-    """CSV (delimiter ',') or TSV ('\\t'): samples as rows, the first column their ids."""
+    """CSV (delimiter ',') or TSV ('\\t'): samples as rows, the first column their ids.
+
+    Every gene column is typed float32 up front and the values come out as one matrix; a table
+    that does not parse that way (a text or empty cell, a ragged row) is read again with type
+    inference, which names the cells at fault.
+    """
     what = "CSV" if delimiter == "," else "TSV"
-    header = body.split(b"\n", 1)[0].rstrip(b"\r").split(delimiter.encode(), 1)[0]
-    id_column = header.strip().strip(b'"').decode("utf-8", "replace")
+    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
+    names = [n.strip().strip('"') for n in first_line.decode("utf-8", "replace").split(delimiter)]
+    fast = _typed(body, delimiter, names, max_samples)
+    if fast is not None:
+        return fast
+    id_column = names[0]
     try:
         table = pacsv.read_csv(
             io.BytesIO(body),
@@ -49,6 +59,46 @@ def decode_delimited(body: bytes, *, delimiter: str, max_samples: int) -> Expres
         raise InvalidRequest(f"the {what} needs a sample-id column and at least one gene column")
     ids = [_text(v) for v in table.column(0).to_pylist()]
     return _to_expression(table, ids, first_gene=1, max_samples=max_samples)
+
+
+def block_size(n_bytes: int, n_columns: int) -> int:
+    """pyarrow CSV block size: one block per core, but few column chunks on wide tables.
+
+    Each block is parsed on its own thread and becomes one chunk per column; on a 20,000-column
+    table the per-chunk work outweighs the parallelism past two blocks, on a 765-column one it
+    does not (measured in tests/perf/bench.py's parse limits).
+    """
+    blocks = max(1, min(os.cpu_count() or 1, 40_000 // max(n_columns, 1), n_bytes >> 20))
+    return max(1 << 20, -(-n_bytes // blocks) + (1 << 16))
+
+
+def _typed(body: bytes, delimiter: str, names: list[str], max_samples: int) -> Expression | None:
+    """The expression of a table whose gene columns all parse as float32; else None."""
+    if len(names) < 2 or len(set(names)) != len(names) or not all(names):
+        return None
+    types = {names[0]: pa.string(), **dict.fromkeys(names[1:], pa.float32())}
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, block_size=block_size(len(body), len(names))
+            ),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    genes = table.drop_columns([names[0]])
+    if table.num_rows == 0 or any(c.null_count for c in genes.columns):
+        return None  # empty cells: named by the inferring path
+    ids = [_text(v) for v in table.column(0).to_pylist()]
+    check_count(len(ids), max_samples)
+    if not all(ids):
+        return None
+    check_ids(ids)
+    batch = genes.combine_chunks().to_batches()[0]
+    values = np.asarray(batch.to_tensor(row_major=True).to_numpy(), dtype=np.float32)
+    return check_finite(Expression(ids, names[1:], values))
 
 
 def decode_arrow(body: bytes, *, max_samples: int) -> Expression:

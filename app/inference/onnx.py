@@ -24,12 +24,35 @@ _OPT_LEVELS = {
 }
 
 
-def _provider_options(provider: str, gpu_mem_limit_mb: int) -> dict[str, str]:
+def provider_options(
+    provider: str,
+    card: ModelCard,
+    gpu_mem_limit_mb: int,
+    max_batch: int,
+    cache_dir: Path | None = None,
+) -> dict[str, str]:
+    """Options of one execution provider for one model version.
+
+    TensorRT gets an optimisation profile over the whole batch axis (1 … `max_batch`, tuned for
+    64): without one it builds a new engine for every batch size the batcher happens to form
+    (each build takes seconds), and, given `cache_dir`, keeps its engines there across restarts.
+    """
+    options: dict[str, str] = {}
     if provider == "CUDAExecutionProvider" and gpu_mem_limit_mb:
-        return {"gpu_mem_limit": str(gpu_mem_limit_mb * 1024 * 1024)}
-    if provider == "TensorrtExecutionProvider" and gpu_mem_limit_mb:
-        return {"trt_max_workspace_size": str(gpu_mem_limit_mb * 1024 * 1024)}
-    return {}
+        options["gpu_mem_limit"] = str(gpu_mem_limit_mb * 1024 * 1024)
+    if provider == "TensorrtExecutionProvider":
+        name, genes = card.inputs[0].name, card.n_genes
+        options |= {
+            "trt_profile_min_shapes": f"{name}:1x{genes}",
+            "trt_profile_opt_shapes": f"{name}:{min(64, max_batch)}x{genes}",
+            "trt_profile_max_shapes": f"{name}:{max_batch}x{genes}",
+        }
+        if gpu_mem_limit_mb:
+            options["trt_max_workspace_size"] = str(gpu_mem_limit_mb * 1024 * 1024)
+        if cache_dir is not None:
+            options["trt_engine_cache_enable"] = "True"
+            options["trt_engine_cache_path"] = str(cache_dir)
+    return options
 
 
 def unused_providers(requested: list[str], in_use: list[str], available: set[str]) -> list[str]:
@@ -65,12 +88,16 @@ class OnnxBackend:
         gpu_mem_limit_mb: int = 0,
         warmup_batch_sizes: tuple[int, ...] = (1,),
         spinning: bool = False,
+        max_batch: int = 256,
+        trt_cache_dir: Path | None = None,
     ) -> None:
         available = set(ort.get_available_providers())
         usable = [p for p in providers if p in available]
         if not usable:
             raise ModelLoadError(f"none of the providers {providers} is available ({available})")
         wants_gpu = any(p != "CPUExecutionProvider" for p in providers)
+        if "TensorrtExecutionProvider" in usable and trt_cache_dir is not None:
+            trt_cache_dir.mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = _OPT_LEVELS[graph_optimization]
         opts.intra_op_num_threads = intra_op_threads
@@ -83,7 +110,10 @@ class OnnxBackend:
         self._session = ort.InferenceSession(
             str(folder / ONNX_FILE),
             sess_options=opts,
-            providers=[(p, _provider_options(p, gpu_mem_limit_mb)) for p in usable],
+            providers=[
+                (p, provider_options(p, card, gpu_mem_limit_mb, max_batch, trt_cache_dir))
+                for p in usable
+            ],
         )
         self._requested = list(providers)
         in_use = self._session.get_providers()
@@ -157,6 +187,9 @@ def onnx_backend_factory(settings: Settings) -> BackendFactory:
             gpu_mem_limit_mb=settings.gpu_mem_limit_mb,
             warmup_batch_sizes=tuple(settings.warmup_batch_sizes),
             spinning=settings.thread_spinning,
+            # a request larger than the batch runs alone: the engine must take it too
+            max_batch=max(settings.batch_policy(card.name)[1], settings.max_samples_per_request),
+            trt_cache_dir=settings.data_dir / "trt-cache",
         )
 
     return factory

@@ -199,16 +199,20 @@ class ModelRegistry:
             log.warning("%s/%d still busy after %.0f s; closing it", name, version, timeout_s)
         model.backend.close()
 
+    async def rescan(self, drain_timeout_s: float) -> None:
+        """Scan now (in a thread) and unload what the scan retires; errors are logged."""
+        try:
+            retired = await asyncio.to_thread(self.scan)
+        except Exception:  # a failed scan (e.g. an unreadable folder) must not stop watching
+            log.exception("scanning %s failed", self.root)
+            return
+        await asyncio.gather(*(self.unload(m, drain_timeout_s) for m in retired))
+
     async def watch(self, interval_s: float, drain_timeout_s: float) -> None:
         """Re-scan every `interval_s` (runs until cancelled); unload what each scan retires."""
         while True:
             await asyncio.sleep(interval_s)
-            try:
-                retired = await asyncio.to_thread(self.scan)
-            except Exception:  # a failed scan (e.g. an unreadable folder) must not stop watching
-                log.exception("scanning %s failed", self.root)
-                continue
-            await asyncio.gather(*(self.unload(m, drain_timeout_s) for m in retired))
+            await self.rescan(drain_timeout_s)
 
     def close(self) -> None:
         """Release every session (at shutdown)."""

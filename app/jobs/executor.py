@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -31,10 +32,20 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """A thread pool in the API process; needs the 'train' extra."""
+    """A thread pool in the API process; needs the 'train' extra.
 
-    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+    `on_published` is called (in the job's thread) after a job has published a new version,
+    so this process serves it at once instead of at its next scan of models/.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        on_published: Callable[[], None] | None = None,
+    ) -> None:
         self.factory, self.settings = factory, settings
+        self.on_published = on_published
         self.pool = ThreadPoolExecutor(settings.local_job_threads, thread_name_prefix="job")
         self.shutdown = threading.Event()
 
@@ -52,6 +63,13 @@ class LocalExecutor:
             run_job, job_id, factory=self.factory, settings=self.settings, shutdown=self.shutdown
         )
         future.add_done_callback(lambda f: _log_crash(job_id, f))
+        future.add_done_callback(self._published)
+
+    def _published(self, future: Future[str]) -> None:
+        if self.on_published is None or future.cancelled() or future.exception() is not None:
+            return
+        if future.result() == "succeeded":
+            self.on_published()
 
     def close(self) -> None:
         # a running job stops at its next minibatch and goes back to the queue; the next start
@@ -86,8 +104,12 @@ class CeleryExecutor:
         self.app.close()
 
 
-def make_executor(settings: Settings, factory: sessionmaker[Session]) -> Executor:
-    """The executor the settings ask for."""
+def make_executor(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    on_published: Callable[[], None] | None = None,
+) -> Executor:
+    """The executor the settings ask for (`on_published`: see LocalExecutor)."""
     if settings.executor == "celery":
         return CeleryExecutor(settings)
-    return LocalExecutor(factory, settings)
+    return LocalExecutor(factory, settings, on_published)

@@ -42,14 +42,10 @@ def parse_upload(
     if fmt == "h5ad":
         parsed = dataset_io.read_h5ad(data, max_values)
     else:
-        table = dataset_io.read_table(data, fmt, filename)
-        if table.size > max_values:
-            raise InvalidRequest(f"{table.shape[0]}×{table.shape[1]} is more than {max_values}")
-        parsed = dataset_io.from_table(table, label_columns)
+        parsed = dataset_io.read_table(data, fmt, filename, label_columns, max_values=max_values)
     if labels is not None:
-        name = labels_filename or "labels.csv"
-        table = dataset_io.read_table(labels, dataset_io.guess_format(name), name)
-        parsed = dataset_io.attach_labels(parsed, table)
+        ids, columns = dataset_io.read_labels(labels, labels_filename or "labels.csv")
+        parsed = dataset_io.attach_labels(parsed, ids, columns)
     return parsed, fmt
 
 

@@ -9,8 +9,11 @@ group-commit writer (`app.db.writer`) and the answer leaves only once it is comm
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
+
+from pydantic import TypeAdapter
 
 from app.codecs.payloads import Expression
 from app.db.writer import PredictionWriter
@@ -92,13 +95,18 @@ async def _answer(
     declared: InputScale | None,
     *,
     task: str,
-    rows: Callable[[dict[str, Array]], list[Row]],
+    rows: Callable[[dict[str, Array]], list[dict[str, Any]]],
+    row_type: type[Row],
     keep: bool,
 ) -> tuple[list[Row], Envelope]:
-    """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows)."""
+    """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows).
+
+    The rows are built once as plain dicts (what the record stores) and validated into the
+    answer's models in one call (pydantic-core, not a Python loop of constructors).
+    """
     outputs, done = await _run(model, expr, min_overlap, declared)
     fraction = done.alignment.fraction
-    answer = rows(outputs)
+    plain = rows(outputs)
     card = model.card
     await writer.record(
         request_id=request_id,
@@ -106,7 +114,7 @@ async def _answer(
         model_name=card.name,
         model_version=card.version,
         sample_ids=expr.sample_ids,
-        outputs=[r.model_dump() for r in answer] if keep else None,
+        outputs=plain if keep else None,
         gene_overlap=fraction,
     )
     used = ModelUsed(name=card.name, version=card.version)
@@ -115,7 +123,12 @@ async def _answer(
     envelope = Envelope(
         request_id=request_id, model=used, gene_overlap=overlap, transform_applied=applied
     )
-    return answer, envelope
+    return _adapter(row_type).validate_python(plain), envelope
+
+
+@functools.cache
+def _adapter(row_type: type[Row]) -> TypeAdapter[list[Row]]:
+    return TypeAdapter(list[row_type])  # type: ignore[valid-type]
 
 
 async def classify(
@@ -136,19 +149,21 @@ async def classify(
         )
     labels = card.labels
 
-    def rows(outputs: dict[str, Array]) -> list[SamplePrediction]:
+    def rows(outputs: dict[str, Array]) -> list[dict[str, Any]]:
+        probabilities = outputs["probabilities"]
+        best = probabilities.argmax(axis=1).tolist()
         return [
-            SamplePrediction(
-                id=sample_id,
-                label=labels[int(row.argmax())],
-                probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
-            )
-            for sample_id, row in zip(expr.sample_ids, outputs["probabilities"], strict=True)
+            {
+                "id": sample_id,
+                "label": labels[k],
+                "probabilities": dict(zip(labels, row, strict=True)),
+            }
+            for sample_id, k, row in zip(expr.sample_ids, best, probabilities.tolist(), strict=True)
         ]
 
     predictions, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
-        task="classify", rows=rows, keep=True,
+        task="classify", rows=rows, row_type=SamplePrediction, keep=True,
     )  # fmt: skip
     return ClassifyOut(**envelope, predictions=predictions)
 
@@ -171,17 +186,15 @@ async def regress(
         raise InvalidRequest(f"{card.name} is a {card.kind} model; regress needs a regressor{hint}")
     targets = card.labels
 
-    def rows(outputs: dict[str, Array]) -> list[SampleValues]:
+    def rows(outputs: dict[str, Array]) -> list[dict[str, Any]]:
         return [
-            SampleValues(
-                id=sample_id, values={t: float(v) for t, v in zip(targets, row, strict=True)}
-            )
-            for sample_id, row in zip(expr.sample_ids, outputs["prediction"], strict=True)
+            {"id": sample_id, "values": dict(zip(targets, row, strict=True))}
+            for sample_id, row in zip(expr.sample_ids, outputs["prediction"].tolist(), strict=True)
         ]
 
     predictions, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
-        task="regress", rows=rows, keep=True,
+        task="regress", rows=rows, row_type=SampleValues, keep=True,
     )  # fmt: skip
     return RegressOut(**envelope, predictions=predictions)
 
@@ -203,14 +216,14 @@ async def embed(
             f"{card.parent.name if card.parent else '(none recorded)'}"
         )
 
-    def rows(outputs: dict[str, Array]) -> list[SampleEmbedding]:
+    def rows(outputs: dict[str, Array]) -> list[dict[str, Any]]:
         return [
-            SampleEmbedding(id=sample_id, embedding=row.tolist())
-            for sample_id, row in zip(expr.sample_ids, outputs["embedding"], strict=True)
+            {"id": sample_id, "embedding": row}
+            for sample_id, row in zip(expr.sample_ids, outputs["embedding"].tolist(), strict=True)
         ]
 
     embeddings, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
-        task="embed", rows=rows, keep=False,  # embeddings are not kept
+        task="embed", rows=rows, row_type=SampleEmbedding, keep=False,  # not kept
     )  # fmt: skip
     return EmbedOut(**envelope, embeddings=embeddings)

@@ -178,3 +178,22 @@ def test_the_log_says_which_providers_run_a_model_and_why_not_the_others(
     assert message.startswith("toy-encoder/1 runs on CPUExecutionProvider only: ")
     assert "CUDAExecutionProvider is not in this onnxruntime build (it has " in message
     assert "CPUExecutionProvider not available" not in message
+
+
+def test_tensorrt_gets_a_profile_over_the_batch_axis_and_an_engine_cache(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    from app.inference.onnx import provider_options
+    from contract.card import ModelCard
+
+    card = ModelCard.read(models_dir / "toy-classifier" / "1")
+    name, n = card.inputs[0].name, card.n_genes
+    trt = provider_options("TensorrtExecutionProvider", card, 512, 10_000, tmp_path / "trt")
+    assert trt["trt_profile_min_shapes"] == f"{name}:1x{n}"
+    assert trt["trt_profile_opt_shapes"] == f"{name}:64x{n}"
+    assert trt["trt_profile_max_shapes"] == f"{name}:10000x{n}"
+    assert trt["trt_max_workspace_size"] == str(512 * 1024 * 1024)
+    assert trt["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert provider_options("CUDAExecutionProvider", card, 0, 256) == {}
+    assert provider_options("CUDAExecutionProvider", card, 1, 256) == {"gpu_mem_limit": "1048576"}
+    assert provider_options("CPUExecutionProvider", card, 1, 256) == {}

@@ -57,3 +57,27 @@ def test_matrix_harmonisation_warns_and_panel_alignment_ignores_versions() -> No
     aligned, done = align_matrix(m.take([0]), panel, InputScale.counts)
     assert aligned.X.tolist() == [[1.0]]
     assert done.alignment.missing_genes == []
+
+
+def test_an_input_in_panel_order_aligns_to_itself_and_align_matrix_still_copies() -> None:
+    import numpy as np
+
+    from contract.align import PanelIndex, align_matrix, to_panel
+    from contract.card import GenePanel, InputScale
+    from contract.matrix import ExpressionMatrix
+
+    panel = GenePanel(ids=["CD3E", "CD14", "MS4A1"], fill_values=[0.0, 0.0, 0.0])
+    index = PanelIndex.of(panel)
+    assert index.plain
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    done = to_panel(x, ["CD3E", "CD14", "MS4A1"], index, InputScale.log, min_overlap=0.5)
+    assert done.values is x
+    assert (done.alignment.matched, done.alignment.missing_genes) == (3, [])
+    assert done.folded.genes == ["CD3E", "CD14", "MS4A1"]
+    shuffled = to_panel(x, ["CD14", "CD3E", "MS4A1"], index, InputScale.log, min_overlap=0.5)
+    assert shuffled.values.tolist() == [[2.0, 1.0, 3.0]]
+    matrix = ExpressionMatrix(X=x, sample_ids=["s"], gene_ids=["CD3E", "CD14", "MS4A1"])
+    aligned, _ = align_matrix(matrix, panel, InputScale.log)
+    assert not np.shares_memory(aligned.X, x)
+    versioned = GenePanel(ids=["ENSG00000000003.14", "CD14"], fill_values=[0.0, 0.0])
+    assert not PanelIndex.of(versioned).plain  # harmonise strips the version: not the identity

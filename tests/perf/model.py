@@ -20,35 +20,40 @@ GENES = [f"GENE{i:05d}" for i in range(N_GENES)]
 LABELS = [f"class{i}" for i in range(N_CLASSES)]
 
 
-def build(seed: int = 0) -> tuple[DenseAutoencoder, ClassifierHead]:
+def build(seed: int = 0, n_genes: int = N_GENES) -> tuple[DenseAutoencoder, ClassifierHead]:
     """The same weights for every caller (the textbook server rebuilds them from the seed)."""
     torch.manual_seed(seed)
     autoencoder = DenseAutoencoder(
-        AutoencoderConfig(n_genes=N_GENES, hidden=(HIDDEN,), latent=LATENT, dropout=0.0)
+        AutoencoderConfig(n_genes=n_genes, hidden=(HIDDEN,), latent=LATENT, dropout=0.0)
     )
     head = ClassifierHead(ClassifierHeadConfig(n_in=LATENT, n_classes=N_CLASSES))
     return autoencoder.eval(), head.eval()
 
 
-def profiles(n: int, seed: int = 1) -> np.ndarray:
+def profiles(n: int, seed: int = 1, n_genes: int = N_GENES) -> np.ndarray:
     """Log-scale-looking random profiles, float32, panel order."""
     rng = np.random.default_rng(seed)
-    return np.log1p(rng.gamma(0.3, 4.0, size=(n, N_GENES))).astype(np.float32)
+    return np.log1p(rng.gamma(0.3, 4.0, size=(n, n_genes))).astype(np.float32)
 
 
-def export(models_dir: Path) -> Path:
-    """Publish models_dir/bench-classifier/1 and return its folder."""
-    autoencoder, head = build()
+def name_of(n_genes: int) -> str:
+    """The benchmark model with an `n_genes` panel (the first n of GENES)."""
+    return NAME if n_genes == N_GENES else f"{NAME}-{n_genes}"
+
+
+def export(models_dir: Path, n_genes: int = N_GENES) -> Path:
+    """Publish models_dir/<name_of(n_genes)>/1 and return its folder."""
+    autoencoder, head = build(n_genes=n_genes)
     pipeline = PreprocessPipeline(
         input_scale=InputScale.log,
-        gene_ids=GENES,
+        gene_ids=GENES[:n_genes],
         steps=[],
-        input_mean=np.zeros(N_GENES, np.float32),
+        input_mean=np.zeros(n_genes, np.float32),
     )
     info = CardInfo(
         description="benchmark model, random weights (throughput only)",
         training_data=TrainingData(
-            name="random", fingerprint="0" * 64, n_samples=0, n_genes=N_GENES
+            name="random", fingerprint="0" * 64, n_samples=0, n_genes=n_genes
         ),
     )
     return export_classifier(
@@ -56,9 +61,9 @@ def export(models_dir: Path) -> Path:
         head,
         pipeline,
         LABELS,
-        name=NAME,
+        name=name_of(n_genes),
         models_dir=models_dir,
         info=info,
-        reference=profiles(8),
+        reference=profiles(8, n_genes=n_genes),
         parent=None,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +57,7 @@ def export_onnx(
         Name of the graph input.
     """
     module.eval()
+    _reuse_torchlib_registry()
     example = torch.zeros(2, n_in, dtype=torch.float32)
     # the torch.export-based exporter is the maintained one in torch 2.x (the TorchScript one is
     # deprecated); it writes the same bytes for the same weights, so re-runs are reproducible
@@ -180,6 +183,39 @@ def _check_signature(model: onnx.ModelProto, output_names: Sequence[str], input_
     outputs = [o.name for o in model.graph.output]
     if outputs != list(output_names):
         raise ExportVerificationError(f"graph outputs are {outputs}, expected {list(output_names)}")
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+def _reuse_torchlib_registry() -> None:
+    """Build the exporter's table of ONNX translations once per process, not once per export.
+
+    torch.onnx.export(dynamo=True) rebuilds it from onnxscript's torchlib on every call (it
+    re-reads the source of ~500 functions): ~0.8 s of a fine-tuning job's two exports, measured
+    by tests/perf/bench_finetune.py. Each export gets its own copy of the table (a custom
+    translation table, which this project never passes, would be added to the copy only).
+    """
+    from torch.onnx._internal.exporter import _registration
+
+    registry_cls: Any = _registration.ONNXRegistry
+    with _PATCH_LOCK:
+        if getattr(registry_cls, "_genexfer_cached", False):
+            return
+        build = registry_cls.from_torchlib
+
+        @functools.cache
+        def cached(opset_version: int) -> Any:
+            return build(opset_version=opset_version)
+
+        def from_torchlib(cls: type, opset_version: int = OPSET) -> Any:
+            table = cached(opset_version)
+            fresh = copy.copy(table)
+            fresh.functions = {k: list(v) for k, v in table.functions.items()}
+            return fresh
+
+        registry_cls.from_torchlib = classmethod(from_torchlib)
+        registry_cls._genexfer_cached = True
 
 
 @contextlib.contextmanager

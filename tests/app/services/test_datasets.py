@@ -148,3 +148,101 @@ def test_delete_and_missing(svc: TestClient, tmp_path: Path) -> None:
     r = svc.get(f"/v1/datasets/{body['id']}")
     assert r.status_code == 404
     assert r.headers["content-type"] == PROBLEM
+
+
+# --- strict typing of uploaded tables (pyarrow reader) ---
+
+
+def _csv(rows: list[str]) -> bytes:
+    return ("\n".join(rows) + "\n").encode()
+
+
+HEADER = "sample,HES4,TNFRSF4,SSU72"
+
+
+def refused(client: TestClient, name: str, data: bytes, **form: str) -> dict[str, object]:
+    r = client.post("/v1/datasets", files={"file": (name, data)}, data=form)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, object] = r.json()
+    return body
+
+
+def test_ids_stay_text(svc: TestClient, tmp_path: Path) -> None:
+    data = _csv([HEADER + ",cell_type", "01003,1,2,3,a", "007,4,5,6,NA", "1e3,7,8,9,b"])
+    body = upload(svc, "x.csv", data)
+    assert body["label_counts"] == {"cell_type": {"a": 1, "NA": 1, "b": 1}}
+    (stored,) = (tmp_path / "data" / "datasets").glob("*.npz")
+    with np.load(stored, allow_pickle=False) as npz:
+        assert list(npz["sample_ids"]) == ["01003", "007", "1e3"]
+        assert npz["X"].tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    labels = _csv(["id,grade", "01003,x", "007,y", "1e3,x"])
+    r = svc.post(
+        "/v1/datasets",
+        files={
+            "file": ("x.tsv", data.decode().replace(",", "\t").encode()),
+            "labels": ("l.csv", labels),
+        },
+        data={"label_columns": "cell_type"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["label_counts"]["grade"] == {"x": 2, "y": 1}
+
+
+def test_text_cell_in_a_gene_column_is_named(svc: TestClient) -> None:
+    body = refused(svc, "x.csv", _csv([HEADER, "s1,1,2,3", "s2,4,oops,6", "s3,7,8,9"]))
+    assert (body["samples"], body["genes"]) == (["s2"], ["TNFRSF4"])
+    assert "'oops'" in str(body["detail"])
+
+
+def test_text_cell_past_the_first_rows_is_named(svc: TestClient) -> None:
+    rows = [HEADER] + [f"s{i},1,2,3" for i in range(200)]
+    rows[150] = "s149,1,2,x3"
+    body = refused(svc, "x.csv", _csv(rows))
+    assert (body["samples"], body["genes"]) == (["s149"], ["SSU72"])
+
+
+def test_declared_labels_make_every_other_column_a_gene(svc: TestClient) -> None:
+    data = _csv([HEADER + ",cell_type,batch", "s1,1,2,3,a,b1", "s2,4,5,6,b,b2"])
+    body = refused(svc, "x.csv", data, label_columns="cell_type")
+    assert (body["samples"], body["genes"]) == (["s1", "s2"], ["batch"])
+    assert upload(svc, "x.csv", data, label_columns="cell_type,batch")["n_genes"] == 3
+
+
+def test_header_without_rows_is_refused(svc: TestClient) -> None:
+    body = refused(svc, "x.csv", _csv([HEADER]))
+    assert "no rows" in str(body["detail"])
+    assert "no rows" in str(refused(svc, "x.csv", _csv([HEADER]), label_columns="SSU72")["detail"])
+
+
+def test_duplicate_ids_and_missing_values_are_named(svc: TestClient) -> None:
+    assert refused(svc, "x.csv", _csv(["sample,A,B,A", "s1,1,2,3"]))["genes"] == ["A"]
+    assert refused(svc, "x.csv", _csv([HEADER, "s1,1,2,3", "s1,4,5,6"]))["samples"] == ["s1"]
+    body = refused(svc, "x.csv", _csv([HEADER, "s1,1,,3", "s2,4,5,inf", "s3,7,8,NA"]))
+    assert (body["samples"], body["genes"]) == (["s1", "s2", "s3"], ["SSU72", "TNFRSF4"])
+    body = refused(svc, "x.csv", _csv([HEADER, ",1,2,3"]))
+    assert "without an id" in str(body["detail"])
+
+
+def test_gzipped_csv_and_unreadable_rows(svc: TestClient) -> None:
+    import gzip
+
+    data = _csv([HEADER, "s1,1,2,3", "s2,4,5,6"])
+    assert upload(svc, "x.csv.gz", gzip.compress(data))["n_samples"] == 2
+    body = refused(svc, "x.csv", _csv([HEADER, "s1,1,2,3", "s2,4,5"]))
+    assert "not a readable table" in str(body["detail"])
+
+
+def test_parquet_index_and_text_cells(svc: TestClient) -> None:
+    table = small_table()
+    table.index = pd.Index(["01", "02", "03", "04", "05", "06"], name="sample")
+    buf = io.BytesIO()
+    table.to_parquet(buf)
+    body = upload(svc, "x.parquet", buf.getvalue())
+    assert (body["n_samples"], body["n_genes"]) == (6, 4)
+    table["HES4"] = table["HES4"].astype(str)
+    table.loc["03", "HES4"] = "high"
+    buf = io.BytesIO()
+    table.to_parquet(buf)
+    body = refused(svc, "x.parquet", buf.getvalue(), label_columns="cell_type")
+    assert (body["samples"], body["genes"]) == (["03"], ["HES4"])
