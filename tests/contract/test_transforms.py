@@ -88,3 +88,17 @@ def test_card_records_are_checked() -> None:
     old["panel"] = {k: v for k, v in data["panel"].items() if k not in ("species", "id_type")}
     loaded = ModelCard.model_validate(old)
     assert (loaded.input_transforms, loaded.panel.species, loaded.panel.id_type) == ([], None, None)
+
+
+def test_an_input_in_panel_order_is_transformed_too() -> None:
+    genes = [f"g{i}" for i in range(COUNTS.shape[1])]
+    index = PanelIndex.of(GenePanel(ids=genes, fill_values=[0.0] * len(genes)))
+    assert index.plain  # the shortcut that skips harmonise and align
+    done = to_panel(COUNTS, genes, index, InputScale.log, min_overlap=0.5, transforms=[SCANPY])
+    assert done.transform == SCANPY
+    np.testing.assert_array_equal(done.values, transforms.apply(SCANPY, COUNTS))
+    assert (done.alignment.matched, done.alignment.matched_directly) == (len(genes), len(genes))
+    logs = transforms.apply(SCANPY, COUNTS)
+    same = to_panel(logs, genes, index, InputScale.log, min_overlap=0.5, transforms=[SCANPY])
+    assert same.transform is None
+    assert same.values is logs
