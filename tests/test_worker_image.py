@@ -28,14 +28,21 @@ from pathlib import Path
 
 import onnxruntime  # every export is checked with it
 import app.jobs.train as runner  # what a worker imports to run a job
-from app.codecs import datasets as io
+from app.codecs.datasets import save_npz
 from app.schemas.jobs import JobCreate
+from app.services.datasets import parse_upload
 
 root, examples = Path(sys.argv[1]), Path(sys.argv[2])
-cells = io.read_table((examples / "lab-cells.csv.gz").read_bytes(), "csv", "lab-cells.csv.gz")
-labels = io.read_table((examples / "lab-labels.csv").read_bytes(), "csv", "lab-labels.csv")
-parsed = io.attach_labels(io.from_table(cells, []), labels)
-io.save_npz(parsed, root / "lab.npz")
+parsed, _ = parse_upload(  # as POST /v1/datasets reads an upload
+    data=(examples / "lab-cells.csv.gz").read_bytes(),
+    filename="lab-cells.csv.gz",
+    fmt=None,
+    label_columns=None,
+    labels=(examples / "lab-labels.csv").read_bytes(),
+    labels_filename="lab-labels.csv",
+    max_values=10**8,
+)
+save_npz(parsed, root / "lab.npz")
 params = JobCreate(
     encoder={"name": "pbmc68k-encoder", "version": 1},
     dataset_id=uuid.uuid4(),
