@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the PostgreSQL and Redis the tests use (127.0.0.1:5432 trust auth, database `test`;
 # 127.0.0.1:6379), installing them from Debian's packages first on a machine that lacks them;
-# also installs the headless Chromium and chromedriver the web app's end-to-end tests drive.
+# also installs the headless Chromium and chromedriver the web app's end-to-end tests drive, and
+# docker-compose, whose `config` the deployment tests run on the compose files.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -16,6 +17,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   echo "installing chromium and chromium-driver (apt)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# `docker-compose config` checks the compose files in the tests (no Docker engine needed); a
+# Compose v2 plugin, where there is one, is used instead
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  echo "installing docker-compose (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
 
 pg_version=$(ls /etc/postgresql | sort -V | tail -n 1)

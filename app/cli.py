@@ -142,9 +142,14 @@ TRAIN_EXTRA |= {"matplotlib"}  # genexfer preprocess's report
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `genexfer` command."""
+    from app.config_errors import SettingsError
+
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"genexfer: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if exc.name not in TRAIN_EXTRA:
             raise

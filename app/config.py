@@ -6,8 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as ParseError
+
+from app.config_errors import SettingsError, describe
 
 KNOWN_PROVIDERS = (
     "TensorrtExecutionProvider",
@@ -47,6 +50,7 @@ class Settings(BaseSettings):
     providers: list[str] = Field(
         default=["CUDAExecutionProvider", "CPUExecutionProvider"],
         description="ONNX Runtime execution providers, in order of preference.",
+        json_schema_extra={"accepts": "a JSON list of " + ", ".join(KNOWN_PROVIDERS)},
     )
     allow_cpu_fallback: bool = Field(
         default=True,
@@ -131,6 +135,11 @@ class Settings(BaseSettings):
         "over again (its message may have been lost with the broker's data); a duplicate message "
         "is skipped by the runner.",
     )
+    train_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where a job runner trains: auto (CUDA when this process sees a GPU), cpu, "
+        "or cuda (a job fails if none is usable).",
+    )
     max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     idempotency_ttl_hours: float = Field(
         default=24.0,
@@ -143,11 +152,17 @@ class Settings(BaseSettings):
     def _check(self) -> Self:
         unknown = [p for p in self.providers if p not in KNOWN_PROVIDERS]
         if unknown:
-            raise ValueError(f"unknown execution providers {unknown}; known: {KNOWN_PROVIDERS}")
+            raise ValueError(
+                f"GENEXFER_PROVIDERS names unknown execution providers {unknown}; "
+                f"it accepts a JSON list of {', '.join(KNOWN_PROVIDERS)}"
+            )
         if not self.providers:
-            raise ValueError("providers must name at least one execution provider")
+            raise ValueError("GENEXFER_PROVIDERS must name at least one execution provider")
         if self.environment == "production" and self.database_url.startswith("sqlite"):
-            raise ValueError("production needs a server database (GENEXFER_DATABASE_URL)")
+            raise ValueError(
+                "GENEXFER_ENVIRONMENT=production needs a server database: GENEXFER_DATABASE_URL "
+                "accepts a postgresql+psycopg:// URL there, not SQLite"
+            )
         return self
 
     def batch_policy(self, model: str) -> tuple[bool, int, float]:
@@ -167,5 +182,8 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once; a bad one is a `SettingsError` of one line."""
+    try:
+        return Settings()
+    except (ValidationError, ParseError) as exc:
+        raise SettingsError(describe(exc, Settings)) from None

@@ -120,9 +120,14 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         app.state.writer = PredictionWriter(app.state.sessionmaker)
         app.state.registry = registry
         log.info(
-            "serving %d model version(s) from %s; %d broken",
+            "serving %d model version(s) from %s: %s; %d broken",
             len(registry.models(viewer=EVERYONE)),
             settings.models_dir,
+            "; ".join(
+                f"{m.card.name}/{m.card.version} runs on {', '.join(m.backend.providers)}"
+                for m in registry.models(viewer=EVERYONE)
+            )
+            or "none",
             len(registry.errors),
         )
         loop = asyncio.get_running_loop()

@@ -16,6 +16,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contract.idmap import IdType
+
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 HEAD_FILE = "head.onnx"
@@ -54,6 +56,17 @@ class GenePanel(_Frozen):
         description="Value, on the input scale, given to a panel gene the request lacks.",
     )
     fill_policy: Literal["training_mean", "zero"] = "training_mean"
+    species: str | None = Field(
+        default=None,
+        description="Species of the panel's genes (e.g. 'Homo sapiens'); null where the card "
+        "predates the field. Names an input does not match directly are looked up in the human "
+        "gene table only for human panels and those of unrecorded species.",
+    )
+    id_type: IdType | None = Field(
+        default=None,
+        description="How the panel names its genes: symbol, ensembl, entrez, mixed or unknown "
+        "(contract.idmap.id_type at export); null where the card predates the field.",
+    )
 
     @model_validator(mode="after")
     def _lengths(self) -> Self:
@@ -124,6 +137,66 @@ class TrainingData(_Frozen):
     )
 
 
+class TransformStep(_Frozen):
+    """One per-sample step of an input transform, applied in numpy (contract.preprocess.steps)."""
+
+    name: Literal["normalize_total", "log1p", "log2p1"]
+    params: dict[str, float] = Field(
+        default_factory=dict, description="normalize_total: {'target_sum': total per sample}."
+    )
+
+    @model_validator(mode="after")
+    def _params(self) -> Self:
+        wanted = {"target_sum"} if self.name == "normalize_total" else set()
+        if set(self.params) != wanted:
+            raise ValueError(f"{self.name} takes the parameters {sorted(wanted)}")
+        if self.name == "normalize_total" and not self.params["target_sum"] > 0:
+            raise ValueError("normalize_total's target_sum must be positive")
+        return self
+
+    def describe(self) -> str:
+        """The step as `name(param=value)`."""
+        args = ", ".join(
+            f"{k}={int(v) if float(v).is_integer() else v}" for k, v in self.params.items()
+        )
+        return f"{self.name}({args})" if args else self.name
+
+
+class InputTransform(_Frozen):
+    """Values on another scale the model also takes, and the per-sample steps that bring them to
+    its input scale (how its training data were made from that scale)."""
+
+    scale: InputScale = Field(description="The scale these steps start from, e.g. counts.")
+    steps: list[TransformStep] = Field(min_length=1)
+
+    def describe(self) -> str:
+        """e.g. 'counts: normalize_total(target_sum=10000), log1p' (ASCII: it goes in headers)."""
+        return f"{self.scale.value}: " + ", ".join(step.describe() for step in self.steps)
+
+    @classmethod
+    def library_size_log1p(cls, target_sum: float = 1e4) -> InputTransform:
+        """Counts scaled to `target_sum` per sample, then log1p: scanpy's normalize_total and
+        log1p, the usual log-normalised single-cell data."""
+        return cls(
+            scale=InputScale.counts,
+            steps=[
+                TransformStep(name="normalize_total", params={"target_sum": target_sum}),
+                TransformStep(name="log1p"),
+            ],
+        )
+
+    @classmethod
+    def log2_cpm(cls) -> InputTransform:
+        """Counts per million, then log2(1 + x): the usual log-CPM of bulk RNA-seq."""
+        return cls(
+            scale=InputScale.counts,
+            steps=[
+                TransformStep(name="normalize_total", params={"target_sum": 1e6}),
+                TransformStep(name="log2p1"),
+            ],
+        )
+
+
 class ModelCard(_Frozen):
     schema_version: int = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -132,6 +205,11 @@ class ModelCard(_Frozen):
     description: str = ""
     created_at: datetime
     input_scale: InputScale
+    input_transforms: list[InputTransform] = Field(
+        default_factory=list,
+        description="Other scales the model accepts and the per-sample steps, applied by the "
+        "service in numpy, that bring each to input_scale (empty: input_scale only).",
+    )
     panel: GenePanel
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -166,6 +244,13 @@ class ModelCard(_Frozen):
                 )
         if self.head is not None and self.head.file not in self.files:
             raise ValueError(f"files must list the head graph {self.head.file}")
+        return self
+
+    @model_validator(mode="after")
+    def _transform_scales(self) -> Self:
+        scales = [t.scale for t in self.input_transforms]
+        if self.input_scale in scales or len(set(scales)) != len(scales):
+            raise ValueError("input_transforms need one scale each, none of them input_scale")
         return self
 
     @property

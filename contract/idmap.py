@@ -173,6 +173,26 @@ def id_type(names: Iterable[str]) -> IdType:
     return kind if 2 * count > sum(kinds.values()) else "mixed"
 
 
+def _mouse_cased(name: str) -> bool:
+    # mouse symbols capitalise only the first letter (Cd4, Actb); human ones are upper-case but
+    # for the 'orf' of open reading frames (C1orf228)
+    return any(c.islower() for c in name.replace("orf", ""))
+
+
+def species(names: Iterable[str]) -> str | None:
+    """SPECIES when most names resolve in the (human) table and are written as human names
+    (symbols upper-case), else None: mouse symbols resolve case-insensitively too, so the case
+    tells them apart."""
+    matches = resolve(list(names)).matches
+    known = [m.name for m in matches if m.how != "unknown"]
+    if not matches or 2 * len(known) <= len(matches):
+        return None
+    symbols = [n for n in known if _kind(gene_key(n)) == "symbol"]
+    if symbols and 5 * sum(_mouse_cased(n) for n in symbols) > len(symbols):
+        return None
+    return SPECIES
+
+
 def gene(entrez: str) -> Gene:
     """The table row of an Entrez id; KeyError if the table has no such gene."""
     return _index().genes[entrez]

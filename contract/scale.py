@@ -101,11 +101,19 @@ def _median_gene_mean(values: npt.NDArray[np.floating]) -> float:
         return float(np.nanmedian(np.nanmean(values, axis=0)))
 
 
+# what a caller of the HTTP API can do about a refused scale; training passes its own flags
+API_REMEDY = (
+    "transform them first, or declare the scale with ?input_scale= if the detection is wrong"
+)
+
+
 def require_scale(
     values: npt.NDArray[np.floating],
     expected: InputScale,
     declared: InputScale | None = None,
     report: ScaleReport | None = None,
+    *,
+    remedy: str = API_REMEDY,
 ) -> ScaleReport | None:
     """Refuse values on a scale a model cannot take (422 naming both scales and why).
 
@@ -119,6 +127,9 @@ def require_scale(
         The scale the caller vouches for: detection is skipped, a mismatch is still refused.
     report:
         A detection already made on `values`, reused instead of detecting again.
+    remedy:
+        What the caller can do about it, ending the message (the API's query parameter by
+        default; the CLI names its flags).
     """
     if declared is not None:
         if declared is expected or {declared, expected} <= {
@@ -135,8 +146,7 @@ def require_scale(
     if not report.accepts(expected.value):
         raise InputScaleError(
             f"the values look like {report.scale} ({report.reason}) but this model expects "
-            f"{expected.value}; transform them first, or declare the scale with "
-            "?input_scale= if the detection is wrong",
+            f"{expected.value}; {remedy}",
             detected_scale=report.scale,
             expected_scale=expected.value,
         )

@@ -23,6 +23,11 @@ ADAPTATIONS: tuple[Adaptation, ...] = get_args(Adaptation)
 SemiSupervision = Literal["none", "pseudo_label", "consistency"]
 SEMI_SUPERVISION: tuple[SemiSupervision, ...] = get_args(SemiSupervision)
 
+# unsupervised gene selection before an encoder (training.preprocess.select): top variance, or
+# top dispersion within bins of mean expression (Seurat's highly variable genes)
+SelectBy = Literal["variance", "dispersion"]
+SELECT_BY: tuple[SelectBy, ...] = get_args(SelectBy)
+
 # self-supervised encoders: dense with input dropout, masking-noise denoising, variational
 EncoderKind = Literal["ae", "dae", "vae"]
 ENCODER_KINDS: tuple[EncoderKind, ...] = get_args(EncoderKind)

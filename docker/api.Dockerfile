@@ -79,12 +79,14 @@ RUN set -eu; \
     ldconfig -p | grep 'libcudnn\.so\.9' >/dev/null || { echo "cuDNN 9 missing from the base image" >&2; exit 1; }; \
     python -c "import onnxruntime as ort, sys; sys.exit(0 if 'CUDAExecutionProvider' in ort.get_available_providers() else 'no CUDA provider in onnxruntime')"
 
-# Demo models ship inside the image, outside the models volume. On start, the entrypoint copies them
-# into GENEXFER_MODELS_DIR only when that directory is empty (a fresh volume or bind mount), so a
-# volume that already holds models, the lab's own or retrained ones, is never touched. Relying on
-# Docker's copy-on-first-mount of /models instead would not work for bind mounts, nor when the
-# train service happens to create the volume first.
-COPY models /opt/genexfer/models-demo
+# The two demo models ship inside the image, outside the models volume; only they do (versions
+# trained locally into models/ stay out: .dockerignore lets only these two folders through). On
+# start, the entrypoint copies them into GENEXFER_MODELS_DIR only when that directory is empty (a
+# fresh volume or bind mount), so a volume that already holds models, the lab's own or retrained
+# ones, is never touched. Relying on Docker's copy-on-first-mount of /models instead would not
+# work for bind mounts, nor when the train service happens to create the volume first.
+COPY models/pbmc68k-encoder/1 /opt/genexfer/models-demo/pbmc68k-encoder/1
+COPY models/pbmc68k-celltype/1 /opt/genexfer/models-demo/pbmc68k-celltype/1
 COPY --chmod=0755 docker/entrypoint-api.sh /usr/local/bin/genexfer-entrypoint
 RUN install -d -o genexfer -g genexfer /models /data
 

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# GeneXfer training image: the `genexfer` CLI with the `train` extra (torch, scanpy, onnx, ...).
+# GeneXfer training image: the `genexfer` CLI with the `train` extra (torch, scanpy, onnx, ...) and
+# onnxruntime; it runs the fine-tuning workers and `docker compose run train`.
 #
 #   docker compose --profile train build train
 #   docker compose run --rm train train demo --models-dir /models
@@ -17,8 +18,12 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY training ./training
 COPY contract ./contract
+# train: torch and the export tools; cpu: onnxruntime, which every export checks its graph with
+# (the CPU build suffices there: the GPU trains through torch). A job runs app.jobs.train, so the
+# image must import it.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install ".[train]"
+    /opt/venv/bin/pip install ".[train,cpu]" \
+    && /opt/venv/bin/python -c "import onnxruntime, torch, app.jobs.train, training.cli.demo"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:${PATH} \

@@ -28,6 +28,7 @@ from contract.card import (
     ONNX_FILE,
     GenePanel,
     InputScale,
+    InputTransform,
     ModelCard,
     ModelKind,
     TensorSpec,
@@ -86,6 +87,7 @@ def write_model(
     fill_values: list[float] | None = None,
     seed: int = 0,
     job: str | None = None,
+    input_transforms: list[InputTransform] | None = None,
 ) -> Path:
     """Write models/<name>/<version>/ with a real linear ONNX graph and a valid card.
 
@@ -121,6 +123,7 @@ def write_model(
         description="test model",
         created_at=datetime.now(UTC),
         input_scale=InputScale.log,
+        input_transforms=input_transforms or [],
         panel=GenePanel(
             ids=genes,
             aliases=aliases or [],

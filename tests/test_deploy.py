@@ -34,10 +34,13 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 API_DOCKERFILE = ROOT / "docker" / "api.Dockerfile"
 TRAIN_DOCKERFILE = ROOT / "docker" / "train.Dockerfile"
 ENTRYPOINT = ROOT / "docker" / "entrypoint-api.sh"
-DEPLOY_FILES = [COMPOSE, COMPOSE_CPU, ENV_EXAMPLE, API_DOCKERFILE, TRAIN_DOCKERFILE, ENTRYPOINT]
+TUNABLES = ROOT / "docker" / "genexfer.env"
+DEPLOY_FILES = [
+    COMPOSE, COMPOSE_CPU, ENV_EXAMPLE, TUNABLES, API_DOCKERFILE, TRAIN_DOCKERFILE, ENTRYPOINT
+]  # fmt: skip
+WORKERS = ("worker", "worker-gpu1", "worker-gpu2", "worker-gpu3")
 
 PASSWORD = "0123456789abcdef"  # what `openssl rand -hex` gives: letters and digits
-GPU = [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
 
 # ---------------------------------------------------------------- compose: YAML and interpolation
 
@@ -89,10 +92,20 @@ def load_compose(path: Path = COMPOSE, env: Mapping[str, str] | None = None) -> 
     return loaded
 
 
-def env_example() -> dict[str, str]:
-    """The assignments in .env.example, the commented-out (optional) ones included."""
-    pairs = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+def assignments(path: Path) -> dict[str, str]:
+    """The assignments in an env file, the commented-out (optional) ones included."""
+    pairs = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), re.MULTILINE)
     return {name: value.strip() for name, value in pairs}
+
+
+def env_example() -> dict[str, str]:
+    """The assignments in .env.example (compose's own variables)."""
+    return assignments(ENV_EXAMPLE)
+
+
+def tunables() -> dict[str, str]:
+    """The GENEXFER_* assignments in docker/genexfer.env (the api's and workers' env_file)."""
+    return assignments(TUNABLES)
 
 
 # ---------------------------------------------------------------- Dockerfiles
@@ -165,7 +178,7 @@ def pip_installs(path: Path) -> list[str]:
 
 def test_compose_runs_api_and_postgres_with_train_on_demand() -> None:
     services = load_compose()["services"]
-    assert set(services) == {"api", "postgres", "train", "worker", "redis"}
+    assert set(services) == {"api", "postgres", "train", "redis", *WORKERS}
     assert services["api"]["build"] == {"context": ".", "dockerfile": "docker/api.Dockerfile"}
     assert services["train"]["build"] == {"context": ".", "dockerfile": "docker/train.Dockerfile"}
     assert services["postgres"]["image"] == "postgres:16"
@@ -173,8 +186,10 @@ def test_compose_runs_api_and_postgres_with_train_on_demand() -> None:
     assert services["worker"]["build"] == services["train"]["build"]  # the torch image
     assert services["worker"]["command"] == ["worker"]
     assert services["train"]["profiles"] == ["train"]
-    assert "profiles" not in services["api"]
-    assert "profiles" not in services["postgres"]
+    for name in ("api", "postgres", "worker", "redis"):
+        assert "profiles" not in services[name]
+    for gpu in (1, 2, 3):  # the extra workers start only when their GPU's profile is asked for
+        assert services[f"worker-gpu{gpu}"]["profiles"] == [f"gpu{gpu}"]
     assert services["api"]["restart"] == "unless-stopped"
     assert services["postgres"]["restart"] == "unless-stopped"
     assert services["worker"]["restart"] == services["redis"]["restart"] == "unless-stopped"
@@ -207,12 +222,19 @@ def test_models_and_database_live_in_named_volumes() -> None:
     assert services["api"]["volumes"] == ["models:/models", "data:/data"]
     assert services["worker"]["volumes"] == ["models:/models", "data:/data"]
     assert services["redis"]["volumes"] == ["redisdata:/data"]
-    for name in ("api", "worker"):
+    for name in ("api", *WORKERS):
         assert services[name]["environment"]["GENEXFER_DATA_DIR"] == "/data"
         assert services[name]["environment"]["GENEXFER_BROKER_URL"] == "redis://redis:6379/0"
     assert services["api"]["environment"]["GENEXFER_EXECUTOR"] == "celery"
     assert services["api"]["environment"]["GENEXFER_AUTH_ENABLED"] == "true"
-    assert services["train"]["volumes"] == ["models:/models"]
+    # the train service reads the uploaded datasets and the lab's own files (read-only)
+    assert services["train"]["volumes"] == [
+        "models:/models",
+        "data:/data",
+        "./training-data:/input:ro",
+    ]
+    custom = load_compose(env={"POSTGRES_PASSWORD": PASSWORD, "TRAIN_DATA": "/srv/lab"})
+    assert custom["services"]["train"]["volumes"][2] == "/srv/lab:/input:ro"
     assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
     assert services["api"]["environment"]["GENEXFER_MODELS_DIR"] == "/models"
     assert env_of(API_DOCKERFILE)["GENEXFER_MODELS_DIR"] == "/models"
@@ -253,15 +275,113 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
     assert used <= set(env_example()), used - set(env_example())
 
 
-def test_gpu_is_reserved_and_the_cpu_override_removes_it() -> None:
+def test_each_gpu_service_sees_its_own_gpu_and_the_cpu_override_uses_none() -> None:
     services = load_compose()["services"]
-    for name in ("api", "train", "worker"):
-        assert services[name]["deploy"]["resources"]["reservations"]["devices"] == GPU
+    for name in ("api", "train", *WORKERS):
+        assert services[name]["runtime"] == "nvidia", name
+        assert services[name]["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    # one worker per GPU: --scale would copy one service's settings, and so its GPU
+    pinned = [services[w]["environment"]["NVIDIA_VISIBLE_DEVICES"] for w in WORKERS]
+    assert pinned == ["0", "1", "2", "3"]
+    for name in WORKERS[1:]:  # the same worker but for its GPU and profile
+        one, other = dict(services["worker"]), dict(services[name])
+        for service in (one, other):
+            service.pop("profiles", None)
+            service["environment"] = dict(service["environment"])
+            service["environment"].pop("NVIDIA_VISIBLE_DEVICES")
+        assert one == other, name
+    assert services["api"]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "0"
+    assert services["train"]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "0"  # TRAIN_GPU
+    assert services["worker"]["environment"]["GENEXFER_TRAIN_DEVICE"] == "auto"
     cpu = load_compose(COMPOSE_CPU)["services"]
     assert set(cpu) == {"api", "train", "worker"}
     for name in ("api", "train", "worker"):
-        assert cpu[name]["deploy"]["resources"]["reservations"]["devices"] == Reset([])
+        assert cpu[name]["runtime"] == "runc"
+        assert cpu[name]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert json.loads(cpu["api"]["environment"]["GENEXFER_PROVIDERS"]) == ["CPUExecutionProvider"]
+    assert cpu["worker"]["environment"]["GENEXFER_TRAIN_DEVICE"] == "cpu"
+
+
+def _service_env(service: Mapping[str, Any]) -> dict[str, str]:
+    """What a container's environment gets from compose: its env_file(s), then `environment`."""
+    env: dict[str, str] = {}
+    files = service.get("env_file", [])
+    for name in [files] if isinstance(files, str) else files:
+        text = (ROOT / name).read_text()
+        env |= dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", text, re.MULTILINE))
+    return env | {k: str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+def test_secrets_reach_only_the_services_that_need_them() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        env = _service_env(service)
+        assert "env_file" not in service or service["env_file"] == "docker/genexfer.env", name
+        holds = {k for k, v in env.items() if PASSWORD in v}
+        if name == "postgres":
+            assert holds == {"POSTGRES_PASSWORD"}
+        elif name in ("api", *WORKERS):
+            assert holds == {"GENEXFER_DATABASE_URL"}, name  # they connect with it
+        else:
+            assert holds == set(), name  # redis, train: no database access
+        assert name == "postgres" or "POSTGRES_PASSWORD" not in env, name
+    # the tunables file the api and workers read holds no secret, even commented out
+    secretive = [k for k in tunables() if re.search("PASSWORD|SECRET|TOKEN|DATABASE_URL", k)]
+    assert secretive == []
+    assert [k for k in env_example() if k.startswith("GENEXFER_")] == []  # .env is compose's
+
+
+def _compose_command() -> list[str]:
+    """`docker compose` (Compose v2) if installed, else `docker-compose` (1.29 from Debian, which
+    .ci/services.sh installs): both validate and merge the files without a Docker engine."""
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    assert legacy, "neither `docker compose` nor docker-compose: run .ci/services.sh"
+    return [legacy]
+
+
+@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, COMPOSE_CPU]], ids=["gpu", "cpu"])
+def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Path]) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text(f"POSTGRES_PASSWORD={PASSWORD}\n")
+    args = [a for f in files for a in ("-f", str(f))]
+    result = subprocess.run(
+        [*_compose_command(), "--env-file", str(env_file), *args, "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]
+    cpu = len(files) == 2
+    assert merged["api"]["runtime"] == ("runc" if cpu else "nvidia")
+    providers = json.loads(merged["api"]["environment"]["GENEXFER_PROVIDERS"])
+    assert providers[0] == ("CPUExecutionProvider" if cpu else "CUDAExecutionProvider")
+    assert merged["worker"]["environment"]["GENEXFER_TRAIN_DEVICE"] == ("cpu" if cpu else "auto")
+    assert "POSTGRES_PASSWORD" not in merged["api"]["environment"]
+    assert "POSTGRES_PASSWORD" not in merged["worker"]["environment"]
+    missing = subprocess.run(
+        [*_compose_command(), *args, "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # no .env here
+        env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"},
+        check=False,
+    )
+    assert missing.returncode != 0
+    assert "set POSTGRES_PASSWORD" in missing.stderr
 
 
 # ---------------------------------------------------------------- settings
@@ -288,7 +408,7 @@ def test_the_api_container_settings_validate(
 ) -> None:
     # precedence as in the container: image ENV < env_file (.env) < compose `environment`
     env = {k: v for k, v in env_of(API_DOCKERFILE).items() if k.startswith("GENEXFER_")}
-    env |= {k: v for k, v in env_example().items() if k.startswith("GENEXFER_")}
+    env |= {k: v for k, v in tunables().items() if k.startswith("GENEXFER_")}
     for path in files:
         env |= load_compose(path)["services"]["api"]["environment"]
     settings = _settings(monkeypatch, env)
@@ -305,21 +425,25 @@ def test_the_worker_container_settings_validate_and_its_commands_exist(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = {k: v for k, v in env_of(TRAIN_DOCKERFILE).items() if k.startswith("GENEXFER_")}
-    env |= {k: v for k, v in env_example().items() if k.startswith("GENEXFER_")}
-    env |= load_compose()["services"]["worker"]["environment"]
+    env |= {k: v for k, v in tunables().items() if k.startswith("GENEXFER_")}
+    env |= {
+        k: v for k, v in load_compose()["services"]["worker"]["environment"].items()
+        if k.startswith("GENEXFER_")
+    }  # fmt: skip
     settings = _settings(monkeypatch, env)
     assert settings.environment == "production"
     assert settings.database_url.startswith("postgresql+psycopg://genexfer:")
     assert (settings.models_dir, settings.data_dir) == (Path("/models"), Path("/data"))
+    assert settings.train_device == "auto"
     assert "--ping" in _genexfer_help("worker")
     assert "--scopes" in _genexfer_help("keys", "create")
 
 
-def test_the_optional_settings_in_env_example_show_the_defaults(
+def test_the_optional_settings_in_the_tunables_file_show_the_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    text = ENV_EXAMPLE.read_text()
-    optional = {k: v for k, v in env_example().items() if f"# {k}=" in text}
+    text = TUNABLES.read_text()
+    optional = {k: v for k, v in tunables().items() if f"# {k}=" in text}
     assert optional, "no optional GENEXFER_* settings documented"
     defaults = _settings(monkeypatch, {})
     for name, value in optional.items():
@@ -357,15 +481,27 @@ def test_both_images_install_every_package_the_project_ships() -> None:
         assert set(packages) <= copied, f"{dockerfile.name} copies {sorted(copied)}"
 
 
-def test_the_api_image_ships_the_demo_models() -> None:
-    demo = [dest for sources, dest in copies(API_DOCKERFILE) if sources == ["models"]]
-    assert demo == ["/opt/genexfer/models-demo"]
-    cards = sorted(ROOT.glob("models/*/*/model.json"))
-    assert cards, "no demo models under models/<name>/<version>/"
-    for card in cards:
-        assert card.parent.name.isdigit(), card
-        assert (card.parent / "model.onnx").is_file(), card.parent
-    assert f'demo_dir="${{DEMO_MODELS_DIR:-{demo[0]}}}"' in ENTRYPOINT.read_text()
+def test_the_api_image_ships_the_demo_models_and_only_them() -> None:
+    demo = sorted(
+        (sources[0], dest)
+        for sources, dest in copies(API_DOCKERFILE)
+        if sources[0].startswith("models")
+    )
+    committed = subprocess.run(
+        ["git", "ls-files", "models"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    folders = sorted({str(Path(f).parent) for f in committed if f.endswith("/model.json")})
+    assert folders == ["models/pbmc68k-celltype/1", "models/pbmc68k-encoder/1"]
+    assert demo == [(f, f"/opt/genexfer/models-demo/{f.removeprefix('models/')}") for f in folders]
+    for folder in folders:
+        assert (ROOT / folder / "model.onnx").is_file(), folder
+    # the build context lets through those folders, not models/ (where local training publishes)
+    allowed = [p[1:] for p in DOCKERIGNORE.read_text().split() if p.startswith("!")]
+    assert [a for a in allowed if a.startswith("models")] == [
+        "models/pbmc68k-encoder/1",
+        "models/pbmc68k-celltype/1",
+    ]
+    assert 'demo_dir="${DEMO_MODELS_DIR:-/opt/genexfer/models-demo}"' in ENTRYPOINT.read_text()
 
 
 def _requirement_names(requirements: list[str]) -> set[str]:
@@ -382,7 +518,8 @@ def test_the_api_image_has_the_gpu_extra_and_no_torch() -> None:
     assert "torch" not in _requirement_names(service)
     assert "onnxruntime-gpu" in _requirement_names(project["optional-dependencies"]["gpu"])
     (train_install,) = pip_installs(TRAIN_DOCKERFILE)
-    assert '".[train]"' in train_install
+    assert '".[train,cpu]"' in train_install  # training checks every export with onnxruntime
+    assert "import onnxruntime, torch, app.jobs.train" in train_install
     assert "torch" in _requirement_names(project["optional-dependencies"]["train"])
 
 

@@ -150,4 +150,6 @@ def render(out: Answer, kind: str) -> Response:
         "X-Model": f"{out.model.name}/{out.model.version}",
         "X-Gene-Overlap": f"{overlap.matched}/{overlap.panel_size}",
     }
+    if out.transform_applied is not None:
+        headers["X-Input-Transform"] = out.transform_applied
     return Response(sink.getvalue(), media_type=kind, headers=headers)

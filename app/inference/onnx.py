@@ -55,6 +55,23 @@ def provider_options(
     return options
 
 
+def unused_providers(requested: list[str], in_use: list[str], available: set[str]) -> list[str]:
+    """Why each requested provider is not running the session, one phrase each."""
+    reasons = []
+    for provider in requested:
+        if provider in in_use:
+            continue
+        if provider not in available:
+            has = ", ".join(sorted(available))
+            reasons.append(f"{provider} is not in this onnxruntime build (it has {has})")
+        else:
+            reasons.append(
+                f"{provider} is in this onnxruntime build but could not start (no usable GPU, "
+                "driver or CUDA/cuDNN libraries)"
+            )
+    return reasons
+
+
 class OnnxBackend:
     """One shared ONNX Runtime session for one model version (sessions are thread-safe to run)."""
 
@@ -100,13 +117,20 @@ class OnnxBackend:
         )
         self._requested = list(providers)
         in_use = self._session.get_providers()
+        self.unused = unused_providers(providers, in_use, available)
         if wants_gpu and in_use == ["CPUExecutionProvider"]:
             if not allow_cpu_fallback:
                 raise ModelLoadError(
-                    f"{card.name}/{card.version}: GPU providers {providers} requested, only CPU "
-                    "available, and GENEXFER_ALLOW_CPU_FALLBACK is off"
+                    f"{card.name}/{card.version} would run on CPUExecutionProvider only ("
+                    + "; ".join(self.unused)
+                    + ") and GENEXFER_ALLOW_CPU_FALLBACK is off"
                 )
-            log.warning("%s/%s runs on CPU: %s not available", card.name, card.version, providers)
+            log.warning(
+                "%s/%s runs on CPUExecutionProvider only: %s",
+                card.name,
+                card.version,
+                "; ".join(self.unused),
+            )
         self._check_signature(card)
         self._output_names = [o.name for o in card.outputs]
         # warm-up: the first run of each batch shape allocates arenas and (TensorRT/CUDA) builds

@@ -168,7 +168,7 @@ class ModelRegistry:
             self._errors[folder] = LoadError(str(folder), f"{type(exc).__name__}: {exc}", stamp)
             return None
         self._errors.pop(folder, None)
-        log.info("loaded %s/%d on %s", name, version, model.backend.providers)
+        log.info("loaded %s/%d: runs on %s", name, version, ", ".join(model.backend.providers))
         return model
 
     def _version_folders(self) -> list[tuple[str, int]]:

@@ -182,7 +182,12 @@ def run_job(
         if path is None:
             raise JobFailure("its dataset was deleted")
         result = train.run(
-            job_id, params, path=path, models_dir=settings.models_dir, hook=heartbeat
+            job_id,
+            params,
+            path=path,
+            models_dir=settings.models_dir,
+            hook=heartbeat,
+            device=settings.train_device,
         )
         outcome = {
             "status": "succeeded",

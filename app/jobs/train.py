@@ -17,6 +17,7 @@ from contract.matrix import ExpressionMatrix
 from training.evaluation.splits import hold_out
 from training.nn.config import TrainConfig
 from training.train import finetune, progress
+from training.train.loop import resolve_device
 from training.train.progress import TrainingHook
 from training.train.publish_head import finetune_and_export
 
@@ -38,8 +39,14 @@ def run(
     path: str,
     models_dir: Path,
     hook: TrainingHook,
+    device: str = "auto",
 ) -> tuple[str, int, dict[str, Any]]:
-    """Fine-tune and publish; returns (model name, version, metrics)."""
+    """Fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
+    version, metrics)."""
+    try:
+        where = resolve_device(device)
+    except ValueError as exc:  # cuda asked for, none usable here
+        raise JobFailure(f"GENEXFER_TRAIN_DEVICE={device}: {exc}") from exc
     task = params["task"]
     encoder = params["encoder"]
     folder = models_dir / encoder["name"] / str(encoder["version"])
@@ -63,7 +70,7 @@ def run(
         seed=hp["seed"],
     )
     # the API schema admits only training's own strategy names
-    options = finetune.FinetuneOptions(strategy=params["strategy"])
+    options = finetune.FinetuneOptions(strategy=params["strategy"], device=where.type)
     what = "classifier" if task == "classification" else "regressor"
     description = params.get("description") or (
         f"{label_column} {what} fine-tuned on {encoder['name']}/{encoder['version']} "
@@ -93,5 +100,6 @@ def run(
         "best_epoch": history.best_epoch,
         "best_val_loss": history.best_val_loss,
         "missing_panel_genes": result.n_missing_genes,
+        "device": where.type,
     }
     return params["output_name"], int(result.folder.name), metrics

@@ -79,6 +79,20 @@ class GeneOverlap(BaseModel):
         "their columns were summed (linear scales) or averaged (log scales).",
     )
     warning: str | None = Field(default=None, description="What was aggregated, in words.")
+    matched_directly: int = Field(
+        default=0, description="Panel genes matched by name (ids and aliases, any case)."
+    )
+    matched_via_table: int = Field(
+        default=0,
+        description="Panel genes matched through the human gene table (an Ensembl or Entrez "
+        "id, or a previous symbol, of a panel gene).",
+    )
+    ambiguous_genes: list[str] = Field(
+        default_factory=list,
+        description="Input genes that may mean a panel gene but were not used, each with why "
+        "(at most 50 listed).",
+    )
+    n_ambiguous: int = 0
 
 
 class SamplePrediction(BaseModel):
@@ -99,10 +113,19 @@ class SampleEmbedding(BaseModel):
     embedding: list[float]
 
 
+TRANSFORM_APPLIED = Field(
+    default=None,
+    description="The card's input transform the service applied before the model, e.g. "
+    "'counts: normalize_total(target_sum=10000), log1p'; null when the values were on the "
+    "model's own scale.",
+)
+
+
 class ClassifyOut(BaseModel):
     request_id: str
     model: ModelUsed
     gene_overlap: GeneOverlap
+    transform_applied: str | None = TRANSFORM_APPLIED
     predictions: list[SamplePrediction]
 
 
@@ -110,6 +133,7 @@ class EmbedOut(BaseModel):
     request_id: str
     model: ModelUsed
     gene_overlap: GeneOverlap
+    transform_applied: str | None = TRANSFORM_APPLIED
     embeddings: list[SampleEmbedding]
 
 
@@ -117,6 +141,7 @@ class RegressOut(BaseModel):
     request_id: str
     model: ModelUsed
     gene_overlap: GeneOverlap
+    transform_applied: str | None = TRANSFORM_APPLIED
     predictions: list[SampleValues]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from app.codecs import datasets as dataset_io
@@ -22,7 +23,10 @@ from app.db.tables import Dataset
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from app.inference.routing import Viewer
+from contract.align import MAX_LISTED, match
 from contract.card import ModelKind
+from contract.errors import DataError
+from contract.genes import harmonise
 
 
 def parse_upload(
@@ -52,20 +56,30 @@ def parse_upload(
 def gene_overlap(
     parsed: ParsedDataset, registry: ModelRegistry, viewer: Viewer
 ) -> list[dict[str, Any]]:
-    """How many of each loaded encoder's panel genes the dataset has (ids or aliases)."""
+    """How many of each loaded encoder's panel genes the dataset has: by name (ids, aliases),
+    through the human gene table, and which names were ambiguous (as a job will align them)."""
     out = []
+    genes = harmonise(np.empty((0, len(parsed.gene_ids)), np.float32), parsed.gene_ids, "log")
     for model in registry.models(viewer=viewer):
         if model.card.kind is not ModelKind.encoder:
             continue
-        matched = len(model.index.matched_columns(parsed.gene_ids))
         size = len(model.card.panel.ids)
+        try:
+            found = match(model.index, genes.genes)
+        except DataError as exc:  # two names of one panel gene: a job on it would stop here
+            out.append({"model": model.card.name, "version": model.card.version, "error": str(exc)})
+            continue
         out.append(
             {
                 "model": model.card.name,
                 "version": model.card.version,
-                "matched": matched,
+                "matched": found.matched,
                 "panel_size": size,
-                "fraction": matched / size,
+                "fraction": found.matched / size,
+                "matched_directly": found.direct,
+                "matched_via_table": found.via_table,
+                "ambiguous_genes": found.ambiguous[:MAX_LISTED],
+                "n_ambiguous": len(found.ambiguous),
             }
         )
     return out

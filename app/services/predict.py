@@ -30,7 +30,7 @@ from app.schemas.predict import (
     SamplePrediction,
     SampleValues,
 )
-from contract.align import MAX_LISTED, Alignment, to_panel
+from contract.align import MAX_LISTED, Alignment, PanelInput, to_panel
 from contract.card import InputScale, ModelKind
 from contract.genes import Harmonised
 
@@ -46,28 +46,32 @@ def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
         n_unused_input_genes=len(alignment.unused_input_genes),
         aggregated_duplicates=list(folded.duplicates)[:MAX_LISTED],
         warning=folded.warning(MAX_LISTED),
+        matched_directly=alignment.matched_directly,
+        matched_via_table=alignment.matched_via_table,
+        ambiguous_genes=list(alignment.ambiguous_genes[:MAX_LISTED]),
+        n_ambiguous=len(alignment.ambiguous_genes),
     )
 
 
 def _prepare(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
-) -> tuple[Array, Alignment, Harmonised]:
-    done = to_panel(
+) -> PanelInput:
+    return to_panel(
         expr.values,
         expr.genes,
         model.index,
         model.card.input_scale,
         min_overlap=min_overlap,
         declared=declared,
+        transforms=model.card.input_transforms,
     )
-    return done.values, done.alignment, done.folded
 
 
 async def _run(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
-) -> tuple[dict[str, Array], GeneOverlap, float]:
-    x, alignment, folded = await asyncio.to_thread(_prepare, model, expr, min_overlap, declared)
-    return await model.batcher.run(x), gene_overlap(alignment, folded), alignment.fraction
+) -> tuple[dict[str, Array], PanelInput]:
+    done = await asyncio.to_thread(_prepare, model, expr, min_overlap, declared)
+    return await model.batcher.run(done.values), done
 
 
 Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
@@ -79,6 +83,7 @@ class Envelope(TypedDict):
     request_id: str
     model: ModelUsed
     gene_overlap: GeneOverlap
+    transform_applied: str | None
 
 
 async def _answer(
@@ -99,7 +104,8 @@ async def _answer(
     The rows are built once as plain dicts (what the record stores) and validated into the
     answer's models in one call (pydantic-core, not a Python loop of constructors).
     """
-    outputs, overlap, fraction = await _run(model, expr, min_overlap, declared)
+    outputs, done = await _run(model, expr, min_overlap, declared)
+    fraction = done.alignment.fraction
     plain = rows(outputs)
     card = model.card
     await writer.record(
@@ -112,7 +118,11 @@ async def _answer(
         gene_overlap=fraction,
     )
     used = ModelUsed(name=card.name, version=card.version)
-    envelope = Envelope(request_id=request_id, model=used, gene_overlap=overlap)
+    overlap = gene_overlap(done.alignment, done.folded)
+    applied = done.transform.describe() if done.transform is not None else None
+    envelope = Envelope(
+        request_id=request_id, model=used, gene_overlap=overlap, transform_applied=applied
+    )
     return _adapter(row_type).validate_python(plain), envelope
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from app.db.repository import predictions as repository
 from app.db.repository.tenancy import Tenancy
+from app.errors import InvalidRequest
 from app.schemas.jobs import PastPrediction
 
 
@@ -21,8 +23,15 @@ def find(
     version: int | None,
     limit: int,
     offset: int,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[PastPrediction]:
     """One entry per (prediction, sample) of the tenancy's calls, newest first."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest(
+            f"since ({since.isoformat()}) must be before until ({until.isoformat()})"
+        )
     rows = repository.find_predictions(
         session,
         tenancy=tenancy,
@@ -31,6 +40,9 @@ def find(
         version=version,
         limit=limit,
         offset=offset,
+        request_id=request_id,
+        since=_utc(since),
+        until=_utc(until),
     )
     out = []
     for row in rows:
@@ -50,6 +62,13 @@ def find(
                     )
                 )
     return out
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A naive time is taken as UTC, as every time the service records is."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def to_csv(predictions: list[PastPrediction]) -> str:

@@ -158,6 +158,7 @@ async def _basis(
                 source.card.input_scale,
                 min_overlap=min_overlap,
                 declared=declared,
+                transforms=source.card.input_transforms,
             ).values
         )
     )

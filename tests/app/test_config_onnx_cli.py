@@ -129,6 +129,57 @@ def test_log_lines_are_json_with_the_request_id() -> None:
     assert line["level"] == "info"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("GENEXFER_PORT", "abc", "an integer >= 1 and <= 65535"),
+        ("GENEXFER_LOG_LEVEL", "loud", "one of debug, info, warning, error"),
+        ("GENEXFER_PROVIDERS", "CUDA", "a JSON list of TensorrtExecutionProvider"),
+        ("GENEXFER_PROVIDERS", '["GPUMagic"]', "a JSON list of TensorrtExecutionProvider"),
+        ("GENEXFER_MIN_GENE_OVERLAP", "0", "a number > 0.0 and <= 1.0"),
+        ("GENEXFER_MODEL_BATCHING", '{"m": {"size": 2}}', "an object with only enabled"),
+        ("GENEXFER_ENVIRONMENT", "production", "postgresql+psycopg:// URL"),
+    ],
+)
+def test_a_bad_setting_stops_genexfer_with_one_line(
+    tmp_path: Path, variable: str, value: str, accepts: str
+) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENEXFER_")}
+    env[variable] = value
+    for command in (["serve"], ["db", "show"], ["worker", "--ping"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,  # no .env file here
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("genexfer: invalid setting: ")
+        assert variable in line
+        assert accepts in line
+
+
+def test_the_log_says_which_providers_run_a_model_and_why_not_the_others(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = models_dir / "toy-encoder" / "1"
+    card = ModelCard.read(folder)
+    gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING, logger="app.inference.onnx"):
+        OnnxBackend(folder, card, providers=gpu, allow_cpu_fallback=True)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("toy-encoder/1 runs on CPUExecutionProvider only: ")
+    assert "CUDAExecutionProvider is not in this onnxruntime build (it has " in message
+    assert "CPUExecutionProvider not available" not in message
+
+
 def test_tensorrt_gets_a_profile_over_the_batch_axis_and_an_engine_cache(
     models_dir: Path, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Prediction
+from contract import idmap
 from contract.card import ModelCard
 from tests.factories import REPO, free_port, wait_until_ready
 
@@ -124,3 +126,78 @@ def test_embeds_real_cells_and_refuses_a_poor_gene_match(server: str) -> None:
             (CLASSIFIER, 1),
             (ENCODER, 1),
         }
+
+
+def _as_ensembl(genes: list[str]) -> list[str]:
+    """Each gene's first Ensembl id (versioned, as GENCODE writes them) where the table has one."""
+    out = []
+    for name, entrez in zip(genes, idmap.resolve(genes).entrez, strict=True):
+        ids = idmap.gene(entrez).ensembl if entrez else ()
+        out.append(f"{ids[0]}.7" if ids else name)
+    return out
+
+
+def _classify(client: httpx.Client, genes: list[str], ids: list[str], x: np.ndarray) -> Any:
+    body = {
+        "genes": genes,
+        "samples": [{"id": s, "values": v.tolist()} for s, v in zip(ids, x, strict=True)],
+    }
+    r = client.post(f"/v1/models/{CLASSIFIER}/classify", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_ensembl_ids_reach_the_symbol_panel_through_the_gene_table(server: str) -> None:
+    sample_ids, genes, x, _ = _heldout_cells()
+    ensembl = _as_ensembl(genes)
+    assert sum(g.startswith("ENSG") for g in ensembl) > 0.95 * len(genes)
+    with httpx.Client(base_url=server, timeout=60) as client:
+        by_symbol = _classify(client, genes, sample_ids, x)
+        by_ensembl = _classify(client, ensembl, sample_ids, x)
+    overlap = by_ensembl["gene_overlap"]
+    print(
+        f"\npbmc68k genes as Ensembl ids: {overlap['matched']}/{overlap['panel_size']} matched "
+        f"({overlap['matched_directly']} by name, {overlap['matched_via_table']} through the "
+        f"table), {overlap['n_ambiguous']} ambiguous: {overlap['ambiguous_genes']}"
+    )
+    assert overlap["fraction"] >= 0.95
+    assert overlap["matched_via_table"] > 0.9 * overlap["panel_size"]
+    assert overlap["n_ambiguous"] == len(overlap["ambiguous_genes"]) > 0
+    same = [
+        a["label"] == b["label"]
+        for a, b in zip(by_symbol["predictions"], by_ensembl["predictions"], strict=True)
+    ]
+    assert np.mean(same) >= 0.95  # only the few unmatched genes are filled with training means
+
+
+def _counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pbmc68k's log1p(counts × 1e4 / library size) undone: each cell's counts on the panel
+    genes, and the rest of its library (the genes pbmc68k_reduced does not keep)."""
+    scaled = np.expm1(x.astype(np.float64))
+    unit = np.array([row[row > 0].min() for row in scaled])  # 1e4 / library size
+    counts = np.rint(scaled / unit[:, None])
+    rest = np.rint(1e4 / unit - counts.sum(axis=1))
+    assert (rest >= 0).all()
+    return counts.astype(np.float32), rest.astype(np.float32)
+
+
+def test_raw_counts_are_normalised_as_the_card_records(server: str) -> None:
+    sample_ids, genes, x, _ = _heldout_cells()
+    counts, rest = _counts(x)
+    with httpx.Client(base_url=server, timeout=60) as client:
+        by_log = _classify(client, genes, sample_ids, x)
+        raw = np.column_stack([counts, rest])
+        by_counts = _classify(client, [*genes, "OTHER_GENES"], sample_ids, raw)
+        table = client.post(
+            f"/v1/models/{CLASSIFIER}/classify",
+            json={"genes": genes, "samples": [{"id": "c", "values": counts[0].tolist()}]},
+            headers={"Accept": "text/csv"},
+        )
+    assert by_counts["transform_applied"] == "counts: normalize_total(target_sum=10000), log1p"
+    assert by_log["transform_applied"] is None
+    same = [
+        a["label"] == b["label"]
+        for a, b in zip(by_log["predictions"], by_counts["predictions"], strict=True)
+    ]
+    assert np.mean(same) >= 0.95
+    assert table.headers["x-input-transform"] == by_counts["transform_applied"]

@@ -12,12 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
 
-from contract.vocab import BASELINES, ORIENTATIONS
+from contract.vocab import ADAPTATIONS, BASELINES, ORIENTATIONS, SEMI_SUPERVISION
 from training.nn.config import TrainConfig
+from training.train import defaults
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
     from training.evaluation.splits import Dataset
+    from training.preprocess.convert import Conversion
+    from training.train.finetune import FinetuneOptions
+
+DEVICES = ("cpu", "cuda", "auto")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,13 +115,121 @@ def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainCo
     )
 
 
-def read(args: argparse.Namespace, obs_columns: tuple[str, ...]) -> ExpressionMatrix:
-    """The --data file as a matrix (`obs_columns`: table columns that are not genes)."""
+def read(
+    args: argparse.Namespace, obs_columns: tuple[str, ...], path: Path | None = None
+) -> ExpressionMatrix:
+    """The --data file (or `path`, read the same way) as a matrix (`obs_columns`: table columns
+    that are not genes)."""
     from contract.io.readers import read_matrix
 
-    if args.data.name.lower().endswith(".h5ad"):
-        return read_matrix(args.data, layer=args.layer)
-    return read_matrix(args.data, orientation=args.orientation, obs_columns=obs_columns)
+    path = args.data if path is None else path
+    if path.name.lower().endswith(".h5ad"):
+        return read_matrix(path, layer=args.layer)
+    return read_matrix(path, orientation=args.orientation, obs_columns=obs_columns)
+
+
+def device_option(group: argparse._ActionsContainer) -> None:
+    """--device: where training runs."""
+    group.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help=d("auto: CUDA when present; cuda trains in float16 mixed precision"),
+    )
+
+
+def counts_to_log(parser: argparse.ArgumentParser) -> None:
+    """--counts-to-log and --target-sum: convert counts for a log-scale model."""
+    group = parser.add_argument_group("input scale")
+    group.add_argument(
+        "--counts-to-log",
+        action="store_true",
+        help="the data are counts and the model takes log values: normalise every sample to "
+        "--target-sum and take log1p first (recorded with the model); without it, values on "
+        "the wrong scale are refused",
+    )
+    group.add_argument(
+        "--target-sum", type=float, default=1e4, help=d("--counts-to-log: per-sample total")
+    )
+
+
+def conversion(args: argparse.Namespace) -> Conversion | None:
+    """The --counts-to-log conversion, if asked for."""
+    from training.preprocess.convert import Conversion
+
+    return Conversion(args.target_sum) if args.counts_to_log else None
+
+
+def methods(parser: argparse.ArgumentParser) -> None:
+    """The fine-tuning methods: adaptation, semi-supervision, --min-epochs, --device."""
+    group = parser.add_argument_group(
+        "rows without a label (adaptation, semi-supervision) and early stopping"
+    )
+    group.add_argument(
+        "--adaptation",
+        choices=ADAPTATIONS,
+        default="none",
+        help="align the domains' embeddings: dann (adversarial, gradient reversal) or mmd; "
+        "needs a trainable encoder (--strategy partial, gradual or full) and rows without a "
+        "label or a --domain-column (default: %(default)s)",
+    )
+    group.add_argument(
+        "--adaptation-weight",
+        type=float,
+        default=defaults.ADAPTATION_WEIGHT,
+        help=d("λ: reversed-gradient scale (dann) or MMD weight"),
+    )
+    group.add_argument(
+        "--domain-column",
+        metavar="COL",
+        help="obs column naming each row's batch or lab, the domains adaptation aligns "
+        "(default: labelled rows vs rows without a label)",
+    )
+    group.add_argument(
+        "--semi-supervised",
+        choices=SEMI_SUPERVISION,
+        default="none",
+        help="learn from rows without a label: pseudo_label (confident predictions, "
+        "classification only) or consistency (agreement under masking noise) "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--confidence",
+        type=float,
+        default=defaults.CONFIDENCE,
+        help=d("pseudo_label: top-probability threshold"),
+    )
+    group.add_argument(
+        "--semi-weight",
+        type=float,
+        default=defaults.SEMI_WEIGHT,
+        help=d("weight of the unlabelled rows' term"),
+    )
+    group.add_argument(
+        "--min-epochs",
+        type=int,
+        default=defaults.MIN_EPOCHS,
+        help=d("no early stop (and no best epoch) before this many epochs"),
+    )
+    device_option(group)
+
+
+def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
+    """The FinetuneOptions the --strategy and method options describe."""
+    from training.train.finetune import FinetuneOptions
+
+    return FinetuneOptions(
+        strategy=args.strategy,
+        unfreeze_top=args.unfreeze_top,
+        encoder_lr_scale=args.encoder_lr_scale,
+        adaptation=args.adaptation,
+        adaptation_weight=args.adaptation_weight,
+        semi_supervised=args.semi_supervised,
+        confidence=args.confidence,
+        semi_weight=args.semi_weight,
+        min_epochs=args.min_epochs,
+        device=args.device,
+    )
 
 
 def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bool) -> Dataset:

@@ -88,7 +88,7 @@ def run_demo(
     progress:
         Progress bars: ``True``/``False``, or ``None`` for "only on a terminal".
     """
-    from contract.card import InputScale
+    from contract.card import InputScale, InputTransform
     from training.data.pbmc68k import load_pbmc68k_reduced
     from training.evaluation.splits import hold_out
     from training.nn.encoders import AutoencoderConfig
@@ -115,6 +115,9 @@ def run_demo(
     encoder = pretrain_and_export(
         dataset,
         input_scale=InputScale.log,
+        # pbmc68k_reduced's .raw.X is log1p of counts scaled to 10,000 per cell (expm1 of each
+        # cell's values is a multiple of 1e4 / its library size): counts made alike are welcome
+        input_transforms=[InputTransform.library_size_log1p(1e4)],
         model_cfg=model_cfg,
         train_cfg=pre,
         name=ENCODER_NAME,

@@ -79,8 +79,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     pretraining = dataclasses.replace(defaults.PRETRAIN, patience=10)
     cli.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
+    parser.add_argument(
+        "--select-genes",
+        type=int,
+        metavar="N",
+        help="keep the N most variable genes, fitted on each pretraining pool (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.counts_to_log(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +103,8 @@ def _evaluate(args: argparse.Namespace) -> Path:
     from training.data.pbmc68k import load_pbmc68k_reduced
     from training.evaluation.protocol import ProtocolConfig, run_protocol
     from training.evaluation.report import write_report
+    from training.preprocess.convert import prepared
+    from training.preprocess.select import GeneSelection
 
     start = time.perf_counter()
     if args.data is None:
@@ -105,8 +114,11 @@ def _evaluate(args: argparse.Namespace) -> Path:
             "`.raw.X`), labels `bulk_labels` (bulk-sorted cell types, noisy)."
         )
     else:
-        matrix = cli.read(args, obs_columns=(args.label_column,))
+        conversion = cli.conversion(args)
+        matrix = prepared(cli.read(args, obs_columns=(args.label_column,)), "log", conversion)
         note = f"Data: {args.data.name}, labels `{args.label_column}` (log input scale)."
+        if conversion is not None:
+            note += f" Converted from counts: log1p of values normalised to {args.target_sum:g}."
     cfg = ProtocolConfig(
         label_column=args.label_column,
         min_cells=args.min_cells,
@@ -121,6 +133,7 @@ def _evaluate(args: argparse.Namespace) -> Path:
             defaults.FINETUNE, epochs=args.finetune_epochs, seed=args.seed
         ),
         seed=args.seed,
+        select=None if args.select_genes is None else GeneSelection(args.select_genes),
     )
     result = run_protocol(matrix, cfg, progress=cli.progress(args))
     took = time.perf_counter() - start

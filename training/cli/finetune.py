@@ -79,6 +79,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
     )
+    parser.add_argument(
+        "--unlabelled",
+        type=Path,
+        metavar="FILE",
+        help="more samples without a label (e.g. the new domain's), read like --data; rows of "
+        "--data without a label are used the same way",
+    )
+    cli.methods(parser)
+    cli.counts_to_log(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.n_missing_genes:
         print(f"note: {result.n_missing_genes} panel genes were missing and filled")
+    print(f"early stopping on the {result.history.validation}")
+    for note in result.history.notes:
+        print(f"note: {note}")
     for key, value in result.scores.items():
         print(f"held-out {key} {value:.4f}")
     print(f"published {result.folder}")
@@ -100,23 +112,44 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> HeadRun:
+    from contract.card import ModelCard
     from contract.io.readers import attach_obs, read_obs
     from training.export.store import resolve_version
-    from training.train.finetune import FinetuneOptions
+    from training.preprocess.convert import prepared
+    from training.train.apply import split_unlabelled, stack_rows
     from training.train.publish_head import finetune_and_export
 
     classify = args.task == "classification"
+    options = cli.finetune_options(args)  # bad values fail before any file is read
+    conversion = cli.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
-    in_table = args.labels is None and args.orientation == "samples_as_rows"
-    matrix = cli.read(args, obs_columns=(args.label_column,) if in_table else ())
-    if args.labels is not None:
-        matrix = attach_obs(matrix, read_obs(args.labels))
+    scale = ModelCard.read(encoder_folder).input_scale
+    domain = (args.domain_column,) if args.domain_column else ()
+    table = args.labels is None and args.orientation == "samples_as_rows"
+    obs = None if args.labels is None else read_obs(args.labels)
+    matrix = cli.read(args, obs_columns=(args.label_column, *domain) if table else ())
+    if obs is not None:
+        matrix = attach_obs(matrix, obs)
+    matrix, unlabelled = split_unlabelled(prepared(matrix, scale, conversion), args.label_column)
+    if args.unlabelled is not None:
+        more = cli.read(args, obs_columns=domain if table else (), path=args.unlabelled)
+        if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
+            more = attach_obs(more, obs)
+        more = prepared(more, scale, conversion)
+        unlabelled = more if unlabelled is None else stack_rows(unlabelled, more)
     dataset = cli.held_out(args, matrix, stratify=classify)
+    methods = "".join(
+        [
+            f", {args.adaptation} adaptation" if args.adaptation != "none" else "",
+            f", {args.semi_supervised}" if args.semi_supervised != "none" else "",
+        ]
+    )
     description = args.description or (
         f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
-        f"{args.data.name}: a head ({args.strategy}) on the encoder "
+        f"{args.data.name}: a head ({args.strategy}{methods}) on the encoder "
         f"{encoder_folder.parent.name}:{encoder_folder.name}, "
         f"trained on {dataset.train.shape[0]} samples."
+        + ("" if conversion is None else " " + conversion.describe())
     )
     return finetune_and_export(
         dataset,
@@ -129,6 +162,9 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
         models_dir=args.models_dir,
         description=description,
         task=args.task,
-        options=FinetuneOptions(args.strategy, args.unfreeze_top, args.encoder_lr_scale),
+        options=options,
         progress=cli.progress(args),
+        unlabelled=unlabelled,
+        domain_column=args.domain_column,
+        input_conversion=None if conversion is None else conversion.record(),
     )

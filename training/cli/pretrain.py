@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contract.vocab import ENCODER_KINDS
+from contract.vocab import ENCODER_KINDS, SELECT_BY
 from training.cli import args as cli
 from training.train import defaults
 
@@ -69,6 +69,19 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--clip", type=float, default=defaults.CLIP, help=cli.d("clip of the z-scores")
     )
+    model.add_argument(
+        "--select-genes",
+        type=int,
+        metavar="N",
+        help="keep the N genes of highest --select-by, fitted on the pretraining samples (no "
+        "labels) and fused into the graph, which still takes the whole panel (default: all)",
+    )
+    model.add_argument(
+        "--select-by",
+        choices=SELECT_BY,
+        default="variance",
+        help=cli.d("variance, or dispersion (Seurat's highly variable genes), on the log scale"),
+    )
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("encoder kind and streaming")
     group.add_argument(
@@ -88,12 +101,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--chunk-rows", type=int, default=4096, help=cli.d("rows per chunk"))
     group.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
-    group.add_argument(
-        "--device",
-        choices=["cpu", "cuda", "auto"],
-        default="cpu",
-        help=cli.d("cuda uses float16 mixed precision"),
-    )
+    cli.device_option(group)
     group.add_argument(
         "--loss-plot",
         type=Path,
@@ -144,12 +152,14 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
     """Read --data whole or stream it from disk; either way publish with the same options."""
     from contract.card import InputScale
     from training.data.stream import open_source
+    from training.preprocess.select import GeneSelection
     from training.train.publish_encoder import pretrain_and_export, stream_pretrain_and_export
 
     train: Callable[..., EncoderRun]
+    select = None if args.select_genes is None else GeneSelection(args.select_genes, args.select_by)
     if _streamed(args):
         n_genes = len(open_source(args.data, args.chunk_rows).gene_ids)
-        cfg = encoder_config(args, n_genes)
+        cfg = encoder_config(args, n_genes if select is None else select.n)
         kind = type(cfg).__name__.removesuffix("Config")
         generated = (
             f"{kind} pretrained on {args.data.name}, "
@@ -160,18 +170,19 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
             args.data,
             chunk_rows=args.chunk_rows,
             max_steps=args.max_steps,
-            device=args.device,
         )
     else:
         matrix = cli.read(args, obs_columns=())
         dataset = cli.held_out(args, matrix, stratify=False)
-        cfg = encoder_config(args, matrix.shape[1])
+        cfg = encoder_config(args, matrix.shape[1] if select is None else select.n)
         kind = type(cfg).__name__.removesuffix("Config")
         generated = (
             f"{kind} pretrained on {dataset.train.shape[0]} samples × {matrix.shape[1]} genes of "
             f"{args.data.name} ({args.input_scale} input)."
         )
         train = functools.partial(pretrain_and_export, dataset)
+    if select is not None:
+        generated += f" The {select.n} genes of highest {select.by} feed the encoder."
     return train(
         input_scale=InputScale(args.input_scale),
         model_cfg=cfg,
@@ -180,5 +191,7 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
         models_dir=args.models_dir,
         description=args.description or generated,
         clip=args.clip,
+        select=select,
+        device=args.device,
         progress=cli.progress(args),
     )

@@ -33,6 +33,7 @@ from training.nn.variants import (
     VariationalAutoencoderConfig,
     build_autoencoder,
 )
+from training.preprocess.select import GeneSelection, fit_pipeline, output_width
 from training.train import defaults
 from training.train.apply import predict_proba
 from training.train.finetune import FinetuneOptions, finetune_classifier
@@ -69,6 +70,8 @@ class ProtocolConfig:
         scikit-learn baselines to run (default: all).
     seed:
         Seeds every split, draw and training.
+    select:
+        Optional gene selection, fitted with the preprocessing on each pretraining pool.
     """
 
     label_column: str = "bulk_labels"
@@ -85,6 +88,7 @@ class ProtocolConfig:
     pretrain: TrainConfig = defaults.PRETRAIN
     finetune: TrainConfig = defaults.FINETUNE
     seed: int = 0
+    select: GeneSelection | None = None
 
 
 @dataclass
@@ -191,11 +195,10 @@ def _splits(
 def _pretrain(
     pool: ExpressionMatrix, cfg: ProtocolConfig, repeat: int
 ) -> tuple[PreprocessPipeline, Any, History]:
-    pipeline = PreprocessPipeline.fit(pool, "log", clip=defaults.CLIP)
+    pipeline = fit_pipeline(pool, "log", clip=defaults.CLIP, select=cfg.select)
     train_cfg = dataclasses.replace(cfg.pretrain, seed=cfg.seed + repeat)
-    model, history = pretrain(
-        pool, pipeline, encoder_config(cfg, pool.shape[1]), train_cfg, progress=False
-    )
+    width = output_width(pipeline)
+    model, history = pretrain(pool, pipeline, encoder_config(cfg, width), train_cfg, progress=False)
     return pipeline, model, history
 
 
@@ -252,7 +255,7 @@ def _models(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = build_autoencoder(encoder_config(cfg, pipeline.n_genes)).encoder
+        fresh = build_autoencoder(encoder_config(cfg, output_width(pipeline))).encoder
     models: dict[str, Fit] = {
         TRANSFER: neural(autoencoder.encoder, FinetuneOptions(cfg.strategy)),  # type: ignore[arg-type]
         SCRATCH: neural(fresh, FinetuneOptions("full", encoder_lr_scale=1.0)),

@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from contract import idmap
 from contract.card import (
+    CARD_FILE,
+    ONNX_FILE,
     GenePanel,
     HeadGraph,
+    InputTransform,
     Metric,
     ModelCard,
     ModelKind,
@@ -67,6 +71,7 @@ def publish_version(
     parent: ModelRef | None = None,
     head: HeadGraph | None = None,
     extra_versions: Mapping[str, str] | None = None,
+    input_transforms: Sequence[InputTransform] | None = None,
 ) -> Path:
     """Save the preprocessing, hash the staged files, write their card and publish the folder.
 
@@ -85,7 +90,16 @@ def publish_version(
         Card text, training data and metrics.
     extra_versions:
         Library versions beyond the common ones (e.g. scikit-learn for a baseline).
+    input_transforms:
+        Other scales the model accepts and the steps that made its input scale from each (how
+        the training data were made); None: the parent's, for a head on an encoder (same
+        input, same preprocessing), else none.
     """
+    transforms = (
+        list(input_transforms)
+        if input_transforms is not None
+        else parent_transforms(staging.parent.parent, parent)
+    )
     written = [*written, *pipeline.save(staging)]
     for path in written:
         path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
@@ -99,7 +113,13 @@ def publish_version(
             description=info.description,
             created_at=datetime.now(UTC),
             input_scale=pipeline.input_scale,
-            panel=GenePanel(ids=pipeline.gene_ids, fill_values=pipeline.fill_values),
+            input_transforms=transforms,
+            panel=GenePanel(
+                ids=pipeline.gene_ids,
+                fill_values=pipeline.fill_values,
+                species=idmap.species(pipeline.gene_ids),
+                id_type=idmap.id_type(pipeline.gene_ids),
+            ),
             inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
             outputs=outputs,
             labels=labels,
@@ -114,6 +134,18 @@ def publish_version(
         ).write(staging)
 
     return publish(staging, write_card, job=info.job)
+
+
+def parent_transforms(models_dir: Path, parent: ModelRef | None) -> list[InputTransform]:
+    """The input transforms of a head's parent encoder, read from its card in `models_dir`
+    (checked to be the very graph by its sha256); none when it is not there."""
+    if parent is None:
+        return []
+    folder = models_dir / parent.name / str(parent.version)
+    if not (folder / CARD_FILE).is_file():
+        return []
+    card = ModelCard.read(folder)
+    return list(card.input_transforms) if card.files.get(ONNX_FILE) == parent.sha256 else []
 
 
 def parity_inputs(pipeline: PreprocessPipeline, reference: Array) -> list[Array]:

@@ -23,6 +23,7 @@ from contract.card import (
     HEAD_FILE,
     ONNX_FILE,
     HeadGraph,
+    InputTransform,
     ModelKind,
     ModelRef,
     TensorSpec,
@@ -103,6 +104,7 @@ def export_encoder(
     models_dir: Path,
     info: CardInfo,
     reference: Array,
+    input_transforms: Sequence[InputTransform] = (),
 ) -> Path:
     """Export ``preprocess → encoder`` (output ``embedding``) as a new version; returns its folder.
 
@@ -120,6 +122,9 @@ def export_encoder(
         Card text, training data and metrics.
     reference:
         Real input-scale samples (panel order) for the parity check.
+    input_transforms:
+        Other scales the encoder accepts, with the steps that made its input scale from each
+        (the card's record; heads fine-tuned on it inherit it).
     """
     check_model_name(name)
     graph = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
@@ -135,6 +140,7 @@ def export_encoder(
             pipeline=pipeline,
             outputs=outputs,
             info=info,
+            input_transforms=input_transforms,
         )
 
 

@@ -25,6 +25,9 @@ INPUT_NAME = "expression"
 BATCH_AXIS = "batch"
 OPSET = 18
 PARITY_ATOL = 1e-4
+# ONNX Runtime may be this many times as far from the float64 reference as torch's own float32
+# result is (see verify_onnx); measured ratios on 47,192-gene layers were 0.2-1.5
+PARITY_FACTOR = 10.0
 
 
 class ExportVerificationError(RuntimeError):
@@ -88,6 +91,16 @@ def verify_onnx(
 ) -> float:
     """Check the graph's structure and its ONNX Runtime outputs against torch; returns the max diff.
 
+    The reference is the module run in float64. A float32 result of a layer over n inputs
+    carries a rounding error that grows with n and with the size of the terms summed (about
+    √n · 6e-8 of them for random rounding): over a 47,192-gene panel with trained weights, torch
+    itself is 1e-4 or more away from the exact value, and ONNX Runtime, which sums in another
+    order, as far again. A fixed absolute tolerance therefore fails correct wide exports (it did,
+    at 5.5e-4) while it is loose for narrow ones. Each output of ONNX Runtime must instead be
+    within ``PARITY_FACTOR`` times torch float32's own error of the float64 reference, or within
+    ``PARITY_ATOL``, whichever is larger: a wrong weight, step or op moves outputs by far more
+    than rounding does.
+
     Parameters
     ----------
     path:
@@ -104,7 +117,8 @@ def verify_onnx(
     Raises
     ------
     ExportVerificationError:
-        The checker fails, the signature differs, or any output differs by more than 1e-4.
+        The checker fails, the signature differs, or an output is further from the float64
+        reference than the tolerance above.
     """
     model = onnx.load(str(path))
     try:
@@ -114,16 +128,39 @@ def verify_onnx(
     _check_signature(model, output_names, input_name)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     module.eval()
-    worst = 0.0
+    exact = copy.deepcopy(module).double().eval()
+    # per output: (torch float32's error, ONNX Runtime's error, the batch where it was worst)
+    errors: dict[str, tuple[float, float, int]] = dict.fromkeys(output_names, (0.0, 0.0, 0))
     for batch in inputs:
         with torch.no_grad():
-            expected = module(torch.from_numpy(batch))
-        expected_list = list(expected) if isinstance(expected, tuple) else [expected]
+            single = _outputs(module(torch.from_numpy(batch)))
+            double = _outputs(exact(torch.from_numpy(batch).double()))
         got = session.run(list(output_names), {input_name: batch})
-        for name, want, have in zip(output_names, expected_list, got, strict=True):
-            what = f"{path}: output {name!r} differs from torch"
-            worst = max(worst, check_parity(want.numpy(), have, PARITY_ATOL, what, len(batch)))
+        for name, want, ref, have in zip(output_names, single, double, got, strict=True):
+            own = _max_abs(want.numpy().astype(np.float64) - ref.numpy())
+            off = _max_abs(np.asarray(have, dtype=np.float64) - ref.numpy())
+            before = errors[name]
+            errors[name] = (max(before[0], own), max(before[1], off),
+                            len(batch) if off > before[1] else before[2])  # fmt: skip
+    worst = 0.0
+    for name, (own, off, batch_size) in errors.items():
+        tolerance = max(PARITY_ATOL, PARITY_FACTOR * own)
+        if not np.isfinite(off) or off > tolerance:
+            raise ExportVerificationError(
+                f"{path}: output {name!r} differs from a float64 torch reference by {off:.3g} "
+                f"(> {tolerance:.3g}: torch float32 is off by {own:.3g}) on a batch of "
+                f"{batch_size}"
+            )
+        worst = max(worst, off)
     return worst
+
+
+def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def _max_abs(diff: npt.NDArray[Any]) -> float:
+    return float(np.max(np.abs(diff))) if diff.size else 0.0
 
 
 def check_parity(

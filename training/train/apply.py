@@ -26,6 +26,44 @@ def numeric_target(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.floa
     return values
 
 
+def labelled_rows(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.bool_]:
+    """Which rows have a value in obs `column` (not missing, not blank)."""
+    if column not in matrix.obs.columns:
+        raise KeyError(f"no obs column {column!r}; have {list(matrix.obs.columns)}")
+    values = matrix.obs[column]
+    blank = values.astype(str).str.strip().isin(["", "nan", "NaN", "NA", "None", "<NA>"])
+    return np.asarray(~(values.isna() | blank), dtype=bool)
+
+
+def split_unlabelled(
+    matrix: ExpressionMatrix, column: str
+) -> tuple[ExpressionMatrix, ExpressionMatrix | None]:
+    """The rows with a label in `column`, and those without (``None`` when every row has one)."""
+    has = labelled_rows(matrix, column)
+    if has.all():
+        return matrix, None
+    if not has.any():
+        raise ValueError(f"no row has a value in the label column {column!r}")
+    return matrix.take(has), matrix.take(~has)
+
+
+def stack_rows(first: ExpressionMatrix, second: ExpressionMatrix) -> ExpressionMatrix:
+    """The rows of both matrices (the same genes, in `first`'s order), obs columns joined."""
+    if set(first.gene_ids) != set(second.gene_ids):
+        raise ValueError(
+            "the rows without a label in --data and in --unlabelled have different genes; "
+            "give them in one place"
+        )
+    column = {g: j for j, g in enumerate(second.gene_ids)}
+    order = [column[g] for g in first.gene_ids]
+    return ExpressionMatrix(
+        X=np.concatenate([first.X, second.X[:, order]]),
+        sample_ids=[*first.sample_ids, *second.sample_ids],
+        gene_ids=list(first.gene_ids),
+        obs=pd.concat([first.obs, second.obs]),
+    )
+
+
 def check_panel(matrix: ExpressionMatrix, pipeline: PreprocessPipeline) -> None:
     """ValueError unless the matrix's genes are the pipeline's panel, in order."""
     if matrix.gene_ids != pipeline.gene_ids:

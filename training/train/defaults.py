@@ -27,3 +27,12 @@ FINETUNE = TrainConfig(
 
 TEST_FRACTION = 0.2
 CLIP = 10.0
+
+# fine-tuning methods (training.train.finetune.FinetuneOptions); how the two measured defaults
+# were chosen, on inner validation batches only, is in docs/training.md ("Choosing the defaults")
+ADAPTATION_WEIGHT = 0.3
+CONFIDENCE = 0.9
+SEMI_WEIGHT = 1.0
+# no early stop, and no epoch kept as best, before this: a head restored from its first epochs
+# is barely trained (a field run stopped at epoch 20 holding epoch 0's chance-level head)
+MIN_EPOCHS = 20

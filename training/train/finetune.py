@@ -4,35 +4,52 @@ Strategies (Howard & Ruder 2018; Yosinski et al. 2014): ``frozen`` trains the he
 features; ``partial`` also trains the top k encoder layers; ``gradual`` unfreezes one more layer
 per stage, top down, each stage early-stopped; ``full`` trains everything with the encoder at a
 lower learning rate. The encoder passed in is never modified: the others train a copy.
+
+Rows without a label can join in: domain adaptation aligns the domains' embeddings
+(`training.train.adapt`), semi-supervision fits the model's own confident or noise-stable
+predictions on them (`training.train.semisup`). Early stopping never ends at chance and copes
+with two labelled samples per class (`training.train.validation`, `training.train.loop`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from contract.vocab import STRATEGIES, Strategy
-from training.evaluation.splits import stratified_split
+from contract.vocab import (
+    ADAPTATIONS,
+    SEMI_SUPERVISION,
+    STRATEGIES,
+    Adaptation,
+    SemiSupervision,
+    Strategy,
+)
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
-from training.nn.variants import encoder_layers
-from training.train.apply import check_panel, embed, numeric_target
-from training.train.loop import History, LossFn, seeded, train_loop
+from training.train import defaults
+from training.train.apply import embed, labelled_rows, numeric_target
+from training.train.loop import DEVICES, History, LossFn, resolve_device, seeded, train_loop
+from training.train.methods import Unlabelled, fit_encoder
+from training.train.validation import (
+    ValidationSplit,
+    chance_cross_entropy,
+    chance_mse,
+    class_split,
+    random_split,
+)
 
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    """How much of the encoder learns.
+    """How much of the encoder learns, and how rows without a label are used.
 
     Parameters
     ----------
@@ -42,17 +59,59 @@ class FinetuneOptions:
         ``partial``: how many encoder linear layers, counted from the embedding, train.
     encoder_lr_scale:
         Encoder learning rate as a share of the head's (``partial``, ``gradual``, ``full``).
+    adaptation:
+        ``none``, ``dann`` (adversarial) or ``mmd``; needs a trainable encoder (not ``frozen``).
+    adaptation_weight:
+        λ: the reversed gradient's scale (dann) or the MMD term's weight.
+    semi_supervised:
+        ``none``, ``pseudo_label`` (classification only) or ``consistency``.
+    confidence:
+        Pseudo-labels only for unlabelled rows whose top probability reaches this.
+    semi_weight:
+        Weight of the unlabelled rows' term.
+    min_epochs:
+        No early stop, and no epoch kept as best, before this many epochs (per stage).
+    device:
+        ``cpu``, ``cuda`` or ``auto``; CUDA trains in float16 mixed precision.
     """
 
     strategy: Strategy = "frozen"
     unfreeze_top: int = 1
     encoder_lr_scale: float = 0.1
+    adaptation: Adaptation = "none"
+    adaptation_weight: float = defaults.ADAPTATION_WEIGHT
+    semi_supervised: SemiSupervision = "none"
+    confidence: float = defaults.CONFIDENCE
+    semi_weight: float = defaults.SEMI_WEIGHT
+    min_epochs: int = defaults.MIN_EPOCHS
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.unfreeze_top < 1 or not 0.0 < self.encoder_lr_scale <= 1.0:
             raise ValueError("unfreeze_top must be >= 1 and encoder_lr_scale in (0, 1]")
+        if self.adaptation not in ADAPTATIONS:
+            raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {self.adaptation!r}")
+        if self.adaptation != "none" and self.strategy == "frozen":
+            raise ValueError(
+                f"adaptation {self.adaptation!r} aligns what the encoder outputs, so the encoder "
+                "must train: use strategy partial, gradual or full, not frozen"
+            )
+        if self.semi_supervised not in SEMI_SUPERVISION:
+            raise ValueError(
+                f"semi_supervised must be one of {SEMI_SUPERVISION}, got {self.semi_supervised!r}"
+            )
+        for name in ("adaptation_weight", "semi_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_epochs < 0:
+            raise ValueError(f"min_epochs must be >= 0, got {self.min_epochs}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +124,8 @@ class FinetuneResult:
     history: History
     val_sample_ids: list[str]
     strategy: Strategy
+    options: FinetuneOptions = field(default_factory=FinetuneOptions)
+    n_unlabelled: int = 0
 
 
 def finetune_classifier(
@@ -77,6 +138,8 @@ def finetune_classifier(
     *,
     strategy: Strategy | FinetuneOptions = "frozen",
     progress: bool | None = None,
+    unlabelled: ExpressionMatrix | None = None,
+    domain_column: str | None = None,
 ) -> FinetuneResult:
     """Train a classifier head (and, by strategy, the encoder) with class-weighted cross-entropy.
 
@@ -90,17 +153,25 @@ def finetune_classifier(
     matrix:
         Labelled training samples (hold the test samples out beforehand), panel gene order.
     label_column:
-        ``matrix.obs`` column with the class of each sample.
+        ``matrix.obs`` column with the class of each sample; every row needs one.
     head_cfg:
         Head shape; ``n_classes`` must equal the number of distinct labels.
     train_cfg:
-        Optimisation settings; a stratified ``val_fraction`` split drives early stopping.
+        Optimisation settings; a stratified ``val_fraction`` split drives early stopping (the
+        training loss when a class has fewer than 3 samples, see `training.train.validation`).
     strategy:
-        A strategy name or full `FinetuneOptions`.
+        A strategy name or full `FinetuneOptions` (adaptation, semi-supervision, device).
     progress:
         Progress bar: ``True``/``False``, or ``None`` for "only on a terminal".
+    unlabelled:
+        Rows without a label (e.g. the new domain's samples), panel gene order like `matrix`;
+        used by adaptation and semi-supervision.
+    domain_column:
+        obs column of `matrix` and `unlabelled` naming each row's batch or lab, the domains
+        adaptation aligns; without it they are "labelled" vs "unlabelled".
     """
     options = strategy if isinstance(strategy, FinetuneOptions) else FinetuneOptions(strategy)
+    _refuse_unlabelled_rows(matrix, label_column)
     names = matrix.labels(label_column)
     labels = sorted(set(names))
     if head_cfg.n_classes != len(labels):
@@ -108,20 +179,20 @@ def finetune_classifier(
             f"head_cfg.n_classes={head_cfg.n_classes} but there are {len(labels)} labels"
         )
     y = torch.tensor([labels.index(n) for n in names], dtype=torch.long)
-    # few-shot sets: raise the share just enough to give every class one validation sample
-    fraction = min(max(train_cfg.val_fraction, len(labels) / len(names)), 0.5)
-    train_idx, val_idx = stratified_split(names, fraction, train_cfg.seed)
-    counts = torch.bincount(y[train_idx], minlength=len(labels)).clamp(min=1).float()
+    split = class_split(names, train_cfg.val_fraction, train_cfg.seed)
+    counts = torch.bincount(y[split.train], minlength=len(labels)).clamp(min=1).float()
     # "balanced" weights (n / (k * count)) so rare classes count as much as common ones
-    criterion = nn.CrossEntropyLoss(weight=len(train_idx) / (len(labels) * counts))
+    weight = len(split.train) / (len(labels) * counts)
+    criterion = nn.CrossEntropyLoss(weight=weight)
 
     def loss_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         assert target is not None
-        loss: torch.Tensor = criterion(model(x), target)
+        loss: torch.Tensor = criterion.to(x.device)(model(x).float(), target)
         return loss
 
-    task = _Task(y, (train_idx, val_idx), loss_fn, labels)
-    return _finetune(encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress)
+    task = _Task(y, split, loss_fn, labels, chance_cross_entropy(len(labels)), weight)
+    rows = Unlabelled(unlabelled, domain_column)
+    return _finetune(encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress, rows)
 
 
 def finetune_regressor(
@@ -134,30 +205,38 @@ def finetune_regressor(
     *,
     strategy: Strategy | FinetuneOptions = "frozen",
     progress: bool | None = None,
+    unlabelled: ExpressionMatrix | None = None,
+    domain_column: str | None = None,
 ) -> FinetuneResult:
     """Train a regression head on a numeric obs column (MSE on standardised targets).
 
     Parameters are those of `finetune_classifier`, with `target_column` a numeric obs column and
     a single-output `head_cfg`. The returned head predicts on the column's own scale: the
     target standardisation is folded into its last layer. ``labels`` holds the column name.
+    Semi-supervision is ``consistency`` only (pseudo-labels need classes); with fewer than 10
+    labelled rows early stopping watches the training loss.
     """
     options = strategy if isinstance(strategy, FinetuneOptions) else FinetuneOptions(strategy)
     if head_cfg.n_targets != 1:
         raise ValueError("finetune_regressor trains one target; n_targets must be 1")
+    if options.semi_supervised == "pseudo_label":
+        raise ValueError("pseudo-labels need classes: use consistency for regression")
+    _refuse_unlabelled_rows(matrix, target_column)
     values = numeric_target(matrix, target_column)
-    n = len(values)
-    n_val = max(1, round(train_cfg.val_fraction * n))
-    order = np.random.default_rng(train_cfg.seed).permutation(n)
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    mean, std = float(values[train_idx].mean()), float(values[train_idx].std()) or 1.0
-    y = torch.tensor((values - mean) / std, dtype=torch.float32).unsqueeze(1)
+    split = random_split(len(values), train_cfg.val_fraction, train_cfg.seed)
+    mean, std = float(values[split.train].mean()), float(values[split.train].std()) or 1.0
+    standardised = (values - mean) / std
+    y = torch.tensor(standardised, dtype=torch.float32).unsqueeze(1)
 
     def loss_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         assert target is not None
-        return nn.functional.mse_loss(model(x), target)
+        return nn.functional.mse_loss(model(x).float(), target)
 
-    task = _Task(y, (train_idx, val_idx), loss_fn, [target_column])
-    result = _finetune(encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress)
+    task = _Task(y, split, loss_fn, [target_column], chance_mse(standardised[split.val]), None)
+    rows = Unlabelled(unlabelled, domain_column)
+    result = _finetune(
+        encoder, head_cfg, pipeline, matrix, task, train_cfg, options, progress, rows
+    )
     last = [m for m in result.head.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():  # y = std * (W z + b) + mean, exactly
         last.weight.mul_(std)
@@ -166,13 +245,25 @@ def finetune_regressor(
 
 
 class _Task(NamedTuple):
-    """What a head learns: per-sample targets, the train/validation split, the loss, the names
-    of its outputs."""
+    """What a head learns: per-sample targets, the validation split, the loss, the names of its
+    outputs, the validation loss at chance, and the class weights (classification)."""
 
     y: torch.Tensor
-    split: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+    split: ValidationSplit
     loss_fn: LossFn
     labels: list[str]
+    chance: float
+    class_weight: torch.Tensor | None
+
+
+def _refuse_unlabelled_rows(matrix: ExpressionMatrix, column: str) -> None:
+    missing = ~labelled_rows(matrix, column)
+    if missing.any():
+        ids = [s for s, m in zip(matrix.sample_ids, missing, strict=True) if m]
+        raise ValueError(
+            f"{len(ids)} rows have no value in {column!r} (e.g. {ids[:5]}); pass rows without "
+            "a label as unlabelled="
+        )
 
 
 def _finetune(
@@ -184,86 +275,53 @@ def _finetune(
     cfg: TrainConfig,
     options: FinetuneOptions,
     progress: bool | None,
+    rows: Unlabelled,
 ) -> FinetuneResult:
     """A new head (seeded) trained for `task`; by the strategy in `options`, the encoder too."""
+    device = resolve_device(options.device)
     with seeded(cfg.seed):
         head = build_module(head_cfg)
-    y, loss_fn = task.y, task.loss_fn
-    train_idx, val_idx = (torch.from_numpy(np.asarray(i, dtype=np.int64)) for i in task.split)
-    val_ids = [matrix.sample_ids[i] for i in val_idx.tolist()]
-    if options.strategy == "frozen":
+    split = task.split
+    val_ids = [] if split.on_training_loss else [matrix.sample_ids[i] for i in split.val]
+    notes = rows.check(options, matrix, pipeline)
+    uses_rows = options.adaptation != "none" or options.semi_supervised != "none"
+    if options.strategy == "frozen" and not uses_rows:
         # fixed features: embed once, then only the head sees minibatches
         features = embed(encoder, pipeline, matrix)
         if features.shape[1] != _n_in(head):
             raise ValueError(
                 f"the encoder gives {features.shape[1]} features, head n_in={_n_in(head)}"
             )
+        train_idx, val_idx = torch.from_numpy(split.train), torch.from_numpy(split.val)
         with seeded(cfg.seed):
             history = train_loop(
                 head,
-                loss_fn,
-                (features[train_idx], y[train_idx]),
-                (features[val_idx], y[val_idx]),
+                task.loss_fn,
+                (features[train_idx], task.y[train_idx]),
+                (features[val_idx], task.y[val_idx]),
                 cfg,
                 progress=progress,
                 description="finetune",
+                device=device,
+                min_epochs=options.min_epochs,
+                chance=task.chance,
             )
-        return FinetuneResult(head, encoder, task.labels, history, val_ids, options.strategy)
-    check_panel(matrix, pipeline)
-    tuned = copy.deepcopy(encoder)
-    model = nn.Sequential(tuned, head)
-    X = torch.from_numpy(pipeline.transform(matrix.X))
-    train, val = (X[train_idx], y[train_idx]), (X[val_idx], y[val_idx])
-    layers = encoder_layers(tuned)
-    if options.strategy == "gradual":
-        stages = [0, *range(1, len(layers) + 1)]
-    elif options.strategy == "partial":
-        stages = [min(options.unfreeze_top, len(layers))]
+        tuned = encoder
     else:
-        stages = [len(layers)]
-    histories: list[History] = []
-    for stage, n_open in enumerate(stages):
-        for p in tuned.parameters():
-            p.requires_grad_(False)
-        opened = [p for layer in layers[len(layers) - n_open :] for p in layer.parameters()]
-        for p in opened:
-            p.requires_grad_(True)
-        groups: list[dict[str, Any]] = [{"params": list(head.parameters())}]
-        if opened:
-            groups.append({"params": opened, "lr": cfg.lr * options.encoder_lr_scale})
-        with seeded(cfg.seed + stage):
-            histories.append(
-                train_loop(
-                    model,
-                    loss_fn,
-                    train,
-                    val,
-                    cfg,
-                    progress=progress,
-                    description=f"finetune {options.strategy} {stage}",
-                    groups=groups,
-                )
-            )
-    for p in tuned.parameters():
-        p.requires_grad_(True)
-    tuned.eval()
-    return FinetuneResult(head, tuned, task.labels, _merge(histories), val_ids, options.strategy)
-
-
-def _merge(histories: Sequence[History]) -> History:
-    merged = History()
-    for h in histories:
-        offset = len(merged.val_loss)
-        merged.train_loss += h.train_loss
-        merged.val_loss += h.val_loss
-        merged.seconds += h.seconds
-        merged.stopped_early = h.stopped_early
-        # each stage starts from the previous stage's best weights, so the last stage's best
-        # is the kept state
-        merged.best_epoch = offset + h.best_epoch
-    return merged
+        tuned = encoder if options.strategy == "frozen" else copy.deepcopy(encoder)
+        history = fit_encoder(
+            tuned, head, pipeline, matrix, task, cfg, options, rows, progress, device
+        )
+    history.validation = split.validation
+    history.notes[:0] = notes
+    return FinetuneResult(
+        head, tuned, task.labels, history, val_ids, options.strategy, options, rows.count
+    )
 
 
 def _n_in(head: nn.Module) -> int:
     config = getattr(head, "config", None)
     return int(getattr(config, "n_in", -1))
+
+
+__all__ = ["FinetuneOptions", "FinetuneResult", "finetune_classifier", "finetune_regressor"]

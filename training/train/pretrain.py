@@ -27,7 +27,7 @@ from training.nn.variants import (
     build_autoencoder,
 )
 from training.train.apply import check_panel
-from training.train.loop import EarlyStopping, History, seeded
+from training.train.loop import EarlyStopping, History, resolve_device, seeded
 
 __all__ = ["TrainConfig", "pretrain", "pretrain_stream", "reconstruction_mse"]
 Chunks = Sequence[tuple[int, int]]
@@ -51,7 +51,8 @@ def pretrain(
     pipeline:
         Fitted preprocessing (fit it on these samples or a superset of the training split only).
     model_cfg:
-        Autoencoder, denoising autoencoder or VAE config; ``n_genes`` must equal the panel size.
+        Autoencoder, denoising autoencoder or VAE config; ``n_genes`` must equal the width the
+        pipeline gives (the panel size, or the genes its selection step keeps).
     train_cfg:
         Optimisation settings; a random ``val_fraction`` of the samples drives early stopping.
     progress:
@@ -106,7 +107,7 @@ def pretrain_stream(
     pipeline:
         Fitted preprocessing, applied to each chunk as it is read.
     model_cfg:
-        Autoencoder config; ``n_genes`` must equal the panel size.
+        Autoencoder config; ``n_genes`` must equal the pipeline's output width.
     train_cfg:
         Epochs (passes over `train_chunks`), batch size, optimiser, patience and seed.
     train_chunks, val_chunks:
@@ -119,9 +120,11 @@ def pretrain_stream(
         ``"cpu"``, ``"cuda"`` or ``"auto"``; on CUDA the forward pass runs in float16 autocast
         with a gradient scaler.
     """
-    if model_cfg.n_genes != pipeline.n_genes:
+    width = len(pipeline.output_names())  # the panel, or the genes a selection step keeps
+    if model_cfg.n_genes != width:
         raise ValueError(
-            f"model_cfg.n_genes={model_cfg.n_genes} but the panel has {pipeline.n_genes}"
+            f"model_cfg.n_genes={model_cfg.n_genes} but the preprocessing gives {width} "
+            f"features (panel of {pipeline.n_genes} genes)"
         )
     if list(source.gene_ids) != pipeline.gene_ids:
         raise ValueError("the source's genes differ from the pipeline's panel; align them first")
@@ -129,7 +132,7 @@ def pretrain_stream(
         raise ValueError("need at least one training chunk and one validation chunk")
     if set(train_chunks) & set(val_chunks):
         raise ValueError("training and validation chunks overlap")
-    dev = _device(device)
+    dev = resolve_device(device)
     amp = dev.type == "cuda"
     with seeded(train_cfg.seed):
         model = build_autoencoder(model_cfg).to(dev)
@@ -196,16 +199,6 @@ def reconstruction_mse(
     X = torch.from_numpy(pipeline.transform(matrix.X))
     model.eval()
     return float(nn.functional.mse_loss(model(X), X))
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def _load(source: RowSource, pipeline: PreprocessPipeline, chunk: tuple[int, int]) -> Block:

@@ -6,12 +6,13 @@ Shared by the CLI and the demo. Fine-tuning a head on a published encoder is `pu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from contract.card import InputScale, Metric, TrainingData, sha256_file
+from contract.card import InputScale, InputTransform, Metric, TrainingData, sha256_file
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.data.stream import open_source, sample_rows
@@ -19,6 +20,8 @@ from training.evaluation.splits import Dataset
 from training.export.graphs import CardInfo, export_encoder
 from training.nn.config import TrainConfig, config_to_dict
 from training.nn.variants import AnyAutoencoderConfig, Autoencoder, VariationalAutoencoder
+from training.preprocess.convert import check_scale
+from training.preprocess.select import GeneSelection, fit_pipeline
 from training.train.loop import History
 from training.train.pretrain import pretrain, pretrain_stream, reconstruction_mse
 
@@ -44,12 +47,43 @@ def pretrain_and_export(
     models_dir: Path,
     description: str,
     clip: float | None = 10.0,
+    select: GeneSelection | None = None,
+    device: str = "cpu",
     progress: bool | None = None,
+    input_transforms: Sequence[InputTransform] = (),
 ) -> EncoderRun:
-    """Fit preprocessing and an autoencoder on the training split, then publish the encoder."""
+    """Fit preprocessing and an autoencoder on the training split, then publish the encoder.
+
+    Parameters
+    ----------
+    dataset:
+        The source data with its held-out test split (never used for fitting).
+    input_scale:
+        What the values are (``counts``, ``normalized``, ``log``); checked against the values.
+    model_cfg:
+        The autoencoder; ``n_genes`` must equal the preprocessing's output width.
+    train_cfg:
+        Epochs, batch size, learning rate, validation share, patience, seed.
+    name, models_dir, description:
+        Where the new version is published, and its card's description.
+    clip:
+        Clip of the per-gene z-scores.
+    select:
+        Optional unsupervised gene selection, fitted on the training split and fused into ONNX.
+    device:
+        ``cpu``, ``cuda`` or ``auto``.
+    progress:
+        Progress bars (None: when attached to a terminal).
+    input_transforms:
+        How the training data's scale was made from others (e.g. counts scaled to 10,000 per
+        sample then log1p), recorded on the card so that the service accepts those too.
+    """
     train = dataset.train
-    pipeline = PreprocessPipeline.fit(train, input_scale, clip=clip)
-    model, history = pretrain(train, pipeline, model_cfg, train_cfg, progress=progress)
+    check_scale(train, input_scale)
+    pipeline = fit_pipeline(train, input_scale, clip=clip, select=select)
+    model, history = pretrain(
+        train, pipeline, model_cfg, train_cfg, progress=progress, device=device
+    )
     what = "mean squared error of reconstructing the preprocessed (standardised) input"
     # a VAE's early-stopping loss adds the KL term: name it for what it is
     vae = isinstance(model, VariationalAutoencoder)
@@ -76,6 +110,7 @@ def pretrain_and_export(
     return _publish(
         model, pipeline, history, metrics, dataset.training_data(None), train.X,
         train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+        input_transforms=input_transforms,
     )  # fmt: skip
 
 
@@ -95,7 +130,9 @@ def stream_pretrain_and_export(
     max_steps: int | None = None,
     device: str = "cpu",
     clip: float | None = 10.0,
+    select: GeneSelection | None = None,
     progress: bool | None = None,
+    input_transforms: Sequence[InputTransform] = (),
 ) -> EncoderRun:
     """Pretrain on `path` chunk by chunk (seeded validation chunks) and publish the encoder.
 
@@ -104,8 +141,10 @@ def stream_pretrain_and_export(
     path:
         A ``.npy`` (gene ids in ``<path>.genes.txt``), ``.parquet`` (a column per gene) or
         ``.h5ad`` file, samples as rows, on `input_scale`.
-    input_scale, model_cfg, train_cfg, name, models_dir, description, clip, progress:
-        As for `pretrain_and_export`; ``model_cfg.n_genes`` must match.
+    input_scale, model_cfg, train_cfg, name, models_dir, description, clip, select, progress,
+    input_transforms:
+        As for `pretrain_and_export` (the scale is checked on the rows preprocessing is fitted
+        on, and so is the selection).
     chunk_rows:
         Rows per chunk for .npy and .h5ad (Parquet uses its row groups).
     max_steps:
@@ -121,7 +160,8 @@ def stream_pretrain_and_export(
     order = np.random.default_rng(train_cfg.seed).permutation(n_chunks)
     val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
     fit_on = sample_rows(source, FIT_ROWS, train_cfg.seed, train_ids)
-    pipeline = PreprocessPipeline.fit(fit_on, input_scale, clip=clip)
+    check_scale(fit_on, input_scale)
+    pipeline = fit_pipeline(fit_on, input_scale, clip=clip, select=select)
     model, history = pretrain_stream(
         source,
         pipeline,
@@ -153,6 +193,7 @@ def stream_pretrain_and_export(
     return _publish(
         model, pipeline, history, metrics, data, fit_on.X[:64],
         train_cfg=train_cfg, name=name, models_dir=models_dir, description=description,
+        input_transforms=input_transforms,
     )  # fmt: skip
 
 
@@ -168,11 +209,13 @@ def _publish(
     name: str,
     models_dir: Path,
     description: str,
+    input_transforms: Sequence[InputTransform],
 ) -> EncoderRun:
     """Export the encoder with its card (training data, metrics, config and history)."""
     extra = {"train_config": config_to_dict(train_cfg), "history": history.summary()}
     info = CardInfo(description, data, metrics, extra)
     folder = export_encoder(
-        model, pipeline, name=name, models_dir=models_dir, info=info, reference=reference
-    )
+        model, pipeline, name=name, models_dir=models_dir, info=info, reference=reference,
+        input_transforms=input_transforms,
+    )  # fmt: skip
     return EncoderRun(folder, model, pipeline, history, metrics)

@@ -7,6 +7,7 @@ class-weighted cross-entropy head, regression an MSE head on the standardised ta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def finetune_and_export(
     options: FinetuneOptions | None = None,
     progress: bool | None = None,
     job: str | None = None,
+    unlabelled: ExpressionMatrix | None = None,
+    domain_column: str | None = None,
+    input_conversion: Mapping[str, Any] | None = None,
 ) -> HeadRun:
     """Load a published encoder, fine-tune a head on the training split, publish both.
 
@@ -100,12 +104,21 @@ def finetune_and_export(
     job:
         The service job this run belongs to (its id): the card names it, and a job never
         publishes a second version (an earlier attempt's version is returned instead).
+    unlabelled:
+        Rows without a label (the new domain's samples), aligned to the panel like the data;
+        used by the options' adaptation and semi-supervision.
+    domain_column:
+        obs column of the data and `unlabelled` naming each row's batch or lab.
+    input_conversion:
+        What was done to the values before they came here (recorded with the model).
     """
     encoder_card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
     pipeline = PreprocessPipeline.load(encoder_folder)
     matrix, done = align_matrix(dataset.matrix, encoder_card.panel, encoder_card.input_scale)
     missing = done.alignment.missing_genes
+    if unlabelled is not None:
+        unlabelled = align_matrix(unlabelled, encoder_card.panel, encoder_card.input_scale)[0]
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
     train, test = aligned.train, aligned.test
     options = options or FinetuneOptions()
@@ -122,6 +135,8 @@ def finetune_and_export(
             train_cfg,
             strategy=options,
             progress=progress,
+            unlabelled=unlabelled,
+            domain_column=domain_column,
         )
     else:
         result = finetune_regressor(
@@ -133,20 +148,26 @@ def finetune_and_export(
             train_cfg,
             strategy=options,
             progress=progress,
+            unlabelled=unlabelled,
+            domain_column=domain_column,
         )
     # the exported graph and checkpoint carry the encoder as fine-tuned (unchanged when frozen)
     autoencoder.encoder = result.encoder  # type: ignore[assignment]
     scores = _scores(task, autoencoder, result, pipeline, test, label_column)
-    protocol = _protocol(task, aligned, encoder_card, train_cfg, label_column, options.strategy)
+    protocol = _protocol(task, aligned, encoder_card, label_column, result)
     metrics = [Metric(name=k, value=v, split="test", protocol=protocol) for k, v in scores.items()]
     extra: dict[str, Any] = {
         "task": task,
         "train_config": config_to_dict(train_cfg),
         "strategy": result.strategy,
+        "finetune_options": config_to_dict(result.options),
+        "n_unlabelled": result.n_unlabelled,
         "history": result.history.summary(),
         "missing_panel_genes": len(missing),
         "panel_overlap": 1 - len(missing) / len(pipeline.gene_ids),
     }
+    if input_conversion is not None:
+        extra["input_conversion"] = dict(input_conversion)
     export = export_classifier if task == "classification" else export_regressor
     folder = export(
         autoencoder,
@@ -194,9 +215,8 @@ def _protocol(
     task: Task,
     dataset: Dataset,
     encoder_card: ModelCard,
-    train_cfg: TrainConfig,
     label_column: str,
-    strategy: str,
+    result: FinetuneResult,
 ) -> str:
     parent_data = encoder_card.training_data
     # only claim the encoder never saw the test samples when its card proves it
@@ -210,20 +230,29 @@ def _protocol(
         if unseen
         else "the encoder's pretraining data may include them (see the parent card)"
     )
+    strategy, options, history = result.strategy, result.options, result.history
+    methods = "".join(
+        [
+            f", {options.adaptation} adaptation (λ {options.adaptation_weight:g})"
+            if options.adaptation != "none"
+            else "",
+            f", {options.semi_supervised} on {result.n_unlabelled} unlabelled samples"
+            if options.semi_supervised != "none"
+            else "",
+        ]
+    )
+    stopped = f"early stopping on the {history.validation}"
     if task == "classification":
         how = (
-            f"Head trained with class-weighted cross-entropy ({strategy} encoder), early-stopped "
-            f"on a stratified {train_cfg.val_fraction:.0%} validation part of the training split "
-            f"(seed {train_cfg.seed}); scores on the held-out samples, labels from obs column "
+            f"Head trained with class-weighted cross-entropy ({strategy} encoder{methods}), "
+            f"{stopped}; scores on the held-out samples, labels from obs column "
             f"{label_column!r}, scikit-learn metrics (macro-F1 over classes present)."
         )
     else:
         how = (
             f"Head trained with mean squared error on the standardised target ({strategy} "
-            f"encoder), early-stopped on a random {train_cfg.val_fraction:.0%} validation part "
-            f"of the training split (seed {train_cfg.seed}); R², mean absolute error (in the "
-            f"units of obs column {label_column!r}) and Spearman correlation on the held-out "
-            "samples."
+            f"encoder{methods}), {stopped}; R², mean absolute error (in the units of obs column "
+            f"{label_column!r}) and Spearman correlation on the held-out samples."
         )
     return (
         f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, exists, func, insert, select
@@ -28,14 +29,23 @@ def find_predictions(
     version: int | None,
     limit: int,
     offset: int,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Sequence[Prediction]:
     """The tenancy's recorded calls, newest first, filtered by a sample id they include, model and
-    version."""
+    version, request id, and the time they were made (since ≤ created_at < until)."""
     stmt = (
         select(Prediction)
         .where(tenancy.where(Prediction.tenant))
         .order_by(Prediction.created_at.desc())
     )
+    if request_id is not None:
+        stmt = stmt.where(Prediction.request_id == request_id)
+    if since is not None:
+        stmt = stmt.where(Prediction.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Prediction.created_at < until)
     if model is not None:
         stmt = stmt.where(Prediction.model_name == model)
     if version is not None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import ModelVersion
-from tests.factories import expression_body, once_loaded
+from tests.factories import expression_body, once_loaded, service_client
 
 pytestmark = pytest.mark.slow  # real fine-tuning jobs
 
@@ -260,3 +261,54 @@ def test_versioned_and_unversioned_ensembl_ids_match_both_ways(
         job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
         assert job["status"] == "succeeded", job["error"]
         assert job["metrics"]["missing_panel_genes"] == 0
+
+
+def test_a_dataset_named_by_ensembl_ids_fine_tunes_the_symbol_encoder(
+    svc: TestClient, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    from contract import idmap
+
+    genes = [c for c in pbmc_table.columns if c != "bulk_labels"]
+    ensembl = {}
+    for name, entrez in zip(genes, idmap.resolve(genes).entrez, strict=True):
+        ids = idmap.gene(entrez).ensembl if entrez else ()
+        ensembl[name] = f"{ids[0]}.3" if ids else name
+    csv = pbmc_table.rename(columns=ensembl).to_csv().encode()
+    r = svc.post("/v1/datasets", files={"file": ("ensembl.csv", csv)})
+    assert r.status_code == 201, r.text
+    (overlap,) = r.json()["gene_overlap"]
+    assert overlap["fraction"] >= 0.95
+    assert overlap["matched_via_table"] > 0.9 * overlap["panel_size"]
+    assert overlap["n_ambiguous"] == len(overlap["ambiguous_genes"])
+    r = svc.post("/v1/finetune-jobs", json=job_body(r.json()["id"], output_name="lab-ensembl"))
+    assert r.status_code == 202, r.text
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["missing_panel_genes"] == overlap["panel_size"] - overlap["matched"]
+    assert job["metrics"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    # the head's card: the encoder's input transforms, the panel's species and id type
+    card = json.loads((service_models / "lab-ensembl" / "1" / "model.json").read_text())
+    encoder = json.loads((service_models / "pbmc68k-encoder" / "1" / "model.json").read_text())
+    assert card["input_transforms"] == encoder["input_transforms"] != []
+    assert (card["panel"]["species"], card["panel"]["id_type"]) == ("Homo sapiens", "symbol")
+    # and it is served to requests that name genes by Ensembl id too
+    body = expression_body(pbmc_table.rename(columns=ensembl), 2)
+    r = once_loaded(svc.post, "/v1/models/lab-ensembl/classify", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["gene_overlap"]["matched_via_table"] == overlap["matched_via_table"]
+
+
+def test_a_job_trains_on_the_device_the_runner_is_told(
+    engine: Engine, pbmc_csv: bytes, service_models: Path, tmp_path: Path
+) -> None:
+    """GENEXFER_TRAIN_DEVICE=cuda: on the GPU where there is one, else a clear failure."""
+    with service_client(engine, service_models, tmp_path / "data", train_device="cuda") as svc:
+        dataset_id = upload_pbmc(svc, pbmc_csv)
+        r = svc.post("/v1/finetune-jobs", json=job_body(dataset_id, output_name="on-cuda"))
+        job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    if torch.cuda.is_available():
+        assert (job["status"], job["metrics"]["device"]) == ("succeeded", "cuda"), job["error"]
+    else:
+        assert job["status"] == "failed"
+        assert job["error"].startswith("GENEXFER_TRAIN_DEVICE=cuda: ")
+        assert "CUDA is not available" in job["error"]
