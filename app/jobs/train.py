@@ -16,10 +16,10 @@ from app.jobs.errors import JobFailure
 from contract.matrix import ExpressionMatrix
 from training.evaluation.splits import hold_out
 from training.nn.config import TrainConfig
+from training.publish.head import finetune_and_export
 from training.train import finetune, progress
 from training.train.loop import resolve_device
 from training.train.progress import TrainingHook
-from training.train.publish_head import finetune_and_export
 
 
 def to_matrix(parsed: ParsedDataset, label_column: str) -> ExpressionMatrix:

@@ -44,7 +44,7 @@ def make_encoder(models_dir: Path) -> None:
     from training.evaluation.splits import hold_out
     from training.nn.config import TrainConfig
     from training.nn.encoders import AutoencoderConfig
-    from training.train.publish_encoder import pretrain_and_export
+    from training.publish.encoder import pretrain_and_export
 
     source = make_synthetic(1_000, N_GENES, n_classes=6, seed=10)
     dataset = hold_out("synthetic source", source, test_fraction=0.1, seed=0, stratify_by=None)

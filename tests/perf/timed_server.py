@@ -34,7 +34,7 @@ WRAP: dict[str, list[tuple[str, str]]] = {
         ("hold_out", "job.split"),
         ("finetune_and_export", "job.finetune_and_export"),
     ],
-    "training.train.publish_head": [
+    "training.publish.head": [
         ("load_autoencoder", "train.load_encoder"),
         ("align_matrix", "train.align"),
         ("finetune_classifier", "train.fit"),

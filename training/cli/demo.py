@@ -14,8 +14,8 @@ from training.nn.config import TrainConfig
 from training.train import defaults
 
 if TYPE_CHECKING:
-    from training.train.publish_encoder import EncoderRun
-    from training.train.publish_head import HeadRun
+    from training.publish.encoder import EncoderRun
+    from training.publish.head import HeadRun
 
 ENCODER_NAME = "pbmc68k-encoder"
 CLASSIFIER_NAME = "pbmc68k-celltype"
@@ -92,8 +92,8 @@ def run_demo(
     from training.data.pbmc68k import load_pbmc68k_reduced
     from training.evaluation.splits import hold_out
     from training.nn.encoders import AutoencoderConfig
-    from training.train.publish_encoder import pretrain_and_export
-    from training.train.publish_head import finetune_and_export
+    from training.publish.encoder import pretrain_and_export
+    from training.publish.head import finetune_and_export
 
     start = time.perf_counter()
     matrix = load_pbmc68k_reduced()

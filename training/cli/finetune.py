@@ -11,7 +11,7 @@ from training.cli import args as cli
 from training.train import defaults
 
 if TYPE_CHECKING:
-    from training.train.publish_head import HeadRun
+    from training.publish.head import HeadRun
 
 
 NAME = "finetune"
@@ -116,8 +116,8 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
     from contract.io.readers import attach_obs, read_obs
     from training.export.store import resolve_version
     from training.preprocess.convert import prepared
+    from training.publish.head import finetune_and_export
     from training.train.apply import split_unlabelled, stack_rows
-    from training.train.publish_head import finetune_and_export
 
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read

@@ -14,7 +14,7 @@ from training.train import defaults
 
 if TYPE_CHECKING:
     from training.nn.variants import AnyAutoencoderConfig
-    from training.train.publish_encoder import EncoderRun
+    from training.publish.encoder import EncoderRun
 
 INPUT_SCALES = ("log", "counts", "normalized")
 
@@ -153,7 +153,7 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
     from contract.card import InputScale
     from training.data.stream import open_source
     from training.preprocess.select import GeneSelection
-    from training.train.publish_encoder import pretrain_and_export, stream_pretrain_and_export
+    from training.publish.encoder import pretrain_and_export, stream_pretrain_and_export
 
     train: Callable[..., EncoderRun]
     select = None if args.select_genes is None else GeneSelection(args.select_genes, args.select_by)

@@ -1,1 +1,1 @@
-"""Training loops: pretraining, fine-tuning strategies, progress hooks, publishing runs."""
+"""Training loops: the minibatch loop, pretraining, fine-tuning, validation, progress hooks."""

@@ -6,8 +6,8 @@ per stage, top down, each stage early-stopped; ``full`` trains everything with t
 lower learning rate. The encoder passed in is never modified: the others train a copy.
 
 Rows without a label can join in: domain adaptation aligns the domains' embeddings
-(`training.train.adapt`), semi-supervision fits the model's own confident or noise-stable
-predictions on them (`training.train.semisup`). Early stopping never ends at chance and copes
+(`training.methods.adapt`), semi-supervision fits the model's own confident or noise-stable
+predictions on them (`training.methods.semisup`). Early stopping never ends at chance and copes
 with two labelled samples per class (`training.train.validation`, `training.train.loop`).
 """
 
@@ -31,13 +31,13 @@ from contract.vocab import (
     SemiSupervision,
     Strategy,
 )
+from training.methods.staged import Unlabelled, fit_encoder
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.train import defaults
 from training.train.apply import embed, labelled_rows, numeric_target
 from training.train.loop import DEVICES, History, LossFn, resolve_device, seeded, train_loop
-from training.train.methods import Unlabelled, fit_encoder
 from training.train.validation import (
     ValidationSplit,
     chance_cross_entropy,

@@ -220,7 +220,7 @@ def _publish_encoder(models: Path, name: str, genes: list[str]) -> None:
     from training.evaluation.splits import hold_out
     from training.nn.config import TrainConfig
     from training.nn.encoders import AutoencoderConfig
-    from training.train.publish_encoder import pretrain_and_export
+    from training.publish.encoder import pretrain_and_export
 
     m = make_synthetic(120, len(genes), n_classes=3, seed=5)
     m = type(m)(X=m.X, sample_ids=m.sample_ids, gene_ids=genes, obs=m.obs)

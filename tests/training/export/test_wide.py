@@ -25,8 +25,8 @@ from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
 from training.nn.variants import DenoisingAutoencoderConfig
 from training.preprocess.select import GeneSelection
+from training.publish.encoder import pretrain_and_export
 from training.train.loop import seeded
-from training.train.publish_encoder import pretrain_and_export
 
 WIDE = 47_192  # the field panel whose export failed at 5.5e-4 > 1e-4
 

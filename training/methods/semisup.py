@@ -14,7 +14,7 @@ the denoising encoder was pretrained) has to agree with it:
   the two predictions.
 
 The term is weighted by ``semi_weight`` × the same ramp as domain adaptation
-(`training.train.adapt.ramp`), so a head that has not learnt anything yet does not teach itself.
+(`training.methods.adapt.ramp`), so a head that has not learnt anything yet does not teach itself.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from contract.vocab import SemiSupervision
-from training.train.adapt import ramp
+from training.methods.adapt import ramp
 
 MASK_RATE = 0.3
 

@@ -1,6 +1,7 @@
 """Pretrain an encoder and publish it: in memory or streamed from disk; measure; export.
 
-Shared by the CLI and the demo. Fine-tuning a head on a published encoder is `publish_head`.
+Shared by the CLI and the demo. Fine-tuning a head on a published encoder is
+`training.publish.head`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fine-tuning through the encoder: strategies stage by stage, with adaptation and unlabelled rows.
 
 `training.train.finetune` decides what to train; this module trains an encoder copy and a head
-together, adding the terms that use rows without a label (`training.train.adapt`,
-`training.train.semisup`) to the supervised loss.
+together, adding the terms that use rows without a label (`training.methods.adapt`,
+`training.methods.semisup`) to the supervised loss.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from torch import nn
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from training.methods.adapt import DomainAlignment, Domains
+from training.methods.semisup import UnlabelledLoss
 from training.nn.config import TrainConfig
 from training.nn.variants import encoder_layers
-from training.train.adapt import DomainAlignment, Domains
 from training.train.apply import check_panel
 from training.train.loop import History, Regulariser, seeded, train_loop
-from training.train.semisup import UnlabelledLoss
 
 if TYPE_CHECKING:
     from training.train.finetune import FinetuneOptions, _Task
