@@ -197,6 +197,46 @@ class InputTransform(_Frozen):
         )
 
 
+class CandidateScore(_Frozen):
+    """One candidate of the automatic choice and its inner cross-validation score."""
+
+    name: str = Field(description="e.g. 'frozen', 'full+dann', 'logistic'.")
+    kind: Literal["transfer", "baseline"]
+    mean: float = Field(description="Mean of the fold scores.")
+    sd: float = Field(description="Standard deviation of the fold scores.")
+    folds: list[float] = Field(description="Each inner fold's score, in fold order.")
+
+
+class Selection(_Frozen):
+    """How the published model was chosen: every candidate's inner-CV score and why it won.
+
+    The candidates are scored on the training samples alone (the test samples, if any, are
+    held out before); the winner is refitted on all of them and published.
+    """
+
+    metric: str = Field(description="What the scores are, e.g. 'balanced_accuracy'.")
+    protocol: str = Field(description="The inner cross-validation, in words.")
+    candidates: list[CandidateScore] = Field(min_length=1)
+    winner: str
+    forced: bool = Field(
+        default=False,
+        description="True when the caller named the strategy: the winner is then the named "
+        "strategy whatever the scores, and the others are a comparison.",
+    )
+    reason: str = Field(description="Why the winner won, from the scores above.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What a user must know, e.g. a classical baseline scored higher than the "
+        "published model.",
+    )
+
+    @model_validator(mode="after")
+    def _winner_is_a_candidate(self) -> Self:
+        if self.winner not in {c.name for c in self.candidates}:
+            raise ValueError(f"winner {self.winner!r} is not among the candidates")
+        return self
+
+
 class ModelCard(_Frozen):
     schema_version: int = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -226,6 +266,11 @@ class ModelCard(_Frozen):
         default=None,
         description="The fine-tuning job (its id) that published this version; a job publishes "
         "at most one version, and a retried job finds it by this.",
+    )
+    selection: Selection | None = Field(
+        default=None,
+        description="The inner-CV comparison this model won (or, with a named strategy, was "
+        "compared in), with its warnings.",
     )
     library_versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="File name → sha256, model.onnx included.")

@@ -14,6 +14,11 @@ TASKS: tuple[Task, ...] = get_args(Task)
 # how much of a pretrained encoder fine-tuning trains (training.train.finetune)
 Strategy = Literal["frozen", "partial", "gradual", "full"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+# what a job or `genexfer train finetune` asks for: one strategy, or "auto", the choice by inner
+# cross-validation among the strategies and the classical baselines (training.choice)
+StrategyChoice = Literal["auto", "frozen", "partial", "gradual", "full"]
+STRATEGY_CHOICES: tuple[StrategyChoice, ...] = get_args(StrategyChoice)
+assert STRATEGY_CHOICES[1:] == STRATEGIES
 
 # domain adaptation during fine-tuning: none, adversarial (gradient reversal, DANN) or MMD
 Adaptation = Literal["none", "dann", "mmd"]

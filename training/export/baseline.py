@@ -20,7 +20,7 @@ import onnxruntime as ort
 from sklearn.base import is_classifier
 from torch import nn
 
-from contract.card import ONNX_FILE, ModelKind, TensorSpec
+from contract.card import ONNX_FILE, ModelKind, ModelRef, TensorSpec
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.export.card import CardInfo, parity_inputs, publish_version
@@ -117,6 +117,7 @@ def export_baseline(
     models_dir: Path,
     info: CardInfo,
     reference: Array,
+    parent: ModelRef | None = None,
 ) -> Path:
     """Publish a fitted scikit-learn classifier or regressor as a servable version; returns it.
 
@@ -136,6 +137,9 @@ def export_baseline(
         ``info.training_data.label_column``.
     reference:
         Real input-scale samples (panel order) for the parity check.
+    parent:
+        The encoder whose preprocessing it uses, if any (the card names it, and takes its
+        input transforms).
     """
     check_model_name(name)
     if is_classifier(model):
@@ -167,6 +171,7 @@ def export_baseline(
             outputs=outputs,
             info=info,
             labels=labels,
+            parent=parent,
             extra_versions={
                 "scikit-learn": _version("scikit-learn"),
                 "skl2onnx": _version("skl2onnx"),

@@ -22,6 +22,7 @@ from contract.card import (
     ModelCard,
     ModelKind,
     ModelRef,
+    Selection,
     TensorSpec,
     TrainingData,
     sha256_file,
@@ -49,6 +50,8 @@ class CardInfo:
     job:
         The id of the service's fine-tuning job publishing this version, if any: the card
         names it, and publication keeps one version per job (`training.export.store.publish`).
+    selection:
+        The inner-CV comparison the model won or was compared in (`training.choice`).
     """
 
     description: str
@@ -56,6 +59,7 @@ class CardInfo:
     metrics: Sequence[Metric] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     job: str | None = None
+    selection: Selection | None = None
 
 
 def publish_version(
@@ -129,6 +133,7 @@ def publish_version(
             metrics=list(info.metrics),
             parent=parent,
             job=info.job,
+            selection=info.selection,
             library_versions={**library_versions(), **(extra_versions or {})},
             files=files,
         ).write(staging)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.align import align_matrix
-from contract.card import Metric, ModelCard
+from contract.card import Metric, ModelCard, Selection
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Task
@@ -75,6 +75,7 @@ def finetune_and_export(
     unlabelled: ExpressionMatrix | None = None,
     domain_column: str | None = None,
     input_conversion: Mapping[str, Any] | None = None,
+    selection: Selection | None = None,
 ) -> HeadRun:
     """Load a published encoder, fine-tune a head on the training split, publish both.
 
@@ -111,6 +112,9 @@ def finetune_and_export(
         obs column of the data and `unlabelled` naming each row's batch or lab.
     input_conversion:
         What was done to the values before they came here (recorded with the model).
+    selection:
+        The inner-CV comparison this strategy won or was compared in (`training.choice`); the
+        card records it, and the winner's inner-CV score as a metric.
     """
     encoder_card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
@@ -156,6 +160,7 @@ def finetune_and_export(
     scores = _scores(task, autoencoder, result, pipeline, test, label_column)
     protocol = _protocol(task, aligned, encoder_card, label_column, result)
     metrics = [Metric(name=k, value=v, split="test", protocol=protocol) for k, v in scores.items()]
+    metrics += selection_metrics(selection)
     extra: dict[str, Any] = {
         "task": task,
         "train_config": config_to_dict(train_cfg),
@@ -176,7 +181,9 @@ def finetune_and_export(
         result.labels,
         name=name,
         models_dir=models_dir,
-        info=CardInfo(description, aligned.training_data(label_column), metrics, extra, job),
+        info=CardInfo(
+            description, aligned.training_data(label_column), metrics, extra, job, selection
+        ),
         reference=train.X,
         parent=model_ref(encoder_folder),
     )
@@ -189,6 +196,16 @@ def finetune_and_export(
         len(missing),
         len(pipeline.gene_ids),
     )
+
+
+def selection_metrics(selection: Selection | None) -> list[Metric]:
+    """The published candidate's inner-CV score as a card metric (none without a choice)."""
+    if selection is None:
+        return []
+    won = next(c for c in selection.candidates if c.name == selection.winner)
+    return [
+        Metric(name=selection.metric, value=won.mean, split="inner_cv", protocol=selection.protocol)
+    ]
 
 
 def _scores(

@@ -1,7 +1,9 @@
-"""Default hyperparameters (the committed demo models'); stdlib-only so the CLI can show them."""
+"""Default hyperparameters (the committed demo models'): pretraining here, fine-tuning from
+`contract.defaults`."""
 
 from __future__ import annotations
 
+from contract import defaults as shared
 from training.nn.config import TrainConfig
 
 # Compared by held-out balanced accuracy on pbmc68k_reduced over split seeds 1-10 (the demo
@@ -18,21 +20,23 @@ PRETRAIN = TrainConfig(
     epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, val_fraction=0.1, patience=20, seed=0
 )
 
-# a linear head: with a few hundred labelled samples, a hidden layer did not help
-HEAD_HIDDEN: tuple[int, ...] = ()
-HEAD_DROPOUT = 0.0
+# fine-tuning: the numbers are contract.defaults', shared with the service's jobs
+HEAD_HIDDEN: tuple[int, ...] = shared.HEAD_HIDDEN
+HEAD_DROPOUT = shared.HEAD_DROPOUT
 FINETUNE = TrainConfig(
-    epochs=400, batch_size=64, lr=3e-3, weight_decay=1e-3, val_fraction=0.15, patience=30, seed=0
+    epochs=shared.EPOCHS,
+    batch_size=shared.BATCH_SIZE,
+    lr=shared.LR,
+    weight_decay=shared.WEIGHT_DECAY,
+    val_fraction=shared.VAL_FRACTION,
+    patience=shared.PATIENCE,
+    seed=shared.SEED,
 )
 
-TEST_FRACTION = 0.2
+TEST_FRACTION = shared.TEST_FRACTION
 CLIP = 10.0
 
-# fine-tuning methods (training.train.finetune.FinetuneOptions); how the two measured defaults
-# were chosen, on inner validation batches only, is in docs/training.md ("Choosing the defaults")
-ADAPTATION_WEIGHT = 0.3
-CONFIDENCE = 0.9
-SEMI_WEIGHT = 1.0
-# no early stop, and no epoch kept as best, before this: a head restored from its first epochs
-# is barely trained (a field run stopped at epoch 20 holding epoch 0's chance-level head)
-MIN_EPOCHS = 20
+ADAPTATION_WEIGHT = shared.ADAPTATION_WEIGHT
+CONFIDENCE = shared.CONFIDENCE
+SEMI_WEIGHT = shared.SEMI_WEIGHT
+MIN_EPOCHS = shared.MIN_EPOCHS

@@ -44,3 +44,30 @@ def watching(hook: TrainingHook) -> Iterator[None]:
 def current() -> TrainingHook | None:
     """The hook in effect, if any."""
     return _hook.get()
+
+
+class _BatchesOnly:
+    """Forwards `batch()` (cancellation checks) to a hook, and drops its epochs."""
+
+    def __init__(self, hook: TrainingHook) -> None:
+        self.hook = hook
+
+    def batch(self) -> None:
+        self.hook.batch()
+
+    def epoch(
+        self, description: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float
+    ) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def batches_only() -> Iterator[None]:
+    """Inside this block the hook in effect (if any) hears only `batch()`: trainings that are
+    not the published model's (inner cross-validation) can be stopped but draw no curve."""
+    hook = _hook.get()
+    if hook is None:
+        yield
+        return
+    with watching(_BatchesOnly(hook)):
+        yield

@@ -1,0 +1,44 @@
+"""Fine-tuning defaults, one set for `genexfer train finetune` and the service's jobs.
+
+Plain numbers (no torch) so the API schema can show them; `training.train.defaults` builds the
+training configs from them. How they were chosen is in docs/training.md ("Choosing the
+defaults").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# a linear head: with a few hundred labelled samples, a hidden layer did not help
+HEAD_HIDDEN: Final[tuple[int, ...]] = ()
+HEAD_DROPOUT: Final = 0.0
+
+EPOCHS: Final = 400
+BATCH_SIZE: Final = 64
+LR: Final = 3e-3
+WEIGHT_DECAY: Final = 1e-3
+VAL_FRACTION: Final = 0.15
+PATIENCE: Final = 30
+SEED: Final = 0
+
+# share of the labelled samples held out and scored for the card; a class with fewer than
+# MIN_HELD_OUT_CLASS samples keeps them all (the card's scores are then the inner CV's)
+TEST_FRACTION: Final = 0.2
+MIN_HELD_OUT_CLASS: Final = 10
+
+# fine-tuning methods (training.train.finetune.FinetuneOptions)
+UNFREEZE_TOP: Final = 1
+ENCODER_LR_SCALE: Final = 0.1
+ADAPTATION_WEIGHT: Final = 0.3
+CONFIDENCE: Final = 0.9
+SEMI_WEIGHT: Final = 1.0
+# no early stop, and no epoch kept as best, before this: a head restored from its first epochs
+# is barely trained (a field run stopped at epoch 20 holding epoch 0's chance-level head)
+MIN_EPOCHS: Final = 20
+
+# the automatic choice (training.choice): at most this many inner folds, and repeats of them
+# until at least INNER_SCORES fold scores when the data are small
+INNER_FOLDS: Final = 5
+INNER_SCORES: Final = 10
+# small data: repeated inner CV below this many labelled samples
+INNER_REPEAT_BELOW: Final = 200

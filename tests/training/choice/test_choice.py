@@ -1,0 +1,240 @@
+"""The automatic choice: inner folds, every candidate scored, the best one published and served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from contract.card import CandidateScore, InputScale, ModelCard
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.choice import candidates as cands
+from training.choice.auto import choose, reason, warnings
+from training.choice.inner import inner_folds
+from training.data.synthetic import make_synthetic
+from training.evaluation.splits import hold_out
+from training.nn.config import TrainConfig
+from training.nn.encoders import AutoencoderConfig
+from training.publish.chosen import choose_and_export
+from training.publish.encoder import pretrain_and_export
+from training.publish.head import load_autoencoder
+from training.train.finetune import FinetuneOptions
+
+QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small encoder pretrained on synthetic counts (40 genes)."""
+    models = tmp_path_factory.mktemp("models")
+    m = make_synthetic(120, 40, n_classes=3, seed=5)
+    run = pretrain_and_export(
+        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
+        input_scale=InputScale.counts,
+        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
+        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
+        name="enc",
+        models_dir=models,
+        description="choice test encoder",
+        progress=False,
+    )
+    return run.folder
+
+
+def _target(n: int, seed: int, separation: float = 2.0) -> ExpressionMatrix:
+    return make_synthetic(n, 40, n_classes=3, separation=separation, seed=seed)
+
+
+def _problem(
+    encoder: Path, matrix: ExpressionMatrix, task: str = "classification"
+) -> cands.Problem:
+    auto = load_autoencoder(encoder)
+    return cands.Problem(
+        matrix=matrix,
+        label_column="label",
+        task=task,  # type: ignore[arg-type]
+        encoder=auto.encoder,
+        latent=auto.config.latent,
+        pipeline=PreprocessPipeline.load(encoder),
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+    )
+
+
+def test_the_published_model_has_the_best_inner_cv_score(encoder: Path, tmp_path: Path) -> None:
+    data = hold_out("target", _target(90, 11), test_fraction=0.2, seed=0, stratify_by="label")
+    run = choose_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="chosen",
+        models_dir=tmp_path,
+        description="test",
+        candidates=["frozen", "full", "logistic", "random_forest"],
+    )
+    card = ModelCard.read(run.folder)
+    assert card.selection is not None and card.selection == run.selection
+    scores = {c.name: c.mean for c in card.selection.candidates}
+    assert set(scores) == {"frozen", "full", "logistic", "random_forest"}
+    # the rule the choice exists for: nothing scored above what was published
+    assert scores[card.selection.winner] == max(scores.values())
+    assert not card.selection.forced and card.selection.warnings == []
+    assert all(len(c.folds) == 10 for c in card.selection.candidates)  # 72 samples: 5 folds × 2
+    assert card.selection.winner in card.selection.reason
+    inner = [m for m in card.metrics if m.split == "inner_cv"]
+    assert [m.name for m in inner] == ["balanced_accuracy"]
+    assert inner[0].value == scores[card.selection.winner]
+    assert {m.name for m in card.metrics if m.split == "test"} >= {"balanced_accuracy"}
+
+
+def test_a_baseline_that_wins_is_published_and_served_through_onnx(
+    encoder: Path, tmp_path: Path
+) -> None:
+    # a class is one gene's level: the 4-wide encoder trained on other data loses it, a linear
+    # model on the preprocessed genes does not
+    rng = np.random.default_rng(3)
+    X = rng.poisson(20.0, size=(60, 40)).astype(np.float32)
+    labels = np.array(["a", "b"] * 30)
+    X[labels == "b", 7] += 200.0
+    m = ExpressionMatrix(
+        X=X,
+        sample_ids=[f"s{i}" for i in range(60)],
+        gene_ids=[f"gene{j}" for j in range(40)],
+        obs=pd.DataFrame({"label": labels}, index=[f"s{i}" for i in range(60)]),
+    )
+    enc_genes = ModelCard.read(encoder).panel.ids
+    m = ExpressionMatrix(X=m.X, sample_ids=m.sample_ids, gene_ids=enc_genes, obs=m.obs)
+    data = hold_out("target", m, test_fraction=0.2, seed=0, stratify_by="label")
+    run = choose_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="baseline-wins",
+        models_dir=tmp_path,
+        description="test",
+        candidates=["frozen", "logistic"],
+    )
+    assert run.kind == "baseline" and run.selection.winner == "logistic"
+    assert "no transfer strategy did better" in run.selection.reason
+    card = ModelCard.read(run.folder)
+    assert card.parent is not None and card.parent.name == "enc"
+    assert card.labels == ["a", "b"]
+    session = ort.InferenceSession(str(run.folder / "model.onnx"))
+    (proba,) = session.run(["probabilities"], {"expression": data.test.X})
+    predicted = np.array(card.labels)[proba.argmax(axis=1)]
+    assert (predicted == np.array(data.test.labels("label"))).mean() == 1.0
+    assert run.scores["balanced_accuracy"] == 1.0
+
+
+def test_a_named_strategy_is_published_and_warned_about_when_a_baseline_beats_it(
+    encoder: Path,
+) -> None:
+    problem = _problem(encoder, _target(60, 12))
+    pool = [cands.transfer(FinetuneOptions("frozen")), cands.baseline("logistic")]
+    choice = choose(problem, pool, forced="frozen")
+    assert choice.winner.name == "frozen" and choice.selection.forced
+    by = {c.name: c for c in choice.selection.candidates}
+    if by["logistic"].mean > by["frozen"].mean:
+        assert len(choice.selection.warnings) == 1
+        assert "logistic" in choice.selection.warnings[0]
+    else:
+        assert choice.selection.warnings == []
+
+
+def test_warnings_and_reason_follow_the_numbers() -> None:
+    low = CandidateScore(name="frozen", kind="transfer", mean=0.6, sd=0.01, folds=[0.6, 0.61, 0.59])
+    high = CandidateScore(
+        name="logistic", kind="baseline", mean=0.9, sd=0.01, folds=[0.9, 0.91, 0.89]
+    )
+    (warning,) = warnings(low, [low, high], "balanced_accuracy")
+    assert "logistic" in warning and "0.900" in warning and "'auto'" in warning
+    assert warnings(high, [low, high], "balanced_accuracy") == []
+    clear = reason(high, [low, high], "balanced_accuracy", forced=False)
+    assert "clear margin" in clear and "higher in 3 of 3 folds" in clear
+    close = CandidateScore(
+        name="frozen", kind="transfer", mean=0.899, sd=0.05, folds=[0.95, 0.85, 0.897]
+    )
+    noisy = reason(high, [close, high], "balanced_accuracy", forced=False)
+    assert "noise" in noisy and noisy != clear
+
+
+def test_two_samples_per_class_get_repeated_two_fold_cv(encoder: Path) -> None:
+    small = _target(60, 13)
+    lab = np.array(small.labels("label"))
+    m = small.take(np.sort(np.concatenate([np.flatnonzero(lab == c)[:2] for c in set(lab)])))
+    cv = inner_folds(_problem(encoder, m), seed=0)
+    assert len(cv.folds) == 10 and "2-fold" in cv.protocol and "repeated 5 times" in cv.protocol
+    for train_idx, _ in cv.folds:
+        assert len(set(np.array(m.labels("label"))[train_idx])) == 3  # every class trains
+    choice = choose(
+        _problem(encoder, m), [cands.transfer(FinetuneOptions()), cands.baseline("logistic")]
+    )
+    assert len(choice.selection.candidates[0].folds) == 10
+
+
+def test_inner_cv_refuses_a_class_with_one_sample(encoder: Path) -> None:
+    m = _target(30, 14)
+    lab = np.array(m.labels("label"))
+    first = np.flatnonzero(lab == lab[0])[:1]
+    rest = np.flatnonzero(lab != lab[0])
+    with pytest.raises(ValueError, match="≥ 2 samples each"):
+        inner_folds(_problem(encoder, m.take(np.sort(np.concatenate([first, rest])))), seed=0)
+
+
+def test_candidate_names_parse_or_say_what_exists() -> None:
+    base = FinetuneOptions()
+    assert cands.parse("full+dann", "classification", base).options == FinetuneOptions(
+        "full", adaptation="dann"
+    )
+    assert cands.parse("logistic", "classification", base).kind == "baseline"
+    with pytest.raises(ValueError, match="unknown candidate 'best'"):
+        cands.parse("best", "classification", base)
+    with pytest.raises(ValueError, match="not one adaptation"):
+        cands.parse("full+dann+mmd", "classification", base)
+    with pytest.raises(ValueError, match="aligns what the encoder outputs"):
+        cands.parse("frozen+dann", "classification", base)
+    names = [
+        c.name
+        for c in cands.default_candidates("classification", base, unlabelled=True, domains=False)
+    ]
+    assert names == [
+        "frozen", "full", "full+dann", "full+mmd", "frozen+pseudo_label",
+        "logistic", "ridge", "random_forest",
+    ]  # fmt: skip
+    plain = cands.default_candidates("regression", base, unlabelled=False, domains=False)
+    assert [c.name for c in plain] == ["frozen", "full", "ridge", "elastic_net", "random_forest"]
+
+
+def test_regression_chooses_by_r2(encoder: Path, tmp_path: Path) -> None:
+    m = _target(60, 15)
+    target = m.X[:, 3] / (m.X.sum(axis=1) + 1) * 100
+    obs = m.obs.assign(label=[f"{v:.5f}" for v in target])
+    m = ExpressionMatrix(X=m.X, sample_ids=m.sample_ids, gene_ids=m.gene_ids, obs=obs)
+    data = hold_out("target", m, test_fraction=0.2, seed=0, stratify_by=None)
+    run = choose_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="reg",
+        models_dir=tmp_path,
+        description="test",
+        task="regression",
+        candidates=["frozen", "ridge"],
+    )
+    assert run.selection.metric == "r2"
+    scores = {c.name: c.mean for c in run.selection.candidates}
+    assert scores[run.selection.winner] == max(scores.values())

@@ -1,0 +1,2 @@
+"""Choosing a model on the training samples alone: candidates, inner cross-validation, the
+choice."""

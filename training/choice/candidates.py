@@ -1,0 +1,206 @@
+"""The models a choice compares: transfer strategies (with their methods) and classical baselines.
+
+A candidate is fitted on some rows of a `Problem` and predicts others: the inner cross-validation
+(`training.choice.inner`) and the final refit call the same `fit_predict`, so the score a
+candidate is chosen by comes from exactly the code that trains what is published.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from torch import nn
+
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from contract.vocab import ADAPTATIONS, SEMI_SUPERVISION, STRATEGIES, SemiSupervision, Task
+from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
+from training.nn.config import TrainConfig
+from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
+from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
+from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+
+# the classical models every choice includes: regularised logistic regression (C = 1 and the
+# strongly regularised C = 0.01) and a random forest; ridge, elastic net and a forest to regress
+CLASSIFIER_BASELINES = ("logistic", "ridge", "random_forest")
+REGRESSOR_BASELINES = ("ridge", "elastic_net", "random_forest")
+
+Kind = Literal["transfer", "baseline"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A transfer strategy with its methods (`options`), or a scikit-learn baseline."""
+
+    name: str
+    kind: Kind
+    options: FinetuneOptions | None = None
+    baseline: str | None = None
+
+
+def transfer(options: FinetuneOptions) -> Candidate:
+    """A transfer candidate, named strategy[+adaptation][+semi-supervision]."""
+    parts: list[str] = [options.strategy]
+    parts += [options.adaptation] if options.adaptation != "none" else []
+    parts += [options.semi_supervised] if options.semi_supervised != "none" else []
+    return Candidate("+".join(parts), "transfer", options=options)
+
+
+def baseline(name: str) -> Candidate:
+    """A classical candidate (`training.evaluation.baselines`)."""
+    return Candidate(name, "baseline", baseline=name)
+
+
+def parse(name: str, task: Task, base: FinetuneOptions) -> Candidate:
+    """The candidate a name gives: a baseline's name, or strategy[+adaptation][+semi]."""
+    if name in baseline_names(task):
+        return baseline(name)
+    strategy, *methods = name.split("+")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"unknown candidate {name!r}: give a strategy {STRATEGIES} (optionally "
+            f"+{'/+'.join(ADAPTATIONS[1:])} and +{'/+'.join(SEMI_SUPERVISION[1:])}) or a "
+            f"{task} baseline {tuple(baseline_names(task))}"
+        )
+    changes: dict[str, Any] = {"strategy": strategy}
+    for method in methods:
+        key = "adaptation" if method in ADAPTATIONS else "semi_supervised"
+        if method not in ADAPTATIONS + SEMI_SUPERVISION or method == "none" or key in changes:
+            raise ValueError(f"candidate {name!r}: {method!r} is not one adaptation or semi")
+        changes[key] = method
+    return transfer(dataclasses.replace(base, **changes))
+
+
+def default_candidates(
+    task: Task, base: FinetuneOptions, *, unlabelled: bool, domains: bool
+) -> list[Candidate]:
+    """The automatic choice's candidates for the data at hand.
+
+    The head on the frozen encoder and the whole network fine-tuned; with rows without a label
+    or a domain column also DANN and MMD on the fine-tuned network; with rows without a label
+    also pseudo-labels (classification) or consistency (regression) on the frozen encoder;
+    then the classical baselines. `base` carries the device and method weights.
+    """
+    plain = dataclasses.replace(base, adaptation="none", semi_supervised="none")
+    out = [
+        transfer(dataclasses.replace(plain, strategy="frozen")),
+        transfer(dataclasses.replace(plain, strategy="full")),
+    ]
+    if unlabelled or domains:
+        out += [
+            transfer(dataclasses.replace(plain, strategy="full", adaptation=method))
+            for method in ("dann", "mmd")
+        ]
+    if unlabelled:
+        semi: SemiSupervision = "pseudo_label" if task == "classification" else "consistency"
+        out.append(transfer(dataclasses.replace(plain, strategy="frozen", semi_supervised=semi)))
+    names = CLASSIFIER_BASELINES if task == "classification" else REGRESSOR_BASELINES
+    return out + [baseline(name) for name in names]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The labelled training samples, aligned to the encoder's panel, and how to train on them.
+
+    Parameters
+    ----------
+    matrix:
+        The labelled training rows (panel order, the encoder's input scale).
+    label_column, task:
+        What to predict.
+    encoder, pipeline:
+        The published encoder and its preprocessing.
+    head_hidden, head_dropout, train_cfg:
+        The head and the optimisation every transfer candidate uses.
+    unlabelled, domain_column:
+        Rows without a label, and the obs column naming batches, for the methods that use them.
+    """
+
+    matrix: ExpressionMatrix
+    label_column: str
+    task: Task
+    encoder: nn.Module
+    latent: int
+    pipeline: PreprocessPipeline
+    head_hidden: tuple[int, ...]
+    head_dropout: float
+    train_cfg: TrainConfig
+    unlabelled: ExpressionMatrix | None = None
+    domain_column: str | None = None
+
+    def targets(self) -> list[str] | npt.NDArray[np.float64]:
+        """The class of each row, or its number."""
+        if self.task == "classification":
+            return self.matrix.labels(self.label_column)
+        return numeric_target(self.matrix, self.label_column)
+
+    def features(self) -> npt.NDArray[np.float32]:
+        """What the baselines see: the encoder's preprocessing of every row."""
+        return np.asarray(self.pipeline.transform(self.matrix.X), dtype=np.float32)
+
+
+Prediction = list[str] | npt.NDArray[np.float64]
+
+
+def fit_predict(
+    candidate: Candidate,
+    problem: Problem,
+    train_idx: npt.NDArray[np.int64],
+    test_idx: npt.NDArray[np.int64],
+    *,
+    features: npt.NDArray[np.float32] | None = None,
+    seed: int = 0,
+) -> Prediction:
+    """Fit `candidate` on rows `train_idx`, predict rows `test_idx` (labels, or numbers)."""
+    if candidate.kind == "baseline":
+        assert candidate.baseline is not None
+        X = problem.features() if features is None else features
+        y = problem.targets()
+        y_train = [y[i] for i in train_idx] if isinstance(y, list) else y[train_idx]
+        model = fit_baseline(
+            candidate.baseline, X[train_idx], y_train, task=problem.task, seed=seed
+        )
+        if problem.task == "classification":
+            proba = baseline_proba(model, X[test_idx])
+            return [str(c) for c in np.asarray(model.classes_)[proba.argmax(axis=1)]]
+        return np.asarray(model.predict(X[test_idx]), dtype=np.float64)
+    return _fit_transfer(candidate, problem, train_idx, test_idx, seed)
+
+
+def _fit_transfer(
+    candidate: Candidate,
+    problem: Problem,
+    train_idx: npt.NDArray[np.int64],
+    test_idx: npt.NDArray[np.int64],
+    seed: int,
+) -> Prediction:
+    assert candidate.options is not None
+    train, test = problem.matrix.take(train_idx), problem.matrix.take(test_idx)
+    cfg = dataclasses.replace(problem.train_cfg, seed=seed)
+    common: dict[str, Any] = {
+        "strategy": candidate.options,
+        "progress": False,
+        "unlabelled": problem.unlabelled,
+        "domain_column": problem.domain_column,
+    }
+    if problem.task == "classification":
+        n_classes = len(set(train.labels(problem.label_column)))
+        head = ClassifierHeadConfig(
+            problem.latent, n_classes, problem.head_hidden, problem.head_dropout
+        )
+        result = finetune_classifier(
+            problem.encoder, problem.pipeline, train, problem.label_column, head, cfg, **common
+        )
+        proba = predict_proba(result.encoder, result.head, problem.pipeline, test)
+        return predict_labels(proba, result.labels)
+    head_r = RegressorHeadConfig(problem.latent, 1, problem.head_hidden, problem.head_dropout)
+    result = finetune_regressor(
+        problem.encoder, problem.pipeline, train, problem.label_column, head_r, cfg, **common
+    )
+    return np.asarray(
+        predict_values(result.encoder, result.head, problem.pipeline, test), dtype=np.float64
+    )
