@@ -81,12 +81,14 @@ def test_the_published_model_has_the_best_inner_cv_score(encoder: Path, tmp_path
         candidates=["frozen", "full", "logistic", "random_forest"],
     )
     card = ModelCard.read(run.folder)
-    assert card.selection is not None and card.selection == run.selection
+    assert card.selection is not None
+    assert card.selection == run.selection
     scores = {c.name: c.mean for c in card.selection.candidates}
     assert set(scores) == {"frozen", "full", "logistic", "random_forest"}
     # the rule the choice exists for: nothing scored above what was published
     assert scores[card.selection.winner] == max(scores.values())
-    assert not card.selection.forced and card.selection.warnings == []
+    assert not card.selection.forced
+    assert card.selection.warnings == []
     assert all(len(c.folds) == 10 for c in card.selection.candidates)  # 72 samples: 5 folds × 2
     assert card.selection.winner in card.selection.reason
     inner = [m for m in card.metrics if m.split == "inner_cv"]
@@ -125,10 +127,12 @@ def test_a_baseline_that_wins_is_published_and_served_through_onnx(
         description="test",
         candidates=["frozen", "logistic"],
     )
-    assert run.kind == "baseline" and run.selection.winner == "logistic"
+    assert run.kind == "baseline"
+    assert run.selection.winner == "logistic"
     assert "no transfer strategy did better" in run.selection.reason
     card = ModelCard.read(run.folder)
-    assert card.parent is not None and card.parent.name == "enc"
+    assert card.parent is not None
+    assert card.parent.name == "enc"
     assert card.labels == ["a", "b"]
     session = ort.InferenceSession(str(run.folder / "model.onnx"))
     (proba,) = session.run(["probabilities"], {"expression": data.test.X})
@@ -143,7 +147,8 @@ def test_a_named_strategy_is_published_and_warned_about_when_a_baseline_beats_it
     problem = _problem(encoder, _target(60, 12))
     pool = [cands.transfer(FinetuneOptions("frozen")), cands.baseline("logistic")]
     choice = choose(problem, pool, forced="frozen")
-    assert choice.winner.name == "frozen" and choice.selection.forced
+    assert choice.winner.name == "frozen"
+    assert choice.selection.forced
     by = {c.name: c for c in choice.selection.candidates}
     if by["logistic"].mean > by["frozen"].mean:
         assert len(choice.selection.warnings) == 1
@@ -158,15 +163,19 @@ def test_warnings_and_reason_follow_the_numbers() -> None:
         name="logistic", kind="baseline", mean=0.9, sd=0.01, folds=[0.9, 0.91, 0.89]
     )
     (warning,) = warnings(low, [low, high], "balanced_accuracy")
-    assert "logistic" in warning and "0.900" in warning and "'auto'" in warning
+    assert "logistic" in warning
+    assert "0.900" in warning
+    assert "'auto'" in warning
     assert warnings(high, [low, high], "balanced_accuracy") == []
     clear = reason(high, [low, high], "balanced_accuracy", forced=False)
-    assert "clear margin" in clear and "higher in 3 of 3 folds" in clear
+    assert "clear margin" in clear
+    assert "higher in 3 of 3 folds" in clear
     close = CandidateScore(
         name="frozen", kind="transfer", mean=0.899, sd=0.05, folds=[0.95, 0.85, 0.897]
     )
     noisy = reason(high, [close, high], "balanced_accuracy", forced=False)
-    assert "noise" in noisy and noisy != clear
+    assert "noise" in noisy
+    assert noisy != clear
 
 
 def test_two_samples_per_class_get_repeated_two_fold_cv(encoder: Path) -> None:
@@ -174,7 +183,9 @@ def test_two_samples_per_class_get_repeated_two_fold_cv(encoder: Path) -> None:
     lab = np.array(small.labels("label"))
     m = small.take(np.sort(np.concatenate([np.flatnonzero(lab == c)[:2] for c in set(lab)])))
     cv = inner_folds(_problem(encoder, m), seed=0)
-    assert len(cv.folds) == 10 and "2-fold" in cv.protocol and "repeated 5 times" in cv.protocol
+    assert len(cv.folds) == 10
+    assert "2-fold" in cv.protocol
+    assert "repeated 5 times" in cv.protocol
     for train_idx, _ in cv.folds:
         assert len(set(np.array(m.labels("label"))[train_idx])) == 3  # every class trains
     choice = choose(
