@@ -207,6 +207,34 @@ class CandidateScore(_Frozen):
     folds: list[float] = Field(description="Each inner fold's score, in fold order.")
 
 
+class Spread(_Frozen):
+    """The completed trials' scores: lowest, median, highest."""
+
+    min: float
+    median: float
+    max: float
+
+
+class Tuning(_Frozen):
+    """The hyperparameter search behind the candidate named 'tuned' (Optuna: TPE, median pruning).
+
+    Every trial is scored by inner cross-validation on the training samples only; a trial whose
+    running mean falls below the median of earlier trials at the same fold is pruned.
+    """
+
+    trials: int = Field(ge=1, description="Trials asked for.")
+    timeout_s: float | None = Field(
+        default=None, description="Wall-clock budget: no trial starts after it (None: none)."
+    )
+    seed: int = Field(description="Seeds the sampler (TPE); the fits use the choice's seed.")
+    complete: int = Field(ge=1, description="Trials scored on every fold.")
+    pruned: int = Field(ge=0, description="Trials stopped early by the median pruner.")
+    best_value: float = Field(description="The best trial's mean fold score.")
+    best_params: dict[str, float | int | str] = Field(description="The best trial's settings.")
+    spread: Spread = Field(description="Min, median and max over the completed trials.")
+    protocol: str = Field(description="The folds the trials were scored on, in words.")
+
+
 class Selection(_Frozen):
     """How the published model was chosen: every candidate's inner-CV score and why it won.
 
@@ -228,6 +256,10 @@ class Selection(_Frozen):
         default_factory=list,
         description="What a user must know, e.g. a classical baseline scored higher than the "
         "published model.",
+    )
+    tuning: Tuning | None = Field(
+        default=None,
+        description="The hyperparameter search, when one made the 'tuned' candidate.",
     )
 
     @model_validator(mode="after")

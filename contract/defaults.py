@@ -42,3 +42,10 @@ INNER_FOLDS: Final = 5
 INNER_SCORES: Final = 10
 # small data: repeated inner CV below this many labelled samples
 INNER_REPEAT_BELOW: Final = 200
+
+# hyperparameter tuning (training.choice.tune, `genexfer train tune`, a job's `tune`): trials
+# when none are named, the most one search may ask for, and how many trials complete before
+# the median pruner may stop one
+TUNE_TRIALS: Final = 20
+TUNE_MAX_TRIALS: Final = 200
+TUNE_STARTUP_TRIALS: Final = 5

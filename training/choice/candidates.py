@@ -31,15 +31,34 @@ REGRESSOR_BASELINES = ("ridge", "elastic_net", "random_forest")
 
 Kind = Literal["transfer", "baseline"]
 
+# the candidate a hyperparameter search adds (`training.choice.tune`); no strategy or baseline
+# is called this, so `parse` never makes it
+TUNED = "tuned"
+
 
 @dataclass(frozen=True)
 class Candidate:
-    """A transfer strategy with its methods (`options`), or a scikit-learn baseline."""
+    """A transfer strategy with its methods (`options`), or a scikit-learn baseline.
+
+    A transfer candidate trains with the problem's head and optimisation unless it carries its
+    own (`train_cfg`, `head_hidden`, `head_dropout`: the tuned candidate's).
+    """
 
     name: str
     kind: Kind
     options: FinetuneOptions | None = None
     baseline: str | None = None
+    train_cfg: TrainConfig | None = None
+    head_hidden: tuple[int, ...] | None = None
+    head_dropout: float | None = None
+
+    def head(self, problem: Problem) -> tuple[tuple[int, ...], float, TrainConfig]:
+        """The head (hidden widths, dropout) and optimisation this candidate trains with."""
+        return (
+            problem.head_hidden if self.head_hidden is None else self.head_hidden,
+            problem.head_dropout if self.head_dropout is None else self.head_dropout,
+            problem.train_cfg if self.train_cfg is None else self.train_cfg,
+        )
 
 
 def transfer(options: FinetuneOptions) -> Candidate:
@@ -180,7 +199,8 @@ def _fit_transfer(
 ) -> Prediction:
     assert candidate.options is not None
     train, test = problem.matrix.take(train_idx), problem.matrix.take(test_idx)
-    cfg = dataclasses.replace(problem.train_cfg, seed=seed)
+    hidden, dropout, own_cfg = candidate.head(problem)
+    cfg = dataclasses.replace(own_cfg, seed=seed)
     common: dict[str, Any] = {
         "strategy": candidate.options,
         "progress": False,
@@ -189,15 +209,13 @@ def _fit_transfer(
     }
     if problem.task == "classification":
         n_classes = len(set(train.labels(problem.label_column)))
-        head = ClassifierHeadConfig(
-            problem.latent, n_classes, problem.head_hidden, problem.head_dropout
-        )
+        head = ClassifierHeadConfig(problem.latent, n_classes, hidden, dropout)
         result = finetune_classifier(
             problem.encoder, problem.pipeline, train, problem.label_column, head, cfg, **common
         )
         proba = predict_proba(result.encoder, result.head, problem.pipeline, test)
         return predict_labels(proba, result.labels)
-    head_r = RegressorHeadConfig(problem.latent, 1, problem.head_hidden, problem.head_dropout)
+    head_r = RegressorHeadConfig(problem.latent, 1, hidden, dropout)
     result = finetune_regressor(
         problem.encoder, problem.pipeline, train, problem.label_column, head_r, cfg, **common
     )
