@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract.card import CandidateScore, Selection
-from training.choice.candidates import Candidate, Problem
+from contract.card import CandidateScore, Selection, Tuning
+from training.choice.candidates import TUNED, Candidate, Problem
 from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.train import progress
 
@@ -38,6 +38,7 @@ def choose(
     seed: int = 0,
     forced: str | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
+    tuning: Tuning | None = None,
 ) -> Choice:
     """Score every candidate on the same inner folds and pick the best (or `forced`).
 
@@ -54,6 +55,8 @@ def choose(
         are then a comparison, and a warning says if one of them scored higher.
     on_candidate:
         Called with (name, index, count) before each candidate is scored (progress).
+    tuning:
+        The search that made the candidate ``tuned``, recorded in the selection.
     """
     names = [c.name for c in candidates]
     if len(set(names)) != len(names) or not names:
@@ -87,14 +90,20 @@ def choose(
         candidates=scored,
         winner=winner.name,
         forced=forced is not None,
-        reason=reason(winner, scored, cv.metric, forced=forced is not None),
+        reason=reason(winner, scored, cv.metric, forced=forced is not None, tuning=tuning),
         warnings=warnings(winner, scored, cv.metric),
+        tuning=tuning,
     )
     return Choice(next(c for c in candidates if c.name == winner.name), cv, selection)
 
 
 def reason(
-    winner: CandidateScore, scored: Sequence[CandidateScore], metric: str, *, forced: bool
+    winner: CandidateScore,
+    scored: Sequence[CandidateScore],
+    metric: str,
+    *,
+    forced: bool,
+    tuning: Tuning | None = None,
 ) -> str:
     """Why the winner won (or how the named strategy compared), from the fold scores."""
     words = METRIC_WORDS.get(metric, metric)
@@ -117,6 +126,13 @@ def reason(
         parts.append(
             "no transfer strategy did better on these samples, so the classical model is "
             "published (served through its ONNX export like any head)"
+        )
+    if winner.name == TUNED and tuning is not None:
+        parts.append(
+            f"{TUNED}'s settings are the best of {tuning.complete + tuning.pruned} trials of a "
+            f"search on these same training samples (on folds of its own, so these folds and "
+            f"fits are fresh), which still makes its score optimistic: a margin within the "
+            f"noise is no evidence that it beats the others"
         )
     return "; ".join(parts) + "."
 

@@ -170,6 +170,24 @@ def tune(
     space = space_for(problem, strategies)
     fit_seed = problem.train_cfg.seed
     cv = inner_folds(problem, fit_seed + FOLD_SEED_OFFSET)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress, not optuna's INFO
+    try:
+        return _search(problem, settings, base, space, cv, first, on_trial)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _search(
+    problem: Problem,
+    settings: TuneSettings,
+    base: FinetuneOptions,
+    space: Space,
+    cv: InnerCV,
+    first: Sequence[dict[str, Any]] | None,
+    on_trial: OnTrial | None,
+) -> Tuned:
+    fit_seed = problem.train_cfg.seed
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=settings.seed),
@@ -198,16 +216,11 @@ def tune(
             value = trial.value if trial.state == TrialState.COMPLETE else _last(trial)
             on_trial(trial.number, trial.state.name.lower(), value)
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress, not optuna's INFO
-    try:
-        # the job's loss curve is the published model's: only cancellation checks reach it
-        with progress.batches_only():
-            study.optimize(
-                objective, n_trials=settings.trials, timeout=settings.timeout_s, callbacks=[ended]
-            )
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    # the job's loss curve is the published model's: only cancellation checks reach it
+    with progress.batches_only():
+        study.optimize(
+            objective, n_trials=settings.trials, timeout=settings.timeout_s, callbacks=[ended]
+        )
     return _result(study, problem, base, space, settings, cv)
 
 
@@ -316,9 +329,9 @@ def _result(
         spread=Spread(min=min(values), median=float(statistics.median(values)), max=max(values)),
         protocol=(
             f"Optuna: TPE sampler (seed {settings.seed}) over {', '.join(_names(space))}; "
-            f"every trial scored by mean {cv.metric} on the same folds: {cv.protocol} (a "
-            f"shuffle of their own, not the choice's folds); median pruning from the second "
-            f"fold on, after {settings.startup_trials} complete trials"
+            f"every trial scored by its mean {cv.metric} over the same folds, a shuffle of "
+            f"their own, not the choice's: {cv.protocol}; median pruning from the second fold "
+            f"on, after {settings.startup_trials} complete trials"
         ),
     )
     won = _configure(best.params, problem, base)

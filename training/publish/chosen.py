@@ -7,6 +7,11 @@ cross-validation on the training samples and the best is published: a transfer h
 (`training.export.baseline`). With a named strategy that strategy is published, compared on the
 same folds with logistic regression (ridge for regression), and the card warns when the baseline
 scored higher. Either way the card's `selection` holds every candidate's score and the reason.
+
+With `tune`, a hyperparameter search (`training.choice.tune`) runs first and its best settings
+join as one more transfer candidate, ``tuned``, scored on the same folds as the others; with a
+named strategy the search keeps that strategy and ``tuned`` is what is published. The card's
+`selection.tuning` records the study.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from contract.align import align_matrix
 from contract.card import Metric, ModelCard, Selection
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from contract.vocab import StrategyChoice, Task
+from contract.vocab import STRATEGIES, StrategyChoice, Task
 from training.choice import candidates as cands
+from training.choice import tune as search
 from training.choice.auto import choose
+from training.choice.tune import OnTrial, TuneSettings
 from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics, regression_metrics
 from training.evaluation.splits import Dataset
@@ -77,6 +84,8 @@ def choose_and_export(
     domain_column: str | None = None,
     input_conversion: Mapping[str, Any] | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
+    tune: TuneSettings | None = None,
+    on_trial: OnTrial | None = None,
 ) -> ChosenRun:
     """Choose among the candidates on the training samples, publish the winner.
 
@@ -92,6 +101,12 @@ def choose_and_export(
         default `default_candidates`.
     on_candidate:
         Called with (name, index, count) as each candidate's inner CV starts.
+    tune:
+        Search the hyperparameters first (trials, timeout, seed) and add the best settings as
+        the candidate ``tuned``; with a named strategy, the search keeps it and ``tuned`` is
+        published.
+    on_trial:
+        Called as each trial of the search ends (number, state, score).
     """
     base = options or FinetuneOptions()
     card = ModelCard.read(encoder_folder)
@@ -143,11 +158,30 @@ def choose_and_export(
         "domain_column": domain_column,
         "input_conversion": input_conversion,
     }
+    record = None
+    if tune is not None:
+        searched = STRATEGIES if strategy == "auto" else (strategy,)
+        tuned = search.tune(problem, tune, base, strategies=searched, on_trial=on_trial)
+        pool.append(tuned.candidate())
+        record = tuned.record
+        forced = None if forced is None else cands.TUNED
     n_missing = sum(1 for g in card.panel.ids if g not in set(dataset.matrix.gene_ids))
-    choice = choose(problem, pool, seed=train_cfg.seed, forced=forced, on_candidate=on_candidate)
+    choice = choose(
+        problem,
+        pool,
+        seed=train_cfg.seed,
+        forced=forced,
+        on_candidate=on_candidate,
+        tuning=record,
+    )
     if choice.winner.kind == "transfer":
+        hidden, dropout, cfg = choice.winner.head(problem)
+        own = {"head_hidden": hidden, "head_dropout": dropout, "train_cfg": cfg}
         run = finetune_and_export(
-            aligned, options=choice.winner.options, selection=choice.selection, **common
+            aligned,
+            options=choice.winner.options,
+            selection=choice.selection,
+            **{**common, **own},
         )
         return ChosenRun(
             run.folder,
