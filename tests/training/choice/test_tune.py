@@ -1,0 +1,286 @@
+"""Hyperparameter search: seeded, pruned, on training samples only, recorded in the card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from contract import defaults
+from contract.card import InputScale, ModelCard
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
+from training.choice import candidates as cands
+from training.choice import inner
+from training.choice.tune import TuneSettings, tune
+from training.data.synthetic import make_synthetic
+from training.evaluation.splits import Dataset, hold_out
+from training.nn.checkpoint import load_checkpoint
+from training.nn.config import TrainConfig
+from training.nn.encoders import AutoencoderConfig
+from training.publish.chosen import ChosenRun, choose_and_export
+from training.publish.encoder import pretrain_and_export
+from training.publish.head import load_autoencoder
+from training.train.finetune import FinetuneOptions
+
+QUICK = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
+# a trial that learns next to nothing: a linear head on the frozen encoder, the smallest
+# learning rate, two epochs, strong decay and half its inputs dropped
+BAD = {
+    "strategy": "frozen",
+    "lr": 1e-4,
+    "weight_decay": 0.1,
+    "head_width": 0,
+    "head_dropout": 0.5,
+    "epochs": 1,
+    "patience": 1,
+}
+GOOD = {
+    "strategy": "frozen",
+    "lr": 3e-2,
+    "weight_decay": 1e-4,
+    "head_width": 32,
+    "head_dropout": 0.0,
+    "epochs": 6,
+    "patience": 3,
+}
+
+
+@pytest.fixture(autouse=True)
+def few_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three inner folds, not repeated: the search's logic, at a test's cost."""
+    monkeypatch.setattr(defaults, "INNER_FOLDS", 3)
+    monkeypatch.setattr(defaults, "INNER_SCORES", 3)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small encoder pretrained on synthetic counts (40 genes)."""
+    m = make_synthetic(120, 40, n_classes=3, seed=5)
+    run = pretrain_and_export(
+        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
+        input_scale=InputScale.counts,
+        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
+        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
+        name="enc",
+        models_dir=tmp_path_factory.mktemp("models"),
+        description="tune test encoder",
+        progress=False,
+    )
+    return run.folder
+
+
+def _problem(encoder: Path, matrix: ExpressionMatrix) -> cands.Problem:
+    auto = load_autoencoder(encoder)
+    return cands.Problem(
+        matrix=matrix,
+        label_column="label",
+        task="classification",
+        encoder=auto.encoder,
+        latent=auto.config.latent,
+        pipeline=PreprocessPipeline.load(encoder),
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+    )
+
+
+def _target(n: int = 45) -> ExpressionMatrix:
+    return make_synthetic(n, 40, n_classes=3, separation=2.0, seed=11)
+
+
+def test_the_same_seed_gives_the_same_study(encoder: Path) -> None:
+    problem = _problem(encoder, _target())
+    settings = TuneSettings(trials=3, seed=4)
+    first, second = tune(problem, settings), tune(problem, settings)
+    assert first.record == second.record
+
+
+def test_the_best_trial_is_the_candidate_the_search_returns(encoder: Path) -> None:
+    tuned = tune(_problem(encoder, _target()), TuneSettings(trials=3, seed=4))
+    params = tuned.record.best_params
+    assert (tuned.options.strategy, tuned.train_cfg.lr, tuned.train_cfg.epochs) == (
+        params["strategy"],
+        params["lr"],
+        params["epochs"],
+    )
+    assert tuned.head_hidden == ((params["head_width"],) if params["head_width"] else ())
+
+
+def test_the_first_trial_is_the_problems_own_settings(encoder: Path) -> None:
+    seen: list[tuple[int, str, float | None]] = []
+    tuned = tune(
+        _problem(encoder, _target()),
+        TuneSettings(trials=1, seed=4),
+        on_trial=lambda *trial: seen.append(trial),
+    )
+    assert tuned.record.best_params == {
+        "strategy": "frozen",
+        "lr": QUICK.lr,
+        "weight_decay": QUICK.weight_decay,
+        "head_width": 0,
+        "head_dropout": 0.0,
+        "epochs": QUICK.epochs,
+        "patience": QUICK.patience,
+    }
+    assert [state for _, state, _ in seen] == ["complete"]
+
+
+def test_a_trial_built_to_be_bad_is_pruned(encoder: Path) -> None:
+    seen: list[tuple[int, str, float | None]] = []
+    tuned = tune(
+        _problem(encoder, _target()),
+        TuneSettings(trials=3, seed=0, startup_trials=2),
+        first=[GOOD, {**GOOD, "head_width": 64}, BAD],
+        on_trial=lambda *trial: seen.append(trial),
+    )
+    assert [state for _, state, _ in seen] == ["complete", "complete", "pruned"]
+    assert (tuned.record.complete, tuned.record.pruned) == (2, 1)
+
+
+def test_the_spread_is_over_the_completed_trials(encoder: Path) -> None:
+    seen: list[tuple[int, str, float | None]] = []
+    tuned = tune(
+        _problem(encoder, _target()),
+        TuneSettings(trials=3, seed=2),
+        on_trial=lambda *trial: seen.append(trial),
+    )
+    values = sorted(v for _, state, v in seen if state == "complete" and v is not None)
+    spread = tuned.record.spread
+    assert (spread.min, spread.median, spread.max) == (values[0], values[1], values[-1])
+    assert tuned.record.best_value == values[-1]
+
+
+def test_a_timeout_stops_the_search(encoder: Path) -> None:
+    tuned = tune(_problem(encoder, _target()), TuneSettings(trials=200, timeout_s=0.01))
+    assert tuned.record.complete + tuned.record.pruned == 1
+
+
+def test_adaptation_is_searched_only_with_rows_without_a_label(encoder: Path) -> None:
+    problem = _problem(encoder, _target())
+    with_rows = cands.Problem(**{**problem.__dict__, "unlabelled": _target(12)})
+    first = [{**GOOD, "strategy": "full", "adaptation": "mmd", "adaptation_weight": 0.5}]
+    tuned = tune(with_rows, TuneSettings(trials=1), first=first)
+    assert (tuned.options.adaptation, tuned.options.adaptation_weight) == ("mmd", 0.5)
+    plain = tune(problem, TuneSettings(trials=1), first=first)
+    assert plain.options.adaptation == "none"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"trials": 0}, "trials must be between 1 and 200, got 0"),
+        ({"trials": 201}, "trials must be between 1 and 200, got 201"),
+        ({"timeout_s": 0.0}, "timeout must be a positive number of seconds, got 0.0"),
+        ({"timeout_s": float("nan")}, "timeout must be a positive number of seconds, got nan"),
+        ({"startup_trials": -1}, "startup_trials must be >= 0, got -1"),
+    ],
+)
+def test_bad_settings_are_refused(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TuneSettings(**settings)
+
+
+@dataclass
+class Published:
+    """A choice with a search, and every sample id a fit or a prediction was given."""
+
+    run: ChosenRun
+    dataset: Dataset
+    fitted: set[str]
+    predicted: set[str]
+
+
+@pytest.fixture(scope="module")
+def published(encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(defaults, "INNER_FOLDS", 3)
+        patch.setattr(defaults, "INNER_SCORES", 3)
+        fitted: set[str] = set()
+        predicted: set[str] = set()
+        real = inner.fit_predict
+
+        def spy(
+            candidate: cands.Candidate,
+            problem: cands.Problem,
+            train_idx: npt.NDArray[np.int64],
+            test_idx: npt.NDArray[np.int64],
+            **kwargs: Any,
+        ) -> cands.Prediction:
+            ids = np.asarray(problem.matrix.sample_ids)
+            fitted.update(ids[train_idx].tolist())
+            predicted.update(ids[test_idx].tolist())
+            return real(candidate, problem, train_idx, test_idx, **kwargs)
+
+        patch.setattr(inner, "fit_predict", spy)
+        data = hold_out("target", _target(60), test_fraction=0.25, seed=0, stratify_by="label")
+        run = choose_and_export(
+            data,
+            encoder_folder=encoder,
+            label_column="label",
+            head_hidden=(),
+            head_dropout=0.0,
+            train_cfg=QUICK,
+            name="tuned",
+            models_dir=tmp_path_factory.mktemp("published"),
+            description="test",
+            candidates=["frozen", "logistic"],
+            tune=TuneSettings(trials=2, seed=1),
+        )
+    return Published(run, data, fitted, predicted)
+
+
+def test_the_search_and_the_choice_see_only_training_samples(published: Published) -> None:
+    seen = published.fitted | published.predicted
+    assert seen == set(published.dataset.train.sample_ids)
+
+
+def test_no_test_sample_reaches_a_fit(published: Published) -> None:
+    seen = published.fitted | published.predicted
+    assert seen.isdisjoint(published.dataset.test.sample_ids)
+
+
+def test_the_card_records_the_study(published: Published) -> None:
+    card = ModelCard.read(published.run.folder)
+    assert card.selection is not None
+    assert card.selection.tuning is not None
+    assert card.selection.tuning == published.run.selection.tuning
+    assert (card.selection.tuning.trials, card.selection.tuning.seed) == (2, 1)
+
+
+def test_the_tuned_candidate_is_scored_beside_the_others(published: Published) -> None:
+    names = [c.name for c in published.run.selection.candidates]
+    assert names == ["frozen", "logistic", "tuned"]
+
+
+def test_a_named_strategy_with_a_search_publishes_it_tuned(encoder: Path, tmp_path: Path) -> None:
+    data = hold_out("target", _target(60), test_fraction=0.25, seed=0, stratify_by="label")
+    run = choose_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="tuned-full",
+        models_dir=tmp_path,
+        description="test",
+        strategy="full",
+        tune=TuneSettings(trials=2, seed=3),
+    )
+    assert run.selection.tuning is not None
+    params = run.selection.tuning.best_params
+    published = load_checkpoint(run.folder).extra
+    assert (run.selection.winner, params["strategy"]) == ("tuned", "full")
+    assert published["strategy"] == "full"
+    assert published["train_config"]["lr"] == params["lr"]
+    assert published["train_config"]["epochs"] == params["epochs"]
+
+
+def test_tuned_is_a_reserved_name() -> None:
+    with pytest.raises(ValueError, match="unknown candidate 'tuned'"):
+        cands.parse("tuned", "classification", FinetuneOptions())
