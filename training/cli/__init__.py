@@ -9,12 +9,13 @@ group.
 
 from __future__ import annotations
 
-from training.cli import demo, evaluate, export, finetune, preprocess, pretrain
+from training.cli import demo, evaluate, export, finetune, preprocess, pretrain, tune
 from training.cli.args import Subparsers, add_command
 
 
 def register(commands: Subparsers) -> None:
-    """Add `train` (demo, pretrain, finetune, evaluate, export) and `preprocess` to `genexfer`."""
+    """Add `train` (demo, pretrain, finetune, tune, evaluate, export) and `preprocess` to
+    `genexfer`."""
     train = commands.add_parser(
         "train",
         help="pretrain, fine-tune and export models (needs the 'train' extra)",
@@ -22,6 +23,6 @@ def register(commands: Subparsers) -> None:
         "Each command writes a new immutable version folder under --models-dir.",
     )
     steps = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
-    for command in (demo, pretrain, finetune, evaluate, export):
+    for command in (demo, pretrain, finetune, tune, evaluate, export):
         add_command(steps, command)
     add_command(commands, preprocess)

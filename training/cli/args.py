@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
 
-from contract.vocab import ADAPTATIONS, BASELINES, ORIENTATIONS, SEMI_SUPERVISION
+from contract.vocab import ADAPTATIONS, BASELINES, ORIENTATIONS, SEMI_SUPERVISION, TASKS
 from training.nn.config import TrainConfig
 from training.train import defaults
 
@@ -49,6 +49,57 @@ def add_command(commands: Subparsers, command: Command) -> None:
     parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
     command.arguments(parser)
     parser.set_defaults(func=command.run)
+
+
+def target(parser: argparse.ArgumentParser) -> None:
+    """What a head is trained for and where it goes: --label-column, --task, --labels,
+    --encoder, --name, --test-fraction."""
+    parser.add_argument(
+        "--label-column",
+        required=True,
+        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
+        "classes, or the numbers to predict with --task regression",
+    )
+    parser.add_argument(
+        "--task", choices=TASKS, default="classification", help=d("what the head predicts")
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="CSV/TSV of per-sample metadata whose first column holds the sample ids",
+    )
+    parser.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
+    parser.add_argument("--name", required=True, help="model name to publish under")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.TEST_FRACTION,
+        help="share held out (stratified by label when classifying) for the card's metrics "
+        "(default: %(default)s)",
+    )
+
+
+def head(parser: argparse.ArgumentParser) -> None:
+    """--head-hidden, --head-dropout."""
+    group = parser.add_argument_group("head")
+    shown = show(defaults.HEAD_HIDDEN)
+    help_text = f"hidden widths, '' for a linear head (default: {shown!r})"
+    widths_option(group, "--head-hidden", defaults.HEAD_HIDDEN, help_text)
+    group.add_argument(
+        "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=d("dropout")
+    )
+
+
+def unlabelled(parser: argparse.ArgumentParser) -> None:
+    """--unlabelled: more rows without a label."""
+    parser.add_argument(
+        "--unlabelled",
+        type=Path,
+        metavar="FILE",
+        help="more samples without a label (e.g. the new domain's), read like --data; rows of "
+        "--data without a label are used the same way",
+    )
 
 
 def common(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +177,33 @@ def read(
     if path.name.lower().endswith(".h5ad"):
         return read_matrix(path, layer=args.layer)
     return read_matrix(path, orientation=args.orientation, obs_columns=obs_columns)
+
+
+def labelled(
+    args: argparse.Namespace, encoder_folder: Path, conversion: Conversion | None
+) -> tuple[ExpressionMatrix, ExpressionMatrix | None]:
+    """The --data rows with a --label-column value, and the rows without one (those of --data
+    and of --unlabelled), on the encoder's input scale (`conversion`: --counts-to-log)."""
+    from contract.card import ModelCard
+    from contract.io.readers import attach_obs, read_obs
+    from training.preprocess.convert import prepared
+    from training.train.apply import split_unlabelled, stack_rows
+
+    scale = ModelCard.read(encoder_folder).input_scale
+    domain = (args.domain_column,) if args.domain_column else ()
+    table = args.labels is None and args.orientation == "samples_as_rows"
+    obs = None if args.labels is None else read_obs(args.labels)
+    matrix = read(args, obs_columns=(args.label_column, *domain) if table else ())
+    if obs is not None:
+        matrix = attach_obs(matrix, obs)
+    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), args.label_column)
+    if args.unlabelled is not None:
+        more = read(args, obs_columns=domain if table else (), path=args.unlabelled)
+        if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
+            more = attach_obs(more, obs)
+        more = prepared(more, scale, conversion)
+        rest = more if rest is None else stack_rows(rest, more)
+    return matrix, rest
 
 
 def device_option(group: argparse._ActionsContainer) -> None:

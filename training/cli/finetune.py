@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contract.vocab import STRATEGIES, TASKS
+from contract.vocab import STRATEGIES
 from training.cli import args as cli
 from training.train import defaults
 
@@ -32,39 +31,10 @@ DESCRIPTION = (
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train finetune`."""
     cli.data(parser)
-    parser.add_argument(
-        "--label-column",
-        required=True,
-        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
-        "classes, or the numbers to predict with --task regression",
-    )
-    parser.add_argument(
-        "--task", choices=TASKS, default="classification", help=cli.d("what the head predicts")
-    )
-    parser.add_argument(
-        "--labels",
-        type=Path,
-        metavar="FILE",
-        help="CSV/TSV of per-sample metadata whose first column holds the sample ids",
-    )
-    parser.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
-    parser.add_argument("--name", required=True, help="model name to publish under")
-    parser.add_argument(
-        "--test-fraction",
-        type=float,
-        default=defaults.TEST_FRACTION,
-        help="share held out (stratified by label when classifying) for the card's metrics "
-        "(default: %(default)s)",
-    )
+    cli.target(parser)
     cli.common(parser)
     cli.optimisation(parser, defaults.FINETUNE)
-    head = parser.add_argument_group("head")
-    shown = cli.show(defaults.HEAD_HIDDEN)
-    help_text = f"hidden widths, '' for a linear head (default: {shown!r})"
-    cli.widths_option(head, "--head-hidden", defaults.HEAD_HIDDEN, help_text)
-    head.add_argument(
-        "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=cli.d("dropout")
-    )
+    cli.head(parser)
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("strategy")
     group.add_argument(
@@ -79,13 +49,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
     )
-    parser.add_argument(
-        "--unlabelled",
-        type=Path,
-        metavar="FILE",
-        help="more samples without a label (e.g. the new domain's), read like --data; rows of "
-        "--data without a label are used the same way",
-    )
+    cli.unlabelled(parser)
     cli.methods(parser)
     cli.counts_to_log(parser)
 
@@ -112,31 +76,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> HeadRun:
-    from contract.card import ModelCard
-    from contract.io.readers import attach_obs, read_obs
     from training.export.store import resolve_version
-    from training.preprocess.convert import prepared
     from training.publish.head import finetune_and_export
-    from training.train.apply import split_unlabelled, stack_rows
 
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read
     conversion = cli.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
-    scale = ModelCard.read(encoder_folder).input_scale
-    domain = (args.domain_column,) if args.domain_column else ()
-    table = args.labels is None and args.orientation == "samples_as_rows"
-    obs = None if args.labels is None else read_obs(args.labels)
-    matrix = cli.read(args, obs_columns=(args.label_column, *domain) if table else ())
-    if obs is not None:
-        matrix = attach_obs(matrix, obs)
-    matrix, unlabelled = split_unlabelled(prepared(matrix, scale, conversion), args.label_column)
-    if args.unlabelled is not None:
-        more = cli.read(args, obs_columns=domain if table else (), path=args.unlabelled)
-        if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
-            more = attach_obs(more, obs)
-        more = prepared(more, scale, conversion)
-        unlabelled = more if unlabelled is None else stack_rows(unlabelled, more)
+    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
     dataset = cli.held_out(args, matrix, stratify=classify)
     methods = "".join(
         [

@@ -21,7 +21,7 @@ def test_import_and_help_need_no_torch() -> None:
         "import sys, app.cli\n"
         "p = app.cli.build_parser()\n"
         "train = p._subparsers._group_actions[0].choices['train']\n"
-        "for cmd in ('demo', 'pretrain', 'finetune', 'evaluate', 'export'):\n"
+        "for cmd in ('demo', 'pretrain', 'finetune', 'tune', 'evaluate', 'export'):\n"
         "    train._subparsers._group_actions[0].choices[cmd].format_help()\n"
         "heavy = [m for m in ('torch', 'numpy', 'pandas', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -29,7 +29,7 @@ def test_import_and_help_need_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("command", ["demo", "pretrain", "finetune"])
+@pytest.mark.parametrize("command", ["demo", "pretrain", "finetune", "tune"])
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _run([command, "--help"])

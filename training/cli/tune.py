@@ -1,0 +1,156 @@
+"""`genexfer train tune`: search the fine-tuning settings, then publish the automatic choice."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING
+
+from contract import defaults as shared
+from contract.vocab import STRATEGY_CHOICES
+from training.cli import args as cli
+from training.train import defaults
+
+if TYPE_CHECKING:
+    from training.publish.chosen import ChosenRun
+
+
+NAME = "tune"
+HELP = "search the fine-tuning settings (Optuna), then publish the best of the choice"
+DESCRIPTION = (
+    "Like `finetune`, with a hyperparameter search first: an Optuna study (TPE sampler, "
+    "seeded by --seed; median pruning fold by fold) over the strategy, learning rate, weight "
+    "decay, head width (linear, 32, 64, 128) and dropout, epochs and patience (--epochs is "
+    "the ceiling), the encoder's learning-rate share and, with rows without a label or a "
+    "--domain-column, the domain adaptation and its weight. Every trial is scored by inner "
+    "cross-validation on the training samples only; the test split is held out before. The "
+    "best settings then join the automatic choice as the candidate 'tuned', beside the "
+    "transfer strategies and the classical baselines, and the best mean on the choice's own "
+    "folds is published (with a named --strategy, the search keeps it and the tuned model is "
+    "published). The card's selection records every candidate and the study."
+)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `genexfer train tune`."""
+    cli.data(parser)
+    cli.target(parser)
+    cli.common(parser)
+    cli.optimisation(parser, defaults.FINETUNE, title="optimisation (the first trial)")
+    cli.head(parser)
+    parser.add_argument("--description", default="", help="card description (default: generated)")
+    group = parser.add_argument_group("the search")
+    group.add_argument(
+        "--trials",
+        type=int,
+        default=shared.TUNE_TRIALS,
+        help=f"trials to run, 1 to {shared.TUNE_MAX_TRIALS} (default: %(default)s)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="no trial starts after this many seconds (default: no limit)",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGY_CHOICES,
+        default="auto",
+        help="auto: search every strategy and choose among them and the baselines; a name: "
+        "search that strategy's settings and publish it (default: %(default)s)",
+    )
+    group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
+    group.add_argument(
+        "--encoder-lr-scale",
+        type=float,
+        default=0.1,
+        help=cli.d("encoder LR as a share of --lr (the first trial)"),
+    )
+    cli.unlabelled(parser)
+    cli.methods(parser)
+    cli.counts_to_log(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search, choose and publish; print the best trial, the spread and the choice."""
+    result = cli.guard(_tune, args)
+    if result is None:
+        return 1
+    selection = result.selection
+    tuning = selection.tuning
+    assert tuning is not None
+    settings = " ".join(f"{k}={_show(v)}" for k, v in tuning.best_params.items())
+    print(
+        f"best trial: {selection.metric} {tuning.best_value:.4f} ({tuning.complete} complete, "
+        f"{tuning.pruned} pruned of {tuning.trials}): {settings}"
+    )
+    spread = tuning.spread
+    print(
+        f"spread of the complete trials: min {spread.min:.4f}, median {spread.median:.4f}, "
+        f"max {spread.max:.4f}"
+    )
+    for c in sorted(selection.candidates, key=lambda c: -c.mean):
+        print(f"inner CV {c.name}: {selection.metric} {c.mean:.4f} ± {c.sd:.4f}")
+    print(f"chosen: {selection.winner}. {selection.reason}")
+    for warning in selection.warnings:
+        print(f"warning: {warning}")
+    for key, value in result.scores.items():
+        print(f"held-out {key} {value:.4f}")
+    print(f"published {result.folder}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> ChosenRun:
+    from training.choice.tune import TuneSettings
+    from training.export.store import resolve_version
+    from training.publish.chosen import choose_and_export
+
+    # bad values fail before any file is read
+    settings = TuneSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
+    # with 'auto' the search and the choice set the strategy; the first trial is the default
+    # (frozen), or full when an adaptation is asked for, which needs a trainable encoder
+    first = "full" if args.adaptation != "none" else "frozen"
+    strategy = first if args.strategy == "auto" else args.strategy
+    options = cli.finetune_options(argparse.Namespace(**{**vars(args), "strategy": strategy}))
+    conversion = cli.conversion(args)
+    encoder_folder = resolve_version(args.models_dir, args.encoder)
+    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
+    dataset = cli.held_out(args, matrix, stratify=args.task == "classification")
+    description = args.description or (
+        f"{'Classifier' if args.task == 'classification' else 'Regressor'} of "
+        f"{args.label_column!r} on {args.data.name}, on the encoder "
+        f"{encoder_folder.parent.name}:{encoder_folder.name}: the best of the automatic choice "
+        f"after a {args.trials}-trial hyperparameter search, trained on "
+        f"{dataset.train.shape[0]} samples."
+        + ("" if conversion is None else " " + conversion.describe())
+    )
+
+    def trial(number: int, state: str, value: float | None) -> None:
+        if not args.quiet:
+            shown = "-" if value is None or math.isnan(value) else f"{value:.4f}"
+            print(f"trial {number}: {state} {shown}", flush=True)
+
+    return choose_and_export(
+        dataset,
+        encoder_folder=encoder_folder,
+        label_column=args.label_column,
+        head_hidden=args.head_hidden,
+        head_dropout=args.head_dropout,
+        train_cfg=cli.train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        task=args.task,
+        strategy=args.strategy,
+        options=options,
+        progress=cli.progress(args),
+        unlabelled=unlabelled,
+        domain_column=args.domain_column,
+        input_conversion=None if conversion is None else conversion.record(),
+        tune=settings,
+        on_trial=trial,
+    )
+
+
+def _show(value: float | int | str) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
