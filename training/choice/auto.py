@@ -108,9 +108,13 @@ def reason(
     """Why the winner won (or how the named strategy compared), from the fold scores."""
     words = METRIC_WORDS.get(metric, metric)
     n = len(winner.folds)
+    named = (
+        f"{TUNED} (the named strategy, its settings searched)"
+        if winner.name == TUNED
+        else winner.name
+    )
     head = (
-        f"{winner.name} was named by the caller and scored {words} {_pm(winner)} over {n} "
-        f"inner folds"
+        f"{named} was named by the caller and scored {words} {_pm(winner)} over {n} inner folds"
         if forced
         else f"{winner.name} scored the highest mean {words}, {_pm(winner)} over {n} inner folds"
     )

@@ -11,11 +11,12 @@ import numpy.typing as npt
 import pytest
 
 from contract import defaults
-from contract.card import InputScale, ModelCard
+from contract.card import CandidateScore, InputScale, ModelCard, Spread, Tuning
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.choice import candidates as cands
 from training.choice import inner
+from training.choice.auto import reason
 from training.choice.tune import TuneSettings, tune
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
@@ -170,6 +171,16 @@ def test_adaptation_is_searched_only_with_rows_without_a_label(encoder: Path) ->
     assert plain.options.adaptation == "none"
 
 
+def test_a_regression_is_tuned_by_r2(encoder: Path) -> None:
+    m = _target(45)
+    target = m.X[:, 3] / (m.X.sum(axis=1) + 1) * 100
+    obs = m.obs.assign(label=[f"{v:.5f}" for v in target])
+    m = ExpressionMatrix(X=m.X, sample_ids=m.sample_ids, gene_ids=m.gene_ids, obs=obs)
+    problem = cands.Problem(**{**_problem(encoder, m).__dict__, "task": "regression"})
+    tuned = tune(problem, TuneSettings(trials=2, seed=0))
+    assert "mean r2" in tuned.record.protocol
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -276,9 +287,27 @@ def test_a_named_strategy_with_a_search_publishes_it_tuned(encoder: Path, tmp_pa
     params = run.selection.tuning.best_params
     published = load_checkpoint(run.folder).extra
     assert (run.selection.winner, params["strategy"]) == ("tuned", "full")
+    assert run.selection.reason.startswith("tuned (the named strategy, its settings searched)")
     assert published["strategy"] == "full"
     assert published["train_config"]["lr"] == params["lr"]
     assert published["train_config"]["epochs"] == params["epochs"]
+
+
+def test_a_tuned_winner_is_said_to_be_optimistic() -> None:
+    tuned = CandidateScore(name="tuned", kind="transfer", mean=0.8, sd=0.1, folds=[0.7, 0.9])
+    rival = CandidateScore(name="logistic", kind="baseline", mean=0.7, sd=0.1, folds=[0.6, 0.8])
+    record = Tuning(
+        trials=5,
+        seed=0,
+        complete=4,
+        pruned=1,
+        best_value=0.82,
+        best_params={"strategy": "full"},
+        spread=Spread(min=0.5, median=0.7, max=0.82),
+        protocol="test",
+    )
+    said = reason(tuned, [tuned, rival], "balanced_accuracy", forced=False, tuning=record)
+    assert "the best of 5 trials of a search on these same training samples" in said
 
 
 def test_tuned_is_a_reserved_name() -> None:
