@@ -97,9 +97,14 @@ def choose_and_export(
     card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
     pipeline = PreprocessPipeline.load(encoder_folder)
-    matrix = align_matrix(dataset.matrix, card.panel, card.input_scale)[0]
+    # the encoder's input transforms (e.g. counts → log1p of normalised values) apply as
+    # they do when the service classifies
+    transforms = card.input_transforms
+    matrix = align_matrix(dataset.matrix, card.panel, card.input_scale, transforms=transforms)[0]
     if unlabelled is not None:
-        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale)[0]
+        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale, transforms=transforms)[
+            0
+        ]
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
     problem = cands.Problem(
         matrix=aligned.train,
