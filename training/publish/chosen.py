@@ -49,6 +49,7 @@ class ChosenRun:
     folder: Path
     selection: Selection
     kind: str  # "transfer" or "baseline"
+    labels: list[str]  # class names, or the one target's name
     scores: dict[str, float]
     n_test: int
     n_missing_genes: int
@@ -158,6 +159,7 @@ def choose_and_export(
             run.folder,
             choice.selection,
             "transfer",
+            run.labels,
             run.scores,
             run.n_test,
             run.n_missing_genes,
@@ -165,7 +167,7 @@ def choose_and_export(
             run.history,
         )
     assert choice.winner.baseline is not None
-    folder, scores = _publish_baseline(
+    folder, labels, scores = _publish_baseline(
         choice.winner.baseline,
         problem,
         aligned,
@@ -181,6 +183,7 @@ def choose_and_export(
         folder,
         choice.selection,
         "baseline",
+        labels,
         scores,
         aligned.test.shape[0],
         n_missing,
@@ -201,7 +204,7 @@ def _publish_baseline(
     job: str | None,
     parent_folder: Path,
     extra: dict[str, Any],
-) -> tuple[Path, dict[str, float]]:
+) -> tuple[Path, list[str], dict[str, float]]:
     """Refit the winning baseline on every training sample, score it on the test samples, publish
     it with the encoder's preprocessing fused in front."""
     seed = problem.train_cfg.seed
@@ -245,4 +248,5 @@ def _publish_baseline(
         reference=problem.matrix.X,
         parent=model_ref(parent_folder),
     )
-    return folder, scores
+    names = [str(c) for c in model.classes_] if problem.task == "classification" else []
+    return folder, names or [problem.label_column], scores
