@@ -6,7 +6,7 @@ argparse choices and checks at run time), the tuple always derived from the Lite
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = get_args(Task)
@@ -63,3 +63,55 @@ RecipeStep = Literal[
 ]  # fmt: skip
 LengthStep = Literal["tpm", "fpkm"]
 RECIPE_STEPS: tuple[str, ...] = (*get_args(RecipeStep), *get_args(LengthStep))
+
+
+class CandidateName(NamedTuple):
+    """A candidate of the automatic choice, by name: a baseline, or a strategy and its methods."""
+
+    baseline: str | None
+    strategy: Strategy | None
+    adaptation: Adaptation
+    semi_supervised: SemiSupervision
+
+
+def parse_candidate(name: str, task: Task) -> CandidateName:
+    """Read `name`: a baseline of `task`, or strategy[+dann|+mmd][+pseudo_label|+consistency].
+
+    Raises ValueError saying what names exist.
+    """
+    baselines = BASELINES if task == "classification" else REGRESSION_BASELINES
+    if name in baselines:
+        return CandidateName(name, None, "none", "none")
+    strategy, *methods = name.split("+")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"unknown candidate {name!r}: give a strategy {'/'.join(STRATEGIES)} (optionally "
+            f"+{'/+'.join(ADAPTATIONS[1:])} and +{'/+'.join(SEMI_SUPERVISION[1:])}) or a "
+            f"{task} baseline ({', '.join(baselines)})"
+        )
+    adaptation: Adaptation = "none"
+    semi: SemiSupervision = "none"
+    for method in methods:
+        if method in ADAPTATIONS[1:] and adaptation == "none":
+            adaptation = method
+        elif method in SEMI_SUPERVISION[1:] and semi == "none":
+            semi = method
+        else:
+            raise ValueError(
+                f"candidate {name!r}: {method!r} is not one adaptation "
+                f"({'/'.join(ADAPTATIONS[1:])}) and at most one semi-supervision "
+                f"({'/'.join(SEMI_SUPERVISION[1:])})"
+            )
+    if adaptation != "none" and strategy == "frozen":
+        raise ValueError(
+            f"candidate {name!r}: adaptation aligns what the encoder outputs, so the encoder "
+            "must train: use partial, gradual or full, not frozen"
+        )
+    if semi == "pseudo_label" and task == "regression":
+        raise ValueError(f"candidate {name!r}: pseudo-labels need classes; use consistency")
+    return CandidateName(None, strategy, adaptation, semi)
+
+
+# how a table says "no label here": such rows are unlabelled (used by adaptation and
+# semi-supervision), never a class of their own
+MISSING_LABELS: frozenset[str] = frozenset({"", "nan", "NaN", "NA", "None", "<NA>"})

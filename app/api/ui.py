@@ -32,7 +32,7 @@ from app.services import datasets, jobs, predictions, uploads
 from app.ui import plots
 from app.ui.templating import STATIC_DIR, render
 from contract.card import InputScale, ModelKind
-from contract.vocab import ACTIVE_JOB_STATUSES, STRATEGIES, TASKS
+from contract.vocab import ACTIVE_JOB_STATUSES, STRATEGY_CHOICES, TASKS
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 PREDICT = [Depends(require("predict"))]
@@ -241,7 +241,7 @@ def job_form_part(
         datasets=rows,
         columns=rows[0].label_counts if rows else {},
         tasks=TASKS,
-        strategies=STRATEGIES,
+        strategies=STRATEGY_CHOICES,
     )
 
 

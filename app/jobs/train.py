@@ -1,4 +1,4 @@
-"""The training side of a job: dataset npz → ExpressionMatrix → fine-tune → a new version.
+"""The training side of a job: dataset npz → ExpressionMatrix → choose and fine-tune → a version.
 
 Imported only by a job runner (it needs the 'train' extra: torch).
 """
@@ -13,20 +13,26 @@ import pandas as pd
 
 from app.codecs.datasets import ParsedDataset, load_npz
 from app.jobs.errors import JobFailure
+from contract import defaults
 from contract.matrix import ExpressionMatrix
 from training.evaluation.splits import hold_out
 from training.nn.config import TrainConfig
-from training.publish.head import finetune_and_export
+from training.publish.chosen import choose_and_export
 from training.train import finetune, progress
+from training.train.apply import split_unlabelled
 from training.train.loop import resolve_device
 from training.train.progress import TrainingHook
 
 
-def to_matrix(parsed: ParsedDataset, label_column: str) -> ExpressionMatrix:
+def to_matrix(
+    parsed: ParsedDataset, label_column: str, domain_column: str | None
+) -> ExpressionMatrix:
     """The uploaded samples with their own gene names; training aligns them to the panel once."""
-    if label_column not in parsed.labels:
-        raise JobFailure(f"the dataset has no label column {label_column!r}")
-    obs = pd.DataFrame({label_column: parsed.labels[label_column]}, index=parsed.sample_ids)
+    for column in (label_column, domain_column):
+        if column is not None and column not in parsed.labels:
+            raise JobFailure(f"the dataset has no label column {column!r}")
+    columns = {c: parsed.labels[c] for c in (label_column, domain_column) if c is not None}
+    obs = pd.DataFrame(columns, index=parsed.sample_ids)
     return ExpressionMatrix(
         X=parsed.X, sample_ids=parsed.sample_ids, gene_ids=parsed.gene_ids, obs=obs
     )
@@ -41,7 +47,7 @@ def run(
     hook: TrainingHook,
     device: str = "auto",
 ) -> tuple[str, int, dict[str, Any]]:
-    """Fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
+    """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
     version, metrics)."""
     try:
         where = resolve_device(device)
@@ -51,7 +57,12 @@ def run(
     encoder = params["encoder"]
     folder = models_dir / encoder["name"] / str(encoder["version"])
     label_column = params["label_column"]
-    matrix = to_matrix(load_npz(Path(path)), label_column)
+    adaptation, semi = params["adaptation"], params["semi_supervised"]
+    matrix = to_matrix(load_npz(Path(path)), label_column, adaptation["domain_column"])
+    try:
+        matrix, unlabelled = split_unlabelled(matrix, label_column)
+    except ValueError as exc:  # no row has a label
+        raise JobFailure(str(exc)) from exc
     hp, validation = params["hyperparameters"], params["validation"]
     dataset = hold_out(
         f"dataset {params['dataset_id']}",
@@ -59,6 +70,7 @@ def run(
         test_fraction=validation["test_fraction"],
         seed=hp["seed"],
         stratify_by=label_column if task == "classification" else None,
+        min_class=defaults.MIN_HELD_OUT_CLASS,
     )
     train_cfg = TrainConfig(
         epochs=hp["epochs"],
@@ -69,15 +81,25 @@ def run(
         patience=hp["patience"],
         seed=hp["seed"],
     )
-    # the API schema admits only training's own strategy names
-    options = finetune.FinetuneOptions(strategy=params["strategy"], device=where.type)
+    # the API schema admits only training's own names (contract.vocab)
+    options = finetune.FinetuneOptions(
+        strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
+        unfreeze_top=hp["unfreeze_top"],
+        encoder_lr_scale=hp["encoder_lr_scale"],
+        adaptation=adaptation["method"],
+        adaptation_weight=adaptation["weight"],
+        semi_supervised=semi["method"],
+        confidence=semi["confidence"],
+        semi_weight=semi["weight"],
+        min_epochs=hp["min_epochs"],
+        device=where.type,
+    )
     what = "classifier" if task == "classification" else "regressor"
     description = params.get("description") or (
-        f"{label_column} {what} fine-tuned on {encoder['name']}/{encoder['version']} "
-        f"by job {job_id}"
+        f"{label_column} {what} on {encoder['name']}/{encoder['version']} by job {job_id}"
     )
     with progress.watching(hook):
-        result = finetune_and_export(
+        result = choose_and_export(
             dataset,
             encoder_folder=folder,
             label_column=label_column,
@@ -89,17 +111,29 @@ def run(
             description=description,
             progress=False,
             task=task,
+            strategy=params["strategy"],
             options=options,
+            candidates=params.get("candidates"),
             job=str(job_id),  # in the card: one version per job, found again on a retry
+            unlabelled=unlabelled,
+            domain_column=adaptation["domain_column"],
         )
     history = result.history
-    metrics = {
+    metrics: dict[str, Any] = {
         "test": result.scores,
         "n_test": result.n_test,
-        "epochs_run": len(history.train_loss),
-        "best_epoch": history.best_epoch,
-        "best_val_loss": history.best_val_loss,
+        "held_out": dataset.protocol,
+        "n_unlabelled": 0 if unlabelled is None else unlabelled.shape[0],
+        "published": {"candidate": result.selection.winner, "kind": result.kind},
+        "selection": result.selection.model_dump(mode="json"),
+        "warnings": list(result.selection.warnings),
         "missing_panel_genes": result.n_missing_genes,
         "device": where.type,
     }
+    if history is not None:
+        metrics.update(
+            epochs_run=len(history.train_loss),
+            best_epoch=history.best_epoch,
+            best_val_loss=history.best_val_loss,
+        )
     return params["output_name"], int(result.folder.name), metrics

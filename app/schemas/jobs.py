@@ -8,7 +8,9 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.vocab import JobStatus, Strategy, Task
+from contract import defaults
+from contract.vocab import Adaptation as AdaptationMethod
+from contract.vocab import JobStatus, SemiSupervision, StrategyChoice, Task
 
 
 class DatasetRead(BaseModel):
@@ -38,27 +40,84 @@ class EncoderRef(BaseModel):
 
 
 class Hyperparameters(BaseModel):
+    """The optimisation; the defaults are `genexfer train finetune`'s (contract.defaults)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(default=100, ge=1, le=10_000)
-    batch_size: int = Field(default=64, ge=1, le=65_536)
-    lr: float = Field(default=1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(default=1e-4, ge=0, le=1.0)
-    patience: int = Field(default=10, ge=1)
-    head_hidden: list[int] = Field(default=[64], max_length=4)
-    head_dropout: float = Field(default=0.1, ge=0, lt=1)
-    seed: int = 0
+    epochs: int = Field(default=defaults.EPOCHS, ge=1, le=10_000)
+    batch_size: int = Field(default=defaults.BATCH_SIZE, ge=1, le=65_536)
+    lr: float = Field(default=defaults.LR, gt=0, le=1.0)
+    weight_decay: float = Field(default=defaults.WEIGHT_DECAY, ge=0, le=1.0)
+    patience: int = Field(default=defaults.PATIENCE, ge=1)
+    min_epochs: int = Field(
+        default=defaults.MIN_EPOCHS,
+        ge=0,
+        description="No early stop, and no epoch kept as best, before this many epochs.",
+    )
+    head_hidden: list[int] = Field(
+        default=list(defaults.HEAD_HIDDEN),
+        max_length=4,
+        description="Hidden widths of the head; [] is a linear head.",
+    )
+    head_dropout: float = Field(default=defaults.HEAD_DROPOUT, ge=0, lt=1)
+    unfreeze_top: int = Field(
+        default=defaults.UNFREEZE_TOP, ge=1, le=16, description="partial: encoder layers trained."
+    )
+    encoder_lr_scale: float = Field(
+        default=defaults.ENCODER_LR_SCALE,
+        gt=0,
+        le=1,
+        description="The encoder's learning rate as a share of lr (partial, gradual, full).",
+    )
+    seed: int = defaults.SEED
 
 
 class Validation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     test_fraction: float = Field(
-        default=0.2, ge=0, lt=1, description="Held out of all fitting and scored (0: none)."
+        default=defaults.TEST_FRACTION,
+        ge=0,
+        lt=1,
+        description="Held out of all fitting and scored (0: none). A class with fewer than "
+        f"{defaults.MIN_HELD_OUT_CLASS} samples keeps them all: then nothing is held out and "
+        "the card's scores are the inner cross-validation's.",
     )
     val_fraction: float = Field(
-        default=0.1, gt=0, lt=1, description="Early-stopping share of the training part."
+        default=defaults.VAL_FRACTION,
+        gt=0,
+        lt=1,
+        description="Early-stopping share of the training part (the training loss when a "
+        "class is too small to spare samples).",
     )
+
+
+class Adaptation(BaseModel):
+    """Domain adaptation between the labelled rows and the rows without a label (or the
+    batches a domain column names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: AdaptationMethod = Field(
+        default="none", description="dann (gradient reversal) or mmd (multi-kernel)."
+    )
+    weight: float = Field(default=defaults.ADAPTATION_WEIGHT, gt=0, le=100)
+    domain_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Label column naming each sample's batch or lab (default: labelled vs "
+        "unlabelled rows).",
+    )
+
+
+class SemiSupervised(BaseModel):
+    """How rows of the dataset without a label in label_column join training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: SemiSupervision = "none"
+    confidence: float = Field(default=defaults.CONFIDENCE, gt=0, lt=1)
+    weight: float = Field(default=defaults.SEMI_WEIGHT, gt=0, le=100)
 
 
 class JobCreate(BaseModel):
@@ -68,7 +127,24 @@ class JobCreate(BaseModel):
     dataset_id: uuid.UUID
     label_column: str = Field(min_length=1)
     task: Task = "classification"
-    strategy: Strategy = "frozen"
+    strategy: StrategyChoice = Field(
+        default="auto",
+        description="auto: inner cross-validation on the training samples over the transfer "
+        "strategies (with adaptation or semi-supervision where the data allow) and classical "
+        "baselines, the best published. A named strategy is published, compared with "
+        "logistic regression (ridge for regression) on the same folds, with a warning when "
+        "the baseline scores higher.",
+    )
+    candidates: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="auto only: the candidates to compare, each a strategy with optional "
+        "+dann/+mmd and +pseudo_label/+consistency, or a baseline's name "
+        "(default: chosen from the data).",
+    )
+    adaptation: Adaptation = Adaptation()
+    semi_supervised: SemiSupervised = SemiSupervised()
     hyperparameters: Hyperparameters = Hyperparameters()
     validation: Validation = Validation()
     output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")

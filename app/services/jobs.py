@@ -10,22 +10,26 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from app.caller import Caller
+from app.codecs.datasets import load_npz
 from app.db import repository
 from app.db.repository import audit
 from app.db.repository import jobs as repo
 from app.db.repository.audit import Actor
 from app.db.repository.tenancy import Tenancy
 from app.db.tables import Job
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import Conflict, InvalidRequest, NotFound, from_contract
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets, models
-from contract.card import ModelKind
-from contract.vocab import FINAL_JOB_STATUSES
+from contract import transforms as scales
+from contract.card import ModelCard, ModelKind
+from contract.errors import DataError
+from contract.vocab import FINAL_JOB_STATUSES, MISSING_LABELS, parse_candidate
 
 
 def create(
@@ -48,8 +52,11 @@ def create(
             f"dataset {dataset.id} has no label column {body.label_column!r}; "
             f"it has {sorted(dataset.label_counts)}"
         )
+    counts = labelled(dataset.label_counts[body.label_column])
     if body.task == "regression":
-        _check_numeric(dataset.label_counts[body.label_column], body.label_column)
+        _check_numeric(counts, body.label_column)
+    _check_methods(body, dataset.label_counts)
+    _check_scale(Path(dataset.path), encoder.card)
     params = body.model_dump(mode="json")
     params["encoder"]["version"] = encoder.card.version  # pin "latest" at submission
     actor = caller.actor(request_id)
@@ -72,6 +79,59 @@ def create(
     repository.add(session, job)
     _audit(session, actor, "job.create", job, output_name=body.output_name)
     return job
+
+
+def labelled(counts: dict[str, int]) -> dict[str, int]:
+    """A label column's counts without the rows that have no label (they train unlabelled)."""
+    return {v: n for v, n in counts.items() if v.strip() not in MISSING_LABELS}
+
+
+def _check_methods(body: JobCreate, columns: dict[str, dict[str, int]]) -> None:
+    """The strategy, candidates and methods fit together and name what the dataset has."""
+    if body.candidates is not None:
+        if body.strategy != "auto":
+            raise InvalidRequest(
+                f"candidates are compared by strategy 'auto'; strategy {body.strategy!r} "
+                "publishes itself (leave candidates out, or ask for auto)"
+            )
+        for name in body.candidates:
+            try:
+                parse_candidate(name, body.task)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
+    if body.strategy == "auto" and body.adaptation.method != "none":
+        raise InvalidRequest(
+            "with strategy 'auto' adaptation is a candidate: name it in candidates (e.g. "
+            "'full+dann'), or name one strategy; adaptation.method must be 'none'"
+        )
+    if body.strategy == "auto" and body.semi_supervised.method != "none":
+        raise InvalidRequest(
+            "with strategy 'auto' semi-supervision is a candidate: name it in candidates (e.g. "
+            "'frozen+pseudo_label'), or name one strategy; semi_supervised.method must be 'none'"
+        )
+    if body.strategy != "auto":
+        # the named strategy with its methods must be one valid candidate
+        parts = [body.strategy, body.adaptation.method, body.semi_supervised.method]
+        try:
+            parse_candidate("+".join(p for p in parts if p != "none"), body.task)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc).replace("candidate", "strategy", 1)) from exc
+    column = body.adaptation.domain_column
+    if column is not None and column not in columns:
+        raise InvalidRequest(
+            f"adaptation.domain_column {column!r} is not a label column of the dataset; it has "
+            f"{sorted(columns)}"
+        )
+
+
+def _check_scale(path: Path, card: ModelCard) -> None:
+    """The dataset's values are on a scale the encoder takes (directly or by its input
+    transforms), as classify would check them; refused now, not in the worker."""
+    values = load_npz(path).X
+    try:
+        scales.choose(values, card.input_scale, card.input_transforms)
+    except DataError as exc:
+        raise from_contract(exc) from exc
 
 
 def _check_numeric(counts: dict[str, int], column: str) -> None:

@@ -17,8 +17,8 @@ from torch import nn
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from contract.vocab import ADAPTATIONS, SEMI_SUPERVISION, STRATEGIES, SemiSupervision, Task
-from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
+from contract.vocab import SemiSupervision, Task, parse_candidate
+from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
@@ -75,23 +75,18 @@ def baseline(name: str) -> Candidate:
 
 
 def parse(name: str, task: Task, base: FinetuneOptions) -> Candidate:
-    """The candidate a name gives: a baseline's name, or strategy[+adaptation][+semi]."""
-    if name in baseline_names(task):
-        return baseline(name)
-    strategy, *methods = name.split("+")
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown candidate {name!r}: give a strategy {STRATEGIES} (optionally "
-            f"+{'/+'.join(ADAPTATIONS[1:])} and +{'/+'.join(SEMI_SUPERVISION[1:])}) or a "
-            f"{task} baseline {tuple(baseline_names(task))}"
-        )
-    changes: dict[str, Any] = {"strategy": strategy}
-    for method in methods:
-        key = "adaptation" if method in ADAPTATIONS else "semi_supervised"
-        if method not in ADAPTATIONS + SEMI_SUPERVISION or method == "none" or key in changes:
-            raise ValueError(f"candidate {name!r}: {method!r} is not one adaptation or semi")
-        changes[key] = method
-    return transfer(dataclasses.replace(base, **changes))
+    """The candidate a name gives (`contract.vocab.parse_candidate`), with `base`'s settings."""
+    parsed = parse_candidate(name, task)
+    if parsed.baseline is not None:
+        return baseline(parsed.baseline)
+    assert parsed.strategy is not None
+    options = dataclasses.replace(
+        base,
+        strategy=parsed.strategy,
+        adaptation=parsed.adaptation,
+        semi_supervised=parsed.semi_supervised,
+    )
+    return transfer(options)
 
 
 def default_candidates(

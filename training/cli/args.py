@@ -296,8 +296,14 @@ def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     """The FinetuneOptions the --strategy and method options describe."""
     from training.train.finetune import FinetuneOptions
 
+    auto = args.strategy == "auto"
+    if auto and (args.adaptation != "none" or args.semi_supervised != "none"):
+        raise ValueError(
+            "with --strategy auto the methods are candidates: name them in --candidates "
+            "(e.g. full+dann,frozen+pseudo_label), or name one --strategy"
+        )
     return FinetuneOptions(
-        strategy=args.strategy,
+        strategy="frozen" if auto else args.strategy,  # auto: the candidates' common settings
         unfreeze_top=args.unfreeze_top,
         encoder_lr_scale=args.encoder_lr_scale,
         adaptation=args.adaptation,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from contract.vocab import STRATEGIES
+from contract.vocab import STRATEGY_CHOICES, parse_candidate
 from training.cli import args as cli
 from training.train import defaults
 
 if TYPE_CHECKING:
-    from training.publish.head import HeadRun
+    from training.publish.chosen import ChosenRun
 
 
 NAME = "finetune"
@@ -39,11 +39,22 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("strategy")
     group.add_argument(
         "--strategy",
-        choices=STRATEGIES,
-        default="frozen",
-        help="frozen: head only; partial: + top --unfreeze-top encoder layers; "
-        "gradual: one more layer per stage; full: all, encoder at a lower LR "
-        "(default: %(default)s)",
+        choices=STRATEGY_CHOICES,
+        default="auto",
+        help="auto: inner cross-validation on the training samples over the strategies (with "
+        "adaptation and semi-supervision where the data allow) and classical baselines, the "
+        "best published; frozen: head only; partial: + top --unfreeze-top encoder layers; "
+        "gradual: one more layer per stage; full: all, encoder at a lower LR. A named "
+        "strategy is compared with logistic regression (ridge) and warned about when it "
+        "loses (default: %(default)s)",
+    )
+    group.add_argument(
+        "--candidates",
+        type=lambda text: [c for c in text.split(",") if c],
+        metavar="NAME[,NAME...]",
+        help="--strategy auto: the candidates to compare, each a strategy with optional "
+        "+dann/+mmd and +pseudo_label/+consistency, or a baseline's name (default: chosen "
+        "from the data)",
     )
     group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
     group.add_argument(
@@ -66,21 +77,34 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.n_missing_genes:
         print(f"note: {result.n_missing_genes} panel genes were missing and filled")
-    print(f"early stopping on the {result.history.validation}")
-    for note in result.history.notes:
-        print(f"note: {note}")
+    if result.history is not None:
+        print(f"early stopping on the {result.history.validation}")
+        for note in result.history.notes:
+            print(f"note: {note}")
     for key, value in result.scores.items():
         print(f"held-out {key} {value:.4f}")
+    selection = result.selection
+    print(f"inner cross-validation: {selection.protocol}")
+    for c in sorted(selection.candidates, key=lambda c: -c.mean):
+        mark = "  <- published" if c.name == selection.winner else ""
+        print(f"  {c.name:<24} {c.kind:<9} {selection.metric} {c.mean:.3f} ± {c.sd:.3f}{mark}")
+    print(f"why: {selection.reason}")
+    for warning in selection.warnings:
+        print(f"WARNING: {warning}")
     print(f"published {result.folder}")
     return 0
 
 
-def _finetune(args: argparse.Namespace) -> HeadRun:
+def _finetune(args: argparse.Namespace) -> ChosenRun:
     from training.export.store import resolve_version
-    from training.publish.head import finetune_and_export
+    from training.publish.chosen import choose_and_export
 
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read
+    for name in args.candidates or ():
+        parse_candidate(name, args.task)
+    if args.candidates and args.strategy != "auto":
+        raise ValueError("--candidates are compared by --strategy auto; leave one of them out")
     conversion = cli.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
     matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
@@ -98,7 +122,7 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
         f"trained on {dataset.train.shape[0]} samples."
         + ("" if conversion is None else " " + conversion.describe())
     )
-    return finetune_and_export(
+    return choose_and_export(
         dataset,
         encoder_folder=encoder_folder,
         label_column=args.label_column,
@@ -109,6 +133,8 @@ def _finetune(args: argparse.Namespace) -> HeadRun:
         models_dir=args.models_dir,
         description=description,
         task=args.task,
+        strategy=args.strategy,
+        candidates=args.candidates,
         options=options,
         progress=cli.progress(args),
         unlabelled=unlabelled,

@@ -124,12 +124,29 @@ class Dataset:
 
 
 def hold_out(
-    name: str, matrix: ExpressionMatrix, *, test_fraction: float, seed: int, stratify_by: str | None
+    name: str,
+    matrix: ExpressionMatrix,
+    *,
+    test_fraction: float,
+    seed: int,
+    stratify_by: str | None,
+    min_class: int = 0,
 ) -> Dataset:
-    """Split off a test part: stratified by an obs column if given, else at random; 0 keeps all."""
+    """Split off a test part: stratified by an obs column if given, else at random; 0 keeps all.
+
+    With `stratify_by`, a class of fewer than `min_class` samples keeps every sample for
+    training: then nothing is held out, and the protocol says why.
+    """
     n = matrix.shape[0]
+    none = np.zeros(0, dtype=np.int64)
     if test_fraction == 0:
-        return Dataset(name, matrix, np.zeros(0, dtype=np.int64), "no samples held out")
+        return Dataset(name, matrix, none, "no samples held out")
+    if stratify_by is not None and min_class:
+        labels = matrix.labels(stratify_by)
+        counts = Counter(labels)
+        small = sorted(c for c, k in counts.items() if k < min_class)
+        if small:
+            return _hold_out_large(name, matrix, labels, small, test_fraction, seed, min_class)
     if stratify_by is not None:
         _, test_idx = stratified_split(matrix.labels(stratify_by), test_fraction, seed)
         how = f"stratified by {stratify_by}"
@@ -138,4 +155,33 @@ def hold_out(
         test_idx = np.sort(rng.permutation(n)[: max(1, round(test_fraction * n))]).astype(np.int64)
         how = "at random"
     protocol = f"{len(test_idx)} of {n} samples ({test_fraction:.0%}, {how}, seed {seed}) held out"
+    return Dataset(name, matrix, test_idx, protocol)
+
+
+def _hold_out_large(
+    name: str,
+    matrix: ExpressionMatrix,
+    labels: list[str],
+    small: list[str],
+    test_fraction: float,
+    seed: int,
+    min_class: int,
+) -> Dataset:
+    """Hold out only from the classes with at least `min_class` samples; the small ones train
+    whole (their samples are too few to spare), and the protocol names them."""
+    counts = Counter(labels)
+    shown = ", ".join(f"{c!r} ({counts[c]})" for c in small[:5]) + (
+        ", ..." if len(small) > 5 else ""
+    )
+    why = f"classes with fewer than {min_class} samples keep them all for training: {shown}"
+    eligible = np.array([i for i, c in enumerate(labels) if counts[c] >= min_class], np.int64)
+    if len(eligible) == 0 or len({labels[i] for i in eligible}) < 2:
+        protocol = f"no samples held out ({why}); the scores are the inner cross-validation's"
+        return Dataset(name, matrix, np.zeros(0, dtype=np.int64), protocol)
+    _, local = stratified_split([labels[i] for i in eligible], test_fraction, seed)
+    test_idx = np.sort(eligible[local])
+    protocol = (
+        f"{len(test_idx)} of {len(labels)} samples ({test_fraction:.0%} of each larger class, "
+        f"stratified, seed {seed}) held out; {why}"
+    )
     return Dataset(name, matrix, test_idx, protocol)

@@ -56,6 +56,7 @@ class ChosenRun:
     folder: Path
     selection: Selection
     kind: str  # "transfer" or "baseline"
+    labels: list[str]  # class names, or the one target's name
     scores: dict[str, float]
     n_test: int
     n_missing_genes: int
@@ -112,9 +113,14 @@ def choose_and_export(
     card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
     pipeline = PreprocessPipeline.load(encoder_folder)
-    matrix = align_matrix(dataset.matrix, card.panel, card.input_scale)[0]
+    # the encoder's input transforms (e.g. counts → log1p of normalised values) apply as
+    # they do when the service classifies
+    transforms = card.input_transforms
+    matrix = align_matrix(dataset.matrix, card.panel, card.input_scale, transforms=transforms)[0]
     if unlabelled is not None:
-        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale)[0]
+        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale, transforms=transforms)[
+            0
+        ]
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
     problem = cands.Problem(
         matrix=aligned.train,
@@ -187,6 +193,7 @@ def choose_and_export(
             run.folder,
             choice.selection,
             "transfer",
+            run.labels,
             run.scores,
             run.n_test,
             run.n_missing_genes,
@@ -194,7 +201,7 @@ def choose_and_export(
             run.history,
         )
     assert choice.winner.baseline is not None
-    folder, scores = _publish_baseline(
+    folder, labels, scores = _publish_baseline(
         choice.winner.baseline,
         problem,
         aligned,
@@ -210,6 +217,7 @@ def choose_and_export(
         folder,
         choice.selection,
         "baseline",
+        labels,
         scores,
         aligned.test.shape[0],
         n_missing,
@@ -230,7 +238,7 @@ def _publish_baseline(
     job: str | None,
     parent_folder: Path,
     extra: dict[str, Any],
-) -> tuple[Path, dict[str, float]]:
+) -> tuple[Path, list[str], dict[str, float]]:
     """Refit the winning baseline on every training sample, score it on the test samples, publish
     it with the encoder's preprocessing fused in front."""
     seed = problem.train_cfg.seed
@@ -274,4 +282,5 @@ def _publish_baseline(
         reference=problem.matrix.X,
         parent=model_ref(parent_folder),
     )
-    return folder, scores
+    names = [str(c) for c in model.classes_] if problem.task == "classification" else []
+    return folder, names or [problem.label_column], scores

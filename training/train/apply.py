@@ -12,6 +12,7 @@ from torch import nn
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from contract.vocab import MISSING_LABELS
 
 
 def numeric_target(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.float64]:
@@ -31,7 +32,7 @@ def labelled_rows(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.bool_
     if column not in matrix.obs.columns:
         raise KeyError(f"no obs column {column!r}; have {list(matrix.obs.columns)}")
     values = matrix.obs[column]
-    blank = values.astype(str).str.strip().isin(["", "nan", "NaN", "NA", "None", "<NA>"])
+    blank = values.astype(str).str.strip().isin(MISSING_LABELS)
     return np.asarray(~(values.isna() | blank), dtype=bool)
 
 

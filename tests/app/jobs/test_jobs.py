@@ -33,6 +33,7 @@ def job_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
         "encoder": {"name": "pbmc68k-encoder"},
         "dataset_id": dataset_id,
         "label_column": "bulk_labels",
+        "strategy": "frozen",  # a named strategy: only logistic regression is compared
         "hyperparameters": {"epochs": 5, "patience": 5},
         "output_name": "lab-celltype",
     }
@@ -130,8 +131,9 @@ def test_a_regression_job_publishes_a_served_regressor(
     )
     r = svc.post("/v1/finetune-jobs", json=body)
     assert r.status_code == 202, r.text
-    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"}, seconds=600)
     assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["selection"]["metric"] == "r2"
     test = job["metrics"]["test"]
     assert set(test) == {"r2", "mae", "spearman"}
     assert test["r2"] > 0.1, test  # beats predicting the mean: the score is in the expression
@@ -179,6 +181,19 @@ def test_bad_job_requests(svc: TestClient, pbmc_csv: bytes) -> None:
         (job_body(dataset_id, strategy="sideways"), 422, "strategy"),
         (job_body(dataset_id, output_name="../x"), 422, "output_name"),
         (job_body(dataset_id, hyperparameters={"epochs": 0}), 422, "epochs"),
+        (job_body(dataset_id, candidates=["full"]), 422, "candidates are compared by strategy"),
+        (job_body(dataset_id, strategy="auto", candidates=["best"]), 422, "unknown candidate"),
+        (
+            job_body(dataset_id, strategy="auto", candidates=["frozen+dann"]),
+            422,
+            "encoder must train",
+        ),
+        (job_body(dataset_id, adaptation={"method": "mmd"}), 422, "strategy 'frozen+mmd'"),
+        (
+            job_body(dataset_id, strategy="full", adaptation={"domain_column": "lab"}),
+            422,
+            "adaptation.domain_column 'lab'",
+        ),
     ]
     for body, status, words in cases:
         r = svc.post("/v1/finetune-jobs", json=body)
@@ -312,3 +327,88 @@ def test_a_job_trains_on_the_device_the_runner_is_told(
         assert job["status"] == "failed"
         assert job["error"].startswith("GENEXFER_TRAIN_DEVICE=cuda: ")
         assert "CUDA is not available" in job["error"]
+
+
+def test_the_default_job_publishes_the_best_candidate_of_its_inner_cv(
+    svc: TestClient, pbmc_csv: bytes, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    """strategy auto: transfer strategies and baselines on the same inner folds; the best mean
+    is published and served, whatever its kind, and the job and card say why."""
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    body = job_body(dataset_id, candidates=["frozen", "logistic", "random_forest"])
+    del body["strategy"]  # the default
+    r = svc.post("/v1/finetune-jobs", json=body)
+    assert r.status_code == 202, r.text
+    assert r.json()["params"]["strategy"] == "auto"
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"}, seconds=300)
+    assert job["status"] == "succeeded", job["error"]
+    selection = job["metrics"]["selection"]
+    means = {c["name"]: c["mean"] for c in selection["candidates"]}
+    assert set(means) == {"frozen", "logistic", "random_forest"}
+    assert means[selection["winner"]] == max(means.values())
+    assert job["metrics"]["published"]["candidate"] == selection["winner"]
+    assert selection["winner"] in selection["reason"]
+    assert job["metrics"]["warnings"] == []
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    assert card["selection"] == selection
+    r = once_loaded(
+        svc.post, "/v1/models/lab-celltype/classify", json=expression_body(pbmc_table, 4)
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 4
+
+
+def test_a_job_with_two_labelled_samples_per_class_runs(
+    svc: TestClient, pbmc_table: pd.DataFrame, service_models: Path
+) -> None:
+    """Nothing is held out of classes that small; the card's scores are the inner CV's."""
+    small = pbmc_table.groupby("bulk_labels").head(2)
+    three = small[small["bulk_labels"].isin(sorted(set(small["bulk_labels"]))[:3])]
+    csv = three.to_csv().encode()
+    r = svc.post("/v1/datasets", files={"file": ("few.csv", csv)})
+    assert r.status_code == 201, r.text
+    body = job_body(r.json()["id"], strategy="auto", candidates=["frozen", "logistic"])
+    r = svc.post("/v1/finetune-jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["n_test"] == 0
+    assert "no samples held out" in job["metrics"]["held_out"]
+    selection = job["metrics"]["selection"]
+    assert "2-fold" in selection["protocol"]
+    assert all(len(c["folds"]) == 10 for c in selection["candidates"])
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    inner = [m for m in card["metrics"] if m["split"] == "inner_cv"]
+    assert [m["name"] for m in inner] == ["balanced_accuracy"]
+
+
+def test_a_named_strategy_that_logistic_regression_beats_is_published_with_a_warning(
+    svc: TestClient, pbmc_csv: bytes, service_models: Path
+) -> None:
+    """Two epochs of a frozen head cannot match logistic regression on pbmc68k: the lab asked
+    for frozen and gets it, told in the job and the card."""
+    dataset_id = upload_pbmc(svc, pbmc_csv)
+    body = job_body(dataset_id, hyperparameters={"epochs": 1, "patience": 1, "min_epochs": 0})
+    r = svc.post("/v1/finetune-jobs", json=body)
+    job = wait_for(svc, r.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    selection = job["metrics"]["selection"]
+    assert (selection["winner"], selection["forced"]) == ("frozen", True)
+    (warning,) = job["metrics"]["warnings"]
+    assert warning.startswith("the classical baseline logistic scored balanced accuracy")
+    card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
+    assert card["selection"]["warnings"] == [warning]
+
+
+def test_values_on_a_scale_the_encoder_cannot_take_are_refused_at_submission(
+    svc: TestClient, pbmc_table: pd.DataFrame
+) -> None:
+    genes = pbmc_table.drop(columns="bulk_labels")
+    z = (genes - genes.mean()) / (genes.std() + 1e-6)  # z-scores: negative values
+    z["bulk_labels"] = pbmc_table["bulk_labels"]
+    r = svc.post("/v1/datasets", files={"file": ("z.csv", z.to_csv().encode())})
+    assert r.status_code == 201, r.text
+    r = svc.post("/v1/finetune-jobs", json=job_body(r.json()["id"]))
+    assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM), r.text
+    assert "standardized" in r.json()["detail"]
+    assert svc.get("/v1/finetune-jobs").json()["jobs"] == []

@@ -36,4 +36,9 @@ def test_quick_demo_beats_chance(tmp_path: Path) -> None:
         classifier.training_data.heldout_sample_ids
     )
     assert "also held them out" in classifier.metrics[0].protocol
+    # compared with logistic regression on the same inner folds, warned about if it lost
+    assert classifier.selection is not None
+    assert [c.name for c in classifier.selection.candidates] == ["frozen", "logistic"]
+    means = {c.name: c.mean for c in classifier.selection.candidates}
+    assert bool(classifier.selection.warnings) == (means["logistic"] > means["frozen"])
     assert classifier.verify_files(tmp_path / CLASSIFIER_NAME / "1") == []
