@@ -12,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
 
-from contract.vocab import ADAPTATIONS, BASELINES, ORIENTATIONS, SEMI_SUPERVISION, TASKS
+from contract.vocab import (
+    ADAPTATIONS,
+    BASELINES,
+    ORIENTATIONS,
+    SEMI_SUPERVISION,
+    TASKS,
+    parse_candidate,
+)
 from training.nn.config import TrainConfig
 from training.train import defaults
 
@@ -290,6 +297,26 @@ def methods(parser: argparse.ArgumentParser) -> None:
         help=d("no early stop (and no best epoch) before this many epochs"),
     )
     device_option(group)
+
+
+def candidates(group: argparse._ActionsContainer) -> None:
+    """--candidates: what --strategy auto compares."""
+    group.add_argument(
+        "--candidates",
+        type=lambda text: [c for c in text.split(",") if c],
+        metavar="NAME[,NAME...]",
+        help="--strategy auto: the candidates to compare, each a strategy with optional "
+        "+dann/+mmd and +pseudo_label/+consistency, or a baseline's name (default: chosen "
+        "from the data)",
+    )
+
+
+def check_candidates(args: argparse.Namespace) -> None:
+    """Refuse --candidates that are not names, or given with a named --strategy."""
+    for name in args.candidates or ():
+        parse_candidate(name, args.task)
+    if args.candidates and args.strategy != "auto":
+        raise ValueError("--candidates are compared by --strategy auto; leave one of them out")
 
 
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from contract.vocab import STRATEGY_CHOICES, parse_candidate
+from contract.vocab import STRATEGY_CHOICES
 from training.cli import args as cli
 from training.train import defaults
 
@@ -48,14 +48,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "strategy is compared with logistic regression (ridge) and warned about when it "
         "loses (default: %(default)s)",
     )
-    group.add_argument(
-        "--candidates",
-        type=lambda text: [c for c in text.split(",") if c],
-        metavar="NAME[,NAME...]",
-        help="--strategy auto: the candidates to compare, each a strategy with optional "
-        "+dann/+mmd and +pseudo_label/+consistency, or a baseline's name (default: chosen "
-        "from the data)",
-    )
+    cli.candidates(group)
     group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
     group.add_argument(
         "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
@@ -101,10 +94,7 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
 
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read
-    for name in args.candidates or ():
-        parse_candidate(name, args.task)
-    if args.candidates and args.strategy != "auto":
-        raise ValueError("--candidates are compared by --strategy auto; leave one of them out")
+    cli.check_candidates(args)
     conversion = cli.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
     matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)

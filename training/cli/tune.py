@@ -59,6 +59,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: search every strategy and choose among them and the baselines; a name: "
         "search that strategy's settings and publish it (default: %(default)s)",
     )
+    cli.candidates(group)
     group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
     group.add_argument(
         "--encoder-lr-scale",
@@ -107,11 +108,8 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
 
     # bad values fail before any file is read
     settings = TuneSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
-    # with 'auto' the search and the choice set the strategy; the first trial is the default
-    # (frozen), or full when an adaptation is asked for, which needs a trainable encoder
-    first = "full" if args.adaptation != "none" else "frozen"
-    strategy = first if args.strategy == "auto" else args.strategy
-    options = cli.finetune_options(argparse.Namespace(**{**vars(args), "strategy": strategy}))
+    options = cli.finetune_options(args)
+    cli.check_candidates(args)
     conversion = cli.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
     matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
@@ -142,6 +140,7 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
         description=description,
         task=args.task,
         strategy=args.strategy,
+        candidates=args.candidates,
         options=options,
         progress=cli.progress(args),
         unlabelled=unlabelled,
