@@ -15,6 +15,7 @@ from app.codecs.datasets import ParsedDataset, load_npz
 from app.jobs.errors import JobFailure
 from contract import defaults
 from contract.matrix import ExpressionMatrix
+from training.choice.tune import TuneSettings
 from training.evaluation.splits import hold_out
 from training.nn.config import TrainConfig
 from training.publish.chosen import choose_and_export
@@ -98,6 +99,12 @@ def run(
     description = params.get("description") or (
         f"{label_column} {what} on {encoder['name']}/{encoder['version']} by job {job_id}"
     )
+    tune = params.get("tune")  # absent from jobs submitted before the option existed
+    search = (
+        None
+        if tune is None
+        else TuneSettings(trials=tune["trials"], timeout_s=tune["timeout_s"], seed=hp["seed"])
+    )
     with progress.watching(hook):
         result = choose_and_export(
             dataset,
@@ -117,6 +124,7 @@ def run(
             job=str(job_id),  # in the card: one version per job, found again on a retry
             unlabelled=unlabelled,
             domain_column=adaptation["domain_column"],
+            tune=search,
         )
     history = result.history
     metrics: dict[str, Any] = {

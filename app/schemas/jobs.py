@@ -120,6 +120,23 @@ class SemiSupervised(BaseModel):
     weight: float = Field(default=defaults.SEMI_WEIGHT, gt=0, le=100)
 
 
+class Tune(BaseModel):
+    """A hyperparameter search before the choice (Optuna: TPE sampler, median pruning), each
+    trial scored by inner cross-validation on the training samples only; its best settings join
+    the choice as the candidate 'tuned'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=defaults.TUNE_TRIALS, ge=1, le=defaults.TUNE_MAX_TRIALS)
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="No trial starts after this many seconds (a running one finishes); null: "
+        "no limit.",
+    )
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -147,6 +164,15 @@ class JobCreate(BaseModel):
     semi_supervised: SemiSupervised = SemiSupervised()
     hyperparameters: Hyperparameters = Hyperparameters()
     validation: Validation = Validation()
+    tune: Tune | None = Field(
+        default=None,
+        description="Search the strategy, learning rate, weight decay, head width and dropout, "
+        "epochs and patience, the encoder's learning-rate share and (with rows without a label "
+        "or a domain column) the adaptation, seeded by hyperparameters.seed; the hyperparameters "
+        "are the first trial and epochs the ceiling. With a named strategy the search keeps it "
+        "and the tuned model is published. The study is recorded in metrics.selection.tuning "
+        "and the card.",
+    )
     output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     description: str = Field(default="", max_length=2000)
 
