@@ -285,12 +285,16 @@ def test_a_named_strategy_with_a_search_publishes_it_tuned(encoder: Path, tmp_pa
     )
     assert run.selection.tuning is not None
     params = run.selection.tuning.best_params
-    published = load_checkpoint(run.folder).extra
+    checkpoint = load_checkpoint(run.folder)
+    published = checkpoint.extra
     assert (run.selection.winner, params["strategy"]) == ("tuned", "full")
     assert run.selection.reason.startswith("tuned (the named strategy, its settings searched)")
     assert published["strategy"] == "full"
     assert published["train_config"]["lr"] == params["lr"]
     assert published["train_config"]["epochs"] == params["epochs"]
+    width = params["head_width"]
+    head = checkpoint.parts["head"].config  # type: ignore[attr-defined]
+    assert (head.hidden, head.dropout) == ((width,) if width else (), params["head_dropout"])
 
 
 def test_a_tuned_winner_is_said_to_be_optimistic() -> None:
