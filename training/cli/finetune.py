@@ -105,9 +105,14 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
             f", {args.semi_supervised}" if args.semi_supervised != "none" else "",
         ]
     )
+    how = (
+        "the best of an inner cross-validation over transfer heads and classical baselines"
+        if args.strategy == "auto"
+        else f"a head ({args.strategy}{methods})"
+    )
     description = args.description or (
         f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
-        f"{args.data.name}: a head ({args.strategy}{methods}) on the encoder "
+        f"{args.data.name}: {how} on the encoder "
         f"{encoder_folder.parent.name}:{encoder_folder.name}, "
         f"trained on {dataset.train.shape[0]} samples."
         + ("" if conversion is None else " " + conversion.describe())

@@ -40,7 +40,12 @@ from training.export.baseline import export_baseline
 from training.export.card import CardInfo
 from training.export.store import model_ref
 from training.nn.config import TrainConfig
-from training.publish.head import finetune_and_export, load_autoencoder, selection_metrics
+from training.publish.head import (
+    finetune_and_export,
+    held_out_note,
+    load_autoencoder,
+    selection_metrics,
+)
 from training.train.apply import numeric_target
 from training.train.finetune import FinetuneOptions
 from training.train.loop import History
@@ -211,6 +216,7 @@ def choose_and_export(
         description=description,
         job=job,
         parent_folder=encoder_folder,
+        encoder_card=card,
         extra={} if input_conversion is None else {"input_conversion": dict(input_conversion)},
     )
     return ChosenRun(
@@ -237,6 +243,7 @@ def _publish_baseline(
     description: str,
     job: str | None,
     parent_folder: Path,
+    encoder_card: ModelCard,
     extra: dict[str, Any],
 ) -> tuple[Path, list[str], dict[str, float]]:
     """Refit the winning baseline on every training sample, score it on the test samples, publish
@@ -257,9 +264,9 @@ def _publish_baseline(
         predicted_values = np.asarray(model.predict(features), dtype=np.float64)
         scores = regression_metrics(numeric_target(test, problem.label_column), predicted_values)
     protocol = (
-        f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids. "
-        f"The classical baseline {baseline} (scikit-learn) on the encoder's preprocessing, "
-        f"refitted on every training sample after winning the inner cross-validation."
+        f"{held_out_note(dataset, encoder_card)} The classical baseline {baseline} "
+        f"(scikit-learn) on the encoder's preprocessing, refitted on every training sample "
+        f"after winning the inner cross-validation."
     )
     metrics = [Metric(name=k, value=v, split="test", protocol=protocol) for k, v in scores.items()]
     metrics += selection_metrics(selection)

@@ -235,18 +235,6 @@ def _protocol(
     label_column: str,
     result: FinetuneResult,
 ) -> str:
-    parent_data = encoder_card.training_data
-    # only claim the encoder never saw the test samples when its card proves it
-    unseen = (
-        parent_data is not None
-        and parent_data.fingerprint == dataset.matrix.fingerprint()
-        and set(dataset.test.sample_ids) <= set(parent_data.heldout_sample_ids)
-    )
-    encoder_note = (
-        "the encoder's pretraining also held them out"
-        if unseen
-        else "the encoder's pretraining data may include them (see the parent card)"
-    )
     strategy, options, history = result.strategy, result.options, result.history
     methods = "".join(
         [
@@ -271,7 +259,24 @@ def _protocol(
             f"encoder{methods}), {stopped}; R², mean absolute error (in the units of obs column "
             f"{label_column!r}) and Spearman correlation on the held-out samples."
         )
+    return f"{held_out_note(dataset, encoder_card)} {how}"
+
+
+def held_out_note(dataset: Dataset, encoder_card: ModelCard) -> str:
+    """What was held out, and whether the encoder's pretraining saw it (claimed unseen only when
+    the encoder's card proves it)."""
+    parent_data = encoder_card.training_data
+    unseen = (
+        parent_data is not None
+        and parent_data.fingerprint == dataset.matrix.fingerprint()
+        and set(dataset.test.sample_ids) <= set(parent_data.heldout_sample_ids)
+    )
+    encoder_note = (
+        "the encoder's pretraining also held them out"
+        if unseen
+        else "the encoder's pretraining data may include them (see the parent card)"
+    )
     return (
         f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids; "
-        f"{encoder_note}. {how}"
+        f"{encoder_note}."
     )

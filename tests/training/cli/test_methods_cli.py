@@ -98,10 +98,16 @@ def test_bad_method_choices_are_one_line_errors(
     base = ["finetune", "--label-column", "label", "--encoder", "enc", "--name", "x"]
     base += ["--models-dir", str(models), *FAST]
     cases = [
-        (["--data", str(plain), "--adaptation", "mmd"], "encoder must train"),
+        (["--data", str(plain), "--strategy", "frozen", "--adaptation", "mmd"],
+         "encoder must train"),
+        (["--data", str(plain), "--adaptation", "mmd"], "with --strategy auto the methods are"),
+        (["--data", str(plain), "--candidates", "full+dann,best"], "unknown candidate 'best'"),
+        (["--data", str(plain), "--strategy", "full", "--candidates", "full"],
+         "--candidates are compared by --strategy auto"),
         (["--data", str(labelled), "--strategy", "full", "--adaptation", "mmd"],
          "needs rows from the new domain"),
-        (["--data", str(labelled), "--semi-supervised", "consistency"], "needs rows without"),
+        (["--data", str(labelled), "--strategy", "frozen", "--semi-supervised", "consistency"],
+         "needs rows without"),
         (["--data", str(plain), "--confidence", "1.5"], "confidence must be in (0, 1)"),
         (["--data", str(files["log"]), "--strategy", "full", "--adaptation", "dann",
           "--domain-column", "lab"], "obs columns ['lab'] are not in the header"),
@@ -126,7 +132,7 @@ def test_one_scale_message_for_every_command_and_counts_converted_on_request(
     commands = [
         ["pretrain", *data, "--name", "p", "--models-dir", str(models)],
         ["finetune", *data, "--label-column", "label", "--encoder", "enc", "--name", "f",
-         "--models-dir", str(models)],
+         "--models-dir", str(models), "--strategy", "frozen"],
         ["evaluate", *data, "--label-column", "label", "--out", str(tmp_path / "r")],
     ]  # fmt: skip
     messages = []
