@@ -114,11 +114,16 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
     encoder_folder = resolve_version(args.models_dir, args.encoder)
     matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
     dataset = cli.held_out(args, matrix, stratify=args.task == "classification")
+    how = (
+        "the best of an inner cross-validation over transfer heads (one with settings from a "
+        f"{args.trials}-trial search) and classical baselines"
+        if args.strategy == "auto"
+        else f"a head ({args.strategy}) with settings from a {args.trials}-trial search"
+    )
     description = args.description or (
         f"{'Classifier' if args.task == 'classification' else 'Regressor'} of "
-        f"{args.label_column!r} on {args.data.name}, on the encoder "
-        f"{encoder_folder.parent.name}:{encoder_folder.name}: the best of the automatic choice "
-        f"after a {args.trials}-trial hyperparameter search, trained on "
+        f"{args.label_column!r} on {args.data.name}: {how} on the encoder "
+        f"{encoder_folder.parent.name}:{encoder_folder.name}, trained on "
         f"{dataset.train.shape[0]} samples."
         + ("" if conversion is None else " " + conversion.describe())
     )
