@@ -78,6 +78,7 @@ def test_tune_publishes_the_choice_with_the_study_on_its_card(
         "trial 2",
     ]
     assert out.rstrip().endswith(f"published {models / 'tuned' / '1'}")
+    assert "transfer heads (one with settings from a 3-trial search)" in card.description
 
 
 @pytest.mark.parametrize(
