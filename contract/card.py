@@ -229,6 +229,12 @@ class Tuning(_Frozen):
     seed: int = Field(description="Seeds the sampler (TPE); the fits use the choice's seed.")
     complete: int = Field(ge=1, description="Trials scored on every fold.")
     pruned: int = Field(ge=0, description="Trials stopped early by the median pruner.")
+    failed: int = Field(
+        default=0,
+        ge=0,
+        description="Trials whose training failed (e.g. diverged); the search went on without "
+        "them.",
+    )
     best_value: float = Field(description="The best trial's mean fold score.")
     best_params: dict[str, float | int | str] = Field(description="The best trial's settings.")
     spread: Spread = Field(description="Min, median and max over the completed trials.")

@@ -49,7 +49,7 @@ DROPOUT = (0.0, 0.5)
 ENCODER_LR_SCALE = (0.01, 1.0)
 ADAPTATION_WEIGHT = (0.01, 3.0)
 
-# (trial number, "complete" or "pruned", its mean score or last running mean)
+# (trial number, "complete", "pruned" or "fail", its mean score or last running mean)
 OnTrial = Callable[[int, str, float | None], None]
 
 
@@ -204,8 +204,15 @@ def _search(
         scores: list[float] = []
         for i, fold in enumerate(cv.folds):
             one = InnerCV([fold], cv.protocol, cv.metric)
-            # fold i's fit is seeded as `choose` seeds it: seed + i
-            scores += fold_scores(candidate, problem, one, seed=fit_seed + i)
+            try:
+                # fold i's fit is seeded as `choose` seeds it: seed + i
+                scores += fold_scores(candidate, problem, one, seed=fit_seed + i)
+            except RuntimeError as exc:
+                # settings that diverge raise RuntimeError (so does running out of memory): the
+                # trial fails (NaN) and the search goes on; anything else (a cancelled job, bad
+                # data) ends it
+                trial.set_user_attr("error", str(exc))
+                return math.nan
             trial.report(float(np.mean(scores)), i)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -314,9 +321,11 @@ def _result(
 ) -> Tuned:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     values = [float(t.value) for t in complete if t.value is not None]
-    if not values:  # the first trial cannot be pruned, so only a failure gets here
-        raise ValueError("the hyperparameter search completed no trial")
+    if not values:  # no trial is pruned before one completes: every one failed
+        why = "; ".join(sorted({str(t.user_attrs.get("error")) for t in failed}))
+        raise ValueError(f"the hyperparameter search completed no trial: {why or 'none ran'}")
     best = study.best_trial
     record = Tuning(
         trials=settings.trials,
@@ -324,6 +333,7 @@ def _result(
         seed=settings.seed,
         complete=len(values),
         pruned=len(pruned),
+        failed=len(failed),
         best_value=float(study.best_value),
         best_params=dict(best.params),
         spread=Spread(min=min(values), median=float(statistics.median(values)), max=max(values)),

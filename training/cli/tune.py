@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     settings = " ".join(f"{k}={_show(v)}" for k, v in tuning.best_params.items())
     print(
         f"best trial: {selection.metric} {tuning.best_value:.4f} ({tuning.complete} complete, "
-        f"{tuning.pruned} pruned of {tuning.trials}): {settings}"
+        f"{tuning.pruned} pruned, {tuning.failed} failed of {tuning.trials}): {settings}"
     )
     spread = tuning.spread
     print(

@@ -25,8 +25,9 @@ SELECTION = {
         "trials": 12,
         "timeout_s": 900.0,
         "seed": 3,
-        "complete": 9,
+        "complete": 8,
         "pruned": 3,
+        "failed": 1,
         "best_value": 0.7009,
         "best_params": {"strategy": "full", "lr": 0.00294, "head_width": 128},
         "spread": {"min": 0.6505, "median": 0.6668, "max": 0.7009},
@@ -50,6 +51,9 @@ def test_a_job_page_shows_the_search_behind_tuned(client: TestClient, engine: En
         s.commit()
         job_id = job.id
     page = client.get(f"/ui/parts/jobs/{job_id}").text
-    assert "9 trials complete and 3 pruned of 12 (at most 900 s), seed 3; best 0.701" in page
+    assert (
+        "8 trials complete and 3 pruned (1 failed) of 12 (at most 900 s), seed 3; best 0.701"
+        in page
+    )
     assert "0.65 (min), 0.667 (median), 0.701 (max)" in page
     assert "Best settings: strategy full, lr 0.00294, head_width 128." in page

@@ -143,6 +143,51 @@ def test_a_trial_built_to_be_bad_is_pruned(encoder: Path) -> None:
     assert (tuned.record.complete, tuned.record.pruned) == (2, 1)
 
 
+def _failing(monkeypatch: pytest.MonkeyPatch, error: Exception, lr: float | None = None) -> None:
+    """Fits with learning rate `lr` (every fit when None) raise `error`."""
+    real = inner.fit_predict
+
+    def fit(candidate: cands.Candidate, *args: Any, **kwargs: Any) -> cands.Prediction:
+        if lr is None or (candidate.train_cfg is not None and candidate.train_cfg.lr == lr):
+            raise error
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(inner, "fit_predict", fit)
+
+
+def test_a_trial_that_diverges_fails_and_the_search_goes_on(
+    encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing(monkeypatch, RuntimeError("the validation loss was never finite"), lr=BAD["lr"])
+    seen: list[tuple[int, str, float | None]] = []
+    tuned = tune(
+        _problem(encoder, _target()),
+        TuneSettings(trials=2),
+        first=[BAD, GOOD],
+        on_trial=lambda *trial: seen.append(trial),
+    )
+    assert [state for _, state, _ in seen] == ["fail", "complete"]
+    assert (tuned.record.failed, tuned.record.complete) == (1, 1)
+
+
+def test_a_search_where_every_trial_fails_says_why(
+    encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing(monkeypatch, RuntimeError("the validation loss was never finite"))
+    with pytest.raises(ValueError, match="completed no trial: the validation loss was never"):
+        tune(_problem(encoder, _target()), TuneSettings(trials=2))
+
+
+class Cancelled(Exception):
+    """What a job's watcher raises to stop training."""
+
+
+def test_a_cancellation_ends_the_search(encoder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing(monkeypatch, Cancelled("job cancelled"))
+    with pytest.raises(Cancelled):
+        tune(_problem(encoder, _target()), TuneSettings(trials=3))
+
+
 def test_the_spread_is_over_the_completed_trials(encoder: Path) -> None:
     seen: list[tuple[int, str, float | None]] = []
     tuned = tune(
