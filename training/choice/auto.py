@@ -8,16 +8,20 @@ if a classical baseline scored higher.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from contract.card import CandidateScore, Selection
-from training.choice.candidates import Candidate, Problem
+from contract.matrix import ExpressionMatrix
+from training.choice.candidates import Candidate, Problem, fit_proba
 from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.train import progress
+from training.train.apply import stack_rows
 
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "r2": "R²"}
 
@@ -161,3 +165,22 @@ def warnings(winner: CandidateScore, scored: Sequence[CandidateScore], metric: s
 
 def _pm(s: CandidateScore) -> str:
     return f"{s.mean:.3f} ± {s.sd:.3f}"
+
+
+def choose_and_predict(
+    problem: Problem,
+    test: ExpressionMatrix,
+    candidates: Sequence[Candidate],
+    *,
+    seed: int = 0,
+) -> tuple[Choice, list[str], npt.NDArray[np.float32]]:
+    """What `strategy: auto` does, without publishing: choose on the problem's rows, refit the
+    winner on all of them, and return the choice, the classes and `test`'s probabilities (for
+    the evaluation protocol: the test rows take no part in the choice or the fit)."""
+    choice = choose(problem, candidates, seed=seed)
+    both = dataclasses.replace(problem, matrix=stack_rows(problem.matrix, test))
+    n = problem.matrix.shape[0]
+    train_idx = np.arange(n, dtype=np.int64)
+    test_idx = np.arange(n, n + test.shape[0], dtype=np.int64)
+    classes, proba = fit_proba(choice.winner, both, train_idx, test_idx, seed=seed)
+    return choice, classes, proba
