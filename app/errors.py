@@ -35,7 +35,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contract.errors import DataError, GeneOverlapError, InputScaleError
@@ -221,6 +221,32 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _place(loc: list[Any]) -> tuple[str, str | None]:
+    """Where a validation error is, in words, and the parameter's name (None: in the body)."""
+    kind, rest = (str(loc[0]), loc[1:]) if loc else ("body", [])
+    name = ".".join(map(str, rest))
+    if kind in ("query", "path", "header", "cookie"):
+        return f"{kind} parameter {name!r}", name
+    return (f"body field {name!r}" if name else "the body"), None
+
+
+def validation_problem(exc: RequestValidationError) -> InvalidRequest:
+    """A 422 naming each parameter or body field at fault (the first five in `detail`)."""
+    errors = _validation_errors(exc)
+    places = [_place(e["loc"]) for e in errors]
+    shown = zip(places[:5], errors[:5], strict=True)
+    where = "; ".join(f"{p}: {e['msg']}" for (p, _), e in shown)
+    parameters = sorted({name for _, name in places if name is not None})
+    if places and all(name is None for _, name in places):
+        detail = f"The request body is malformed: {where}"
+    else:
+        detail = f"Invalid request: {where}"
+    extra: dict[str, Any] = {"errors": errors}
+    if parameters:
+        extra["parameters"] = parameters
+    return InvalidRequest(detail if len(errors) <= 5 else detail + "; ...", **extra)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error answer problem+json, unexpected ones too (without leaking internals)."""
 
@@ -234,10 +260,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = _validation_errors(exc)
-        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
-        error = InvalidRequest(f"The request body is malformed: {where}", errors=errors)
-        return problem_response(error, request)
+        return problem_response(validation_problem(exc), request)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -247,12 +270,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_json(problem, exc.status_code, exc.headers)
 
     async def on_db_down(request: Request, exc: Exception) -> Response:
-        log.error("database unavailable: %s", exc)
+        log.error("database unavailable: %s", first_line(exc))
         error = ServiceUnavailable("The database cannot be reached; try again shortly.")
         return problem_response(error, request)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
+        if isinstance(exc, SQLAlchemyError):
+            # a driver's message can quote the failing row (PostgreSQL's DETAIL does): rows
+            # hold sample ids and outputs, so the class and first line only, no traceback
+            log.error("unhandled database error on %s: %s", request.url.path, first_line(exc))
+        else:
+            log.exception("unhandled error on %s", request.url.path)
         error = AppError("An unexpected error occurred; it has been logged.")
         return problem_response(error, request)
 
@@ -262,6 +290,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(OperationalError, on_db_down)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as its class and the first line of its message (no parameters, no rows)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _reason(status: int) -> str:

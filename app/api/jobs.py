@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import (
+    MAX_OFFSET,
     CallerDep,
     ExecutorDep,
     HousekeeperDep,
@@ -82,7 +83,7 @@ def list_jobs(
     caller: CallerDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     rows = jobs.listing(session, tenancy=caller.tenancy, status=status, limit=limit, offset=offset)
     return JobList(jobs=[JobRead.model_validate(r) for r in rows])

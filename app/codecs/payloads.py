@@ -283,8 +283,22 @@ def _matrix(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def check_text(field: str, names: Sequence[str]) -> None:
+    """Refuse a NUL character in ids (no database stores it as text), naming the field and ids."""
+    if "\x00" in "".join(names):
+        bad = [n.replace("\x00", "\\x00") for n in names if "\x00" in n]
+        raise InvalidExpressionData(
+            f"{field}: {len(bad)} id(s) contain a NUL character (U+0000): {_listed(bad)}",
+            field=field,
+            ids=bad[:MAX_LISTED],
+        )
+
+
 def check_finite(expr: Expression) -> Expression:
-    """Refuse NaN and ±Inf, naming the samples and genes that hold them."""
+    """Refuse NUL in the ids, NaN and ±Inf in the values (naming the samples and genes at fault):
+    the last check of every decoder."""
+    check_text("sample_ids", expr.sample_ids)
+    check_text("genes", expr.genes)
     bad = ~np.isfinite(expr.values)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))

@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.text import Text
 from contract.vocab import JobStatus, Strategy, Task
 
 
@@ -31,7 +32,7 @@ class DatasetList(BaseModel):
 
 
 class EncoderRef(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
+    name: Text = Field(min_length=1, max_length=64)
     version: int | None = Field(
         default=None, ge=1, description="Left out: its default version (GET /v1/models)."
     )
@@ -66,13 +67,13 @@ class JobCreate(BaseModel):
 
     encoder: EncoderRef
     dataset_id: uuid.UUID
-    label_column: str = Field(min_length=1)
+    label_column: Text = Field(min_length=1)
     task: Task = "classification"
     strategy: Strategy = "frozen"
     hyperparameters: Hyperparameters = Hyperparameters()
     validation: Validation = Validation()
     output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    description: str = Field(default="", max_length=2000)
+    description: Text = Field(default="", max_length=2000)
 
 
 class EpochLoss(BaseModel):
