@@ -27,7 +27,7 @@ from app.inference.routing import EVERYONE, Viewer
 from app.metrics import Metrics
 from app.security import require
 from contract.errors import DataError
-from contract.scale import require_scale
+from contract.scale import refuse_negative, require_scale
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -195,6 +195,7 @@ async def _infer(
         body = inflate(raw, encoding, max_bytes)
         parsed = v2codec.parse(body, header_length, m.card, max_samples)
         require_scale(parsed.x, m.card.input_scale, parsed.declared_scale)
+        refuse_negative(parsed.x, m.card.input_scale, None, parsed.declared_scale)
         return parsed
 
     # a small binary body (one or a few profiles) decodes in microseconds, less than a thread

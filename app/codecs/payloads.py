@@ -296,7 +296,13 @@ def check_text(field: str, names: Sequence[str]) -> None:
 
 def check_finite(expr: Expression) -> Expression:
     """Refuse NUL in the ids, NaN and ±Inf in the values (naming the samples and genes at fault):
-    the last check of every decoder."""
+    the last check of every decoder; a body without samples or genes (a header and no rows) is
+    refused here too."""
+    if not expr.sample_ids or not expr.genes:
+        raise InvalidExpressionData(
+            f"the request holds {len(expr.sample_ids)} sample(s) and {len(expr.genes)} gene(s); "
+            "it needs at least one of each (a table needs a header and a row per sample)"
+        )
     check_text("sample_ids", expr.sample_ids)
     check_text("genes", expr.genes)
     bad = ~np.isfinite(expr.values)

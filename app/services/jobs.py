@@ -19,13 +19,13 @@ from app.db.repository import audit
 from app.db.repository import jobs as repo
 from app.db.repository.audit import Actor
 from app.db.repository.tenancy import Tenancy
-from app.db.tables import Job
+from app.db.tables import Dataset, Job
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets, models
 from contract.card import ModelKind
-from contract.vocab import FINAL_JOB_STATUSES
+from contract.vocab import FINAL_JOB_STATUSES, Task
 
 
 def create(
@@ -50,6 +50,7 @@ def create(
         )
     if body.task == "regression":
         _check_numeric(dataset.label_counts[body.label_column], body.label_column)
+    check_size(dataset, body.label_column, body.task)
     params = body.model_dump(mode="json")
     params["encoder"]["version"] = encoder.card.version  # pin "latest" at submission
     actor = caller.actor(request_id)
@@ -72,6 +73,37 @@ def create(
     repository.add(session, job)
     _audit(session, actor, "job.create", job, output_name=body.output_name)
     return job
+
+
+MIN_SAMPLES = 2  # per class (classification), in all (regression): fewer cannot be fitted
+
+
+def check_size(dataset: Dataset, column: str, task: Task) -> None:
+    """Refuse, with the counts, a dataset too small for the job: fewer than 2 classes, a class
+    with fewer than 2 samples, or (regression) fewer than 2 samples; else it fails in the runner."""
+    counts = dataset.label_counts[column]
+    if task == "regression":
+        n = sum(counts.values())
+        if n < MIN_SAMPLES:
+            raise InvalidRequest(
+                f"regression needs at least {MIN_SAMPLES} samples; dataset {dataset.id} has {n}",
+                n_samples=n,
+            )
+        return
+    if len(counts) < 2:
+        raise InvalidRequest(
+            f"classification needs at least 2 classes; label column {column!r} of dataset "
+            f"{dataset.id} has {len(counts)}: {counts}",
+            label_counts=counts,
+        )
+    small = {label: n for label, n in sorted(counts.items()) if n < MIN_SAMPLES}
+    if small:
+        raise InvalidRequest(
+            f"every class needs at least {MIN_SAMPLES} samples; in label column {column!r} of "
+            f"dataset {dataset.id}, {len(small)} class(es) have fewer: {small} (all counts: "
+            f"{dict(sorted(counts.items()))})",
+            label_counts=counts,
+        )
 
 
 def _check_numeric(counts: dict[str, int], column: str) -> None:

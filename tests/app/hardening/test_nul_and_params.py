@@ -63,9 +63,9 @@ def test_nul_in_a_json_sample_id_is_a_422_naming_it_and_others_are_recorded(
     assert "NUL" in problem["detail"] and "samples.1.id" in problem["detail"]
     # the matrix form, and a gene name
     matrix = {"genes": GENES, "sample_ids": ["a\x00"], "values": _values(1)}
-    assert "sample_ids" in _problem(client.post("/v1/models/toy-encoder/embed", json=matrix))[
-        "detail"
-    ]
+    assert (
+        "sample_ids" in _problem(client.post("/v1/models/toy-encoder/embed", json=matrix))["detail"]
+    )
     genes = {"genes": ["G0\x00", *GENES[1:]], "sample_ids": ["a"], "values": _values(1)}
     assert "genes.0" in _problem(client.post("/v1/models/toy-encoder/embed", json=genes))["detail"]
     # a good request right after is answered and recorded
@@ -107,9 +107,10 @@ def test_nul_in_a_dataset_upload_is_a_422_naming_where(labs: Labs) -> None:
     assert "label column 'y'" in problem["detail"] and "NUL" in problem["detail"]
     table = table.drop(columns="y").rename(index={"S1": "S\x001"})
     files = {"file": ("t.csv", table.to_csv(index_label="sample").encode())}
-    assert "sample ids" in _problem(labs.client.post("/v1/datasets", files=files, headers=labs.a))[
-        "detail"
-    ]
+    assert (
+        "sample ids"
+        in _problem(labs.client.post("/v1/datasets", files=files, headers=labs.a))["detail"]
+    )
     files = {"file": ("t.csv", table.to_csv(index_label="sample").encode())}
     r = labs.client.post("/v1/datasets", files=files, data={"name": "x\x00"}, headers=labs.a)
     assert "body field 'name'" in _problem(r)["detail"]
