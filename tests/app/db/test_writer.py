@@ -168,7 +168,8 @@ def test_a_value_the_database_refuses_is_that_requests_422(engine: Engine) -> No
         return list(results)
 
     results = asyncio.run(scenario())
-    assert isinstance(results[0], InvalidRequest) and results[0].status == 422
+    assert isinstance(results[0], InvalidRequest)
+    assert results[0].status == 422
     assert results[1:] == [None] * 4
 
 

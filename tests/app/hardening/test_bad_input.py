@@ -76,7 +76,8 @@ def test_negative_values_on_v2_are_refused_naming_the_rows(client: TestClient) -
     }
     r = client.post("/v2/models/toy-classifier/infer", json=body)
     assert r.status_code == 400, r.text
-    assert "negative" in r.json()["error"] and ": 1" in r.json()["error"]
+    assert "negative" in r.json()["error"]
+    assert ": 1" in r.json()["error"]
 
 
 def test_one_non_numeric_cell_in_a_gene_column_is_refused_naming_it(labs: Labs) -> None:
@@ -86,7 +87,8 @@ def test_one_non_numeric_cell_in_a_gene_column_is_refused_naming_it(labs: Labs) 
     table.loc["S4", "G3"] = "oops"
     r = labs.client.post("/v1/datasets", files={"file": ("t.csv", _csv(table))}, headers=labs.a)
     problem = _problem(r)
-    assert problem["samples"] == ["S4"] and problem["genes"] == ["G3"]
+    assert problem["samples"] == ["S4"]
+    assert problem["genes"] == ["G3"]
     assert "'oops'" in problem["detail"]
 
 

@@ -23,7 +23,10 @@ def _values(n: int, seed: int = 0) -> list[list[float]]:
 
 def _records(ids: list[str]) -> dict[str, Any]:
     rows = _values(len(ids))
-    return {"genes": GENES, "samples": [{"id": i, "values": v} for i, v in zip(ids, rows)]}
+    return {
+        "genes": GENES,
+        "samples": [{"id": i, "values": v} for i, v in zip(ids, rows, strict=False)],
+    }
 
 
 def _problem(r: Any, status: int = 422) -> dict[str, Any]:
@@ -60,7 +63,8 @@ def test_nul_in_a_json_sample_id_is_a_422_naming_it_and_others_are_recorded(
 ) -> None:
     body = _records(["S1", "bad\x00id"])
     problem = _problem(client.post("/v1/models/toy-classifier/classify", json=body))
-    assert "NUL" in problem["detail"] and "samples.1.id" in problem["detail"]
+    assert "NUL" in problem["detail"]
+    assert "samples.1.id" in problem["detail"]
     # the matrix form, and a gene name
     matrix = {"genes": GENES, "sample_ids": ["a\x00"], "values": _values(1)}
     assert (
@@ -93,7 +97,8 @@ def test_nul_in_body_fields_of_jobs_and_keys_is_a_422_naming_the_field(labs: Lab
         "description": "nul\x00here",
     }
     problem = _problem(labs.client.post("/v1/finetune-jobs", json=body, headers=labs.a))
-    assert "body field 'description'" in problem["detail"] and "NUL" in problem["detail"]
+    assert "body field 'description'" in problem["detail"]
+    assert "NUL" in problem["detail"]
     r = labs.client.post("/v1/keys", json={"name": "a\x00b"}, headers=labs.admin)
     assert "body field 'name'" in _problem(r)["detail"]
 
@@ -104,7 +109,8 @@ def test_nul_in_a_dataset_upload_is_a_422_naming_where(labs: Labs) -> None:
     files = {"file": ("t.csv", table.to_csv(index_label="sample").encode())}
     r = labs.client.post("/v1/datasets", files=files, headers=labs.a)
     problem = _problem(r)
-    assert "label column 'y'" in problem["detail"] and "NUL" in problem["detail"]
+    assert "label column 'y'" in problem["detail"]
+    assert "NUL" in problem["detail"]
     table = table.drop(columns="y").rename(index={"S1": "S\x001"})
     files = {"file": ("t.csv", table.to_csv(index_label="sample").encode())}
     assert (
