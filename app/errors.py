@@ -12,12 +12,13 @@ AppError (500)
 │   └── IdempotencyConflict       a request with the same Idempotency-Key is still running
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
+├── TooManyRequests (429)         a key over its rate, a tenant at its job quota (Retry-After)
 ├── InvalidRequest (422)
 │   ├── KeyReused                 an Idempotency-Key sent again with another request
 │   ├── InvalidExpressionData     bad values; names the samples and genes at fault
 │   ├── InsufficientGeneOverlap   too few of the model's genes present
 │   └── WrongInputScale           counts sent to a log model, and the like
-├── ServiceUnavailable (503)      e.g. the database cannot be reached
+├── ServiceUnavailable (503)      e.g. the database cannot be reached (always with Retry-After)
 └── RequestTimeout (504)
 
 The shared core (`contract`) raises `contract.errors.DataError` and its subclasses, since it
@@ -27,6 +28,7 @@ knows nothing of HTTP; `from_contract` gives each its AppError here (one handler
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -57,6 +59,7 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}  # response headers, e.g. Retry-After
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         problem: dict[str, Any] = {
@@ -159,10 +162,35 @@ class PayloadTooLarge(AppError):
     title = "Payload too large"
 
 
+def _retry_after(error: AppError, seconds: float) -> None:
+    """Tell the client when to come back: whole seconds (RFC 9110), at least 1."""
+    whole = max(1, math.ceil(seconds))
+    error.headers["Retry-After"] = str(whole)
+    error.extra["retry_after_s"] = whole
+
+
+class TooManyRequests(AppError):
+    """A key over its request rate, or a tenant at its quota; says when to retry."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        _retry_after(self, retry_after_s)
+
+
 class ServiceUnavailable(AppError):
+    """Every 503 says when to retry (Retry-After; 5 s unless the cause knows better)."""
+
     status = 503
     slug = "service-unavailable"
     title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: float = 5.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        _retry_after(self, retry_after_s)
 
 
 class RequestTimeout(AppError):
@@ -200,10 +228,11 @@ def v2_error(error: AppError | DataError) -> Response:
     """An error as the Open Inference Protocol has it: `{"error": ...}`, Triton's status mapping."""
     if isinstance(error, DataError):
         error = from_contract(error)
-    status = error.status if error.status in (401, 403, 404, 413, 503, 504) else 400
+    status = error.status if error.status in (401, 403, 404, 413, 429, 503, 504) else 400
     if error.status >= 500 and status == 400:
         status = 500
-    return Response(orjson.dumps({"error": error.detail}), status, media_type="application/json")
+    body = orjson.dumps({"error": error.detail})
+    return Response(body, status, headers=error.headers, media_type="application/json")
 
 
 def problem_response(error: AppError, request: Request) -> Response:
@@ -211,7 +240,7 @@ def problem_response(error: AppError, request: Request) -> Response:
     path = request.url.path
     if path == "/v2" or path.startswith("/v2/"):
         return v2_error(error)
-    return problem_json(error.to_problem(instance=path), error.status)
+    return problem_json(error.to_problem(instance=path), error.status, error.headers)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -125,22 +125,22 @@ class RequestContext:
             request_id_var.reset(token)
 
     async def _error(self, scope: Scope, send: Send, request_id: str, error: AppError) -> None:
-        path = str(scope.get("path", ""))
-        if path.startswith(
-            "/v2"
-        ):  # the Open Inference Protocol's error body (tritonclient reads it)
-            body, media = orjson.dumps({"error": error.detail}), "application/json"
-        else:
-            body, media = orjson.dumps(error.to_problem(instance=path)), PROBLEM_JSON
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", media.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, error, request_id)
+
+
+async def send_error(
+    scope: Scope, send: Send, error: AppError, request_id: str | None = None
+) -> None:
+    """Answer `error` from ASGI middleware: problem+json, or `{"error"}` under /v2 (the Open
+    Inference Protocol's body, which tritonclient reads), with the error's own headers."""
+    path = str(scope.get("path", ""))
+    if path == "/v2" or path.startswith("/v2/"):
+        body, media = orjson.dumps({"error": error.detail}), "application/json"
+    else:
+        body, media = orjson.dumps(error.to_problem(instance=path)), PROBLEM_JSON
+    headers = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in error.headers.items()]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

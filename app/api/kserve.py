@@ -36,8 +36,10 @@ INLINE_BYTES = 1 << 20
 PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX Runtime models
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
 def _model(registry: ModelRegistry, name: str, version: str | None, viewer: Viewer) -> LoadedModel:
@@ -135,7 +137,9 @@ def live() -> Response:
 @router.get("/health/ready", summary="Server readiness: at least one model version is loaded")
 def ready(registry: RegistryDep) -> Response:
     is_ready = bool(registry.models(viewer=EVERYONE))
-    return _json({"ready": is_ready}, 200 if is_ready else 503)
+    if is_ready:
+        return _json({"ready": True})
+    return _json({"ready": False}, 503, headers={"Retry-After": "5"})
 
 
 @router.get("/models/{name}", summary="Model metadata (latest version)")

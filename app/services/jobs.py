@@ -20,7 +20,7 @@ from app.db.repository import jobs as repo
 from app.db.repository.audit import Actor
 from app.db.repository.tenancy import Tenancy
 from app.db.tables import Dataset, Job
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets, models
@@ -121,6 +121,24 @@ def _check_numeric(counts: dict[str, int], column: str) -> None:
         raise InvalidRequest(
             f"regression needs a number in label column {column!r} for every sample; "
             f"{n} samples have {sorted(bad)[:20]}"
+        )
+
+
+QUOTA_RETRY_S = 30.0  # a job takes minutes: sooner would only be refused again
+
+
+def check_quota(session: Session, *, caller: Caller, limit: int) -> None:
+    """TooManyRequests while the caller's tenant has `limit` queued or running jobs (0: none)."""
+    if limit <= 0 or caller.tenant is None:
+        return
+    active = repo.count_active_of(session, caller.tenant)
+    if active >= limit:
+        raise TooManyRequests(
+            f"tenant {caller.tenant!r} has {active} queued or running jobs, its quota is {limit}; "
+            "submit again when one has finished (or cancel one)",
+            retry_after_s=QUOTA_RETRY_S,
+            active_jobs=active,
+            quota=limit,
         )
 
 
