@@ -23,6 +23,7 @@ from app.api import (
     keys,
     kserve,
     models,
+    openapi,
     predict,
     predictions,
     preprocess,
@@ -217,5 +218,6 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.include_router(keys.router, dependencies=[Depends(require("admin"))])
     app.include_router(audit.router, dependencies=[Depends(require("admin"))])
     docs_api.install(app)
+    openapi.install(app)  # error bodies, every status a route may answer, the key scheme
     ui.install(app)  # the web app: pages, and fragments that check the key per route
     return app

@@ -10,10 +10,16 @@ import re
 import uuid
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, AppError, InvalidRequest, PayloadTooLarge, RequestTimeout
+from app.errors import (
+    AppError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    problem_json,
+    v2_error,
+)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -135,12 +141,11 @@ async def send_error(
     Inference Protocol's body, which tritonclient reads), with the error's own headers."""
     path = str(scope.get("path", ""))
     if path == "/v2" or path.startswith("/v2/"):
-        body, media = orjson.dumps({"error": error.detail}), "application/json"
+        response = v2_error(error)
     else:
-        body, media = orjson.dumps(error.to_problem(instance=path)), PROBLEM_JSON
-    headers = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in error.headers.items()]
+        response = problem_json(error.to_problem(instance=path), error.status, error.headers)
+    headers = list(response.raw_headers)
     if request_id is not None:
         headers.append((b"x-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

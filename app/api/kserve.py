@@ -134,7 +134,24 @@ def live() -> Response:
     return _json({"live": True})
 
 
-@router.get("/health/ready", summary="Server readiness: at least one model version is loaded")
+@router.get(
+    "/health/ready",
+    summary="Server readiness: at least one model version is loaded",
+    responses={
+        503: {
+            "description": "Not ready (no model version loaded), with Retry-After.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"ready": {"type": "boolean"}},
+                        "required": ["ready"],
+                    }
+                }
+            },
+        }
+    },
+)
 def ready(registry: RegistryDep) -> Response:
     is_ready = bool(registry.models(viewer=EVERYONE))
     if is_ready:
