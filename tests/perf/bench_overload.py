@@ -27,8 +27,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.factories import REPO  # noqa: E402
-from tests.perf.server import (  # noqa: E402
+from tests.factories import REPO
+from tests.perf.server import (
     genexfer_command,
     genexfer_env,
     load,
