@@ -293,6 +293,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bad input is a 422 here
+            return problem_response(
+                InvalidRequest(f"The request body is malformed: {exc.detail}"), request
+            )
         error = AppError(str(exc.detail))
         problem = error.to_problem(instance=request.url.path)
         problem.update(type="about:blank", title=_reason(exc.status_code), status=exc.status_code)

@@ -202,9 +202,7 @@ def test_admission_sheds_inference_beyond_the_bound_with_retry_after() -> None:
     assert metrics.shed._value.get() == 2
 
 
-def test_every_503_carries_retry_after(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_503_carries_retry_after(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceUnavailable("x").headers == {"Retry-After": "5"}
     assert ServiceUnavailable("x", retry_after_s=0.2).headers == {"Retry-After": "1"}
     assert TooManyRequests("x", retry_after_s=2.5).headers == {"Retry-After": "3"}
