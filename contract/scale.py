@@ -179,7 +179,7 @@ def refuse_negative(
     if float(values.min()) >= -NEGATIVE_TOLERANCE:  # one pass, no temporary: every request
         return
     rows = np.flatnonzero((values < -NEGATIVE_TOLERANCE).any(axis=1))
-    samples = [str(i) if sample_ids is None else sample_ids[i] for i in rows]
+    samples = [str(i) if sample_ids is None else sample_ids[i] for i in rows.tolist()]
     more = f" and {len(samples) - MAX_NAMED} more" if len(samples) > MAX_NAMED else ""
     raise InputScaleError(
         f"{len(samples)} sample(s) hold negative values (min {float(values.min()):.4g}), which "

@@ -31,7 +31,7 @@ SCHEMES = {
     },
     "Bearer": {"type": "http", "scheme": "bearer", "description": "The API key as a token."},
 }
-KEYED = [{"ApiKey": []}, {"Bearer": []}]
+KEYED: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 WORDS = {
     400: "Invalid request (the Open Inference Protocol's status for every bad input)",
     401: "Missing or invalid API key",
