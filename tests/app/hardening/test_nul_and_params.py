@@ -162,3 +162,31 @@ def test_limit_counts_entries_on_predictions(client: TestClient) -> None:
     one = client.get("/v1/predictions?sample_id=C1S2&limit=1").json()["predictions"]
     assert [p["sample_id"] for p in one] == ["C1S2"]
     assert client.get("/v1/predictions?sample_id=C1S2&offset=1").json()["predictions"] == []
+
+
+def test_an_unparseable_json_body_is_a_422_not_a_400(labs: Labs) -> None:
+    r = labs.client.post(
+        "/v1/finetune-jobs",
+        content=b"{not json",
+        headers={**labs.a, "Content-Type": "application/json"},
+    )
+    problem = _problem(r)
+    assert problem["detail"].startswith("The request body is malformed")
+
+
+def test_many_bad_fields_are_named_five_at_a_time(labs: Labs) -> None:
+    body = {"encoder": {}, "dataset_id": "x", "label_column": "", "output_name": "A", "task": "?"}
+    body |= {"description": 1, "strategy": "?"}
+    problem = _problem(labs.client.post("/v1/finetune-jobs", json=body, headers=labs.a))
+    assert problem["detail"].endswith("; ...")
+    assert len(problem["errors"]) > 5
+    assert problem["detail"].count("body field") == 5
+
+
+def test_nul_in_a_gene_column_name_of_an_upload_is_a_422(labs: Labs) -> None:
+    values = np.abs(np.random.default_rng(1).normal(size=(3, 3))).round(3)
+    table = pd.DataFrame(values, columns=["G0", "G\x001", "G2"], index=["S0", "S1", "S2"])
+    files = {"file": ("t.csv", table.to_csv(index_label="sample").encode())}
+    problem = _problem(labs.client.post("/v1/datasets", files=files, headers=labs.a))
+    assert "gene ids" in problem["detail"]
+    assert problem["values"] == ["G\\x001"]
