@@ -4,8 +4,8 @@ request is shed at once (503 with Retry-After), before its body is read.
 Under overload a queue without a bound makes every request slow (each waits behind all the
 others, then times out); shedding the excess keeps the admitted ones fast and tells the rest
 when to come back, which a load balancer or the client's retry can act on. Only inference
-routes count (POST /v1/models/{name}/classify|regress|embed, POST /v2/models/.../infer): the
-others are cheap or have limits of their own.
+routes count (POST /v1/models/{name}/classify|regress|embed, POST /v2/models/.../infer, the web
+app's POST /ui/parts/predict): the others are cheap or have limits of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from app.errors import ServiceUnavailable
 from app.metrics import Metrics
 from app.middleware import send_error
 
-INFERENCE = re.compile(r"^/(v1/models/[^/]+/(classify|regress|embed)|v2/models/.+/infer)$")
+INFERENCE = re.compile(
+    r"^/(v1/models/[^/]+/(classify|regress|embed)|v2/models/.+/infer|ui/parts/predict)$"
+)
 
 
 class Admission:

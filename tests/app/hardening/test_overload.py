@@ -185,13 +185,14 @@ def test_admission_sheds_inference_beyond_the_bound_with_retry_after() -> None:
             await entered.wait()
             shed = await c.post("/v1/models/m/regress")
             v2 = await c.post("/v2/models/m/versions/1/infer")
+            ui = await c.post("/ui/parts/predict")
             other = await c.post("/v1/datasets")  # not an inference route: not counted
             release.set()
             done = await first
             after = await c.post("/v1/models/m/embed")  # the first finished: room again
-            return [done, shed, v2, other, after]
+            return [done, shed, v2, ui, other, after]
 
-    first, shed, v2, other, after = asyncio.run(scenario())
+    first, shed, v2, ui, other, after = asyncio.run(scenario())
     assert (first.status_code, other.status_code, after.status_code) == (200, 200, 200)
     assert shed.status_code == 503
     assert shed.headers["retry-after"] == "2"
@@ -199,7 +200,8 @@ def test_admission_sheds_inference_beyond_the_bound_with_retry_after() -> None:
     assert "bound of 1 inference requests" in shed.json()["detail"]
     assert v2.status_code == 503
     assert "error" in v2.json()
-    assert metrics.shed._value.get() == 2
+    assert ui.status_code == 503
+    assert metrics.shed._value.get() == 3
 
 
 def test_every_503_carries_retry_after(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
