@@ -20,6 +20,8 @@ from app.security import authenticate
 
 # the largest `offset` a list route takes: beyond it a database's integer would overflow (a 500)
 MAX_OFFSET = 2**31
+# the largest model version a query takes (the database's integer column)
+MAX_VERSION = 2**31 - 1
 
 
 def _state(name: str) -> Any:

@@ -48,7 +48,7 @@ class Hyperparameters(BaseModel):
     patience: int = Field(default=10, ge=1)
     head_hidden: list[int] = Field(default=[64], max_length=4)
     head_dropout: float = Field(default=0.1, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 class Validation(BaseModel):

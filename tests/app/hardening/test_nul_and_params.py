@@ -190,3 +190,21 @@ def test_nul_in_a_gene_column_name_of_an_upload_is_a_422(labs: Labs) -> None:
     problem = _problem(labs.client.post("/v1/datasets", files=files, headers=labs.a))
     assert "gene ids" in problem["detail"]
     assert problem["values"] == ["G\\x001"]
+
+
+def test_a_version_beyond_the_databases_integer_is_a_422(client: TestClient) -> None:
+    problem = _problem(client.get(f"/v1/predictions?version={2**40}"))
+    assert problem["parameters"] == ["version"]
+    assert client.get(f"/v1/predictions?version={2**31 - 1}").status_code == 200
+
+
+def test_a_seed_beyond_32_bits_is_a_422_naming_it(labs: Labs) -> None:
+    body = {
+        "encoder": {"name": "toy-encoder"},
+        "dataset_id": labs.upload(labs.a),
+        "label_column": "y",
+        "output_name": "lab-a-seed",
+        "hyperparameters": {"seed": 2**40},
+    }
+    problem = _problem(labs.client.post("/v1/finetune-jobs", json=body, headers=labs.a))
+    assert "body field 'hyperparameters.seed'" in problem["detail"]
