@@ -141,7 +141,8 @@ def _fast_json(body: bytes, max_samples: int) -> Expression | None:
     if not marks_match(body, strings):
         return None
     try:
-        values = np.asarray(rows, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+            values = np.asarray(rows, dtype=np.float32)
     except (ValueError, TypeError):  # ragged rows, nested objects: named by the strict path
         return None
     if values.shape != (len(ids), len(genes)):
@@ -217,7 +218,8 @@ def _from_rows(
             f"{len(nulls)} sample(s) have null values: {_listed(nulls)}",
             samples=nulls[:MAX_LISTED],
         )
-    values = np.array(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+        values = np.array(rows, dtype=np.float32)
     return check_finite(Expression(sample_ids, genes, values))
 
 
@@ -280,7 +282,8 @@ def _matrix(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.float32]:
         raise InvalidExpressionData(f"{what} must be a samples × genes matrix, got {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise InvalidExpressionData(f"{what} must hold numbers, not {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+        return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def check_text(field: str, names: Sequence[str]) -> None:

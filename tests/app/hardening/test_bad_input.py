@@ -179,3 +179,44 @@ def test_limit_n_answers_at_most_n_rows_on_every_list_route(labs: Labs) -> None:
             page = labs.client.get(f"{route}?limit={n}", headers=key).json()[field]
             assert len(page) == n, route
         assert labs.client.get(f"{route}?limit=1&offset=1", headers=key).json()[field] == every[1:2]
+
+
+def test_values_beyond_float32_are_named_not_a_warning_turned_500(client: TestClient) -> None:
+    body = {"genes": GENES, "sample_ids": ["ok", "huge"], "values": [[0.5] * 10, [1e39] * 10]}
+    problem = _problem(client.post("/v1/models/toy-classifier/classify", json=body))
+    assert problem["samples"] == ["huge"]
+    records = {
+        "genes": GENES,
+        "samples": [{"id": "ok", "values": [0.5] * 10}, {"id": "huge", "values": [-1e39] * 10}],
+    }
+    assert _problem(client.post("/v1/models/toy-encoder/embed", json=records))["samples"] == [
+        "huge"
+    ]
+    tensor = {"name": "expression", "shape": [1, 10], "datatype": "FP64", "data": [1e39] * 10}
+    r = client.post("/v2/models/toy-classifier/infer", json={"inputs": [tensor]})
+    assert r.status_code == 400
+    assert "infinite" in r.json()["error"]
+
+
+def test_a_v2_tensor_without_samples_is_a_400(client: TestClient) -> None:
+    tensor = {"name": "expression", "shape": [0, 10], "datatype": "FP32", "data": []}
+    r = client.post("/v2/models/toy-classifier/infer", json={"inputs": [tensor]})
+    assert r.status_code == 400
+    assert "no sample" in r.json()["error"]
+
+
+def test_preprocess_steps_that_make_nan_of_a_sample_are_a_422_naming_it(
+    client: TestClient,
+) -> None:
+    body = {
+        "genes": GENES,
+        "samples": [
+            {"id": "fine", "values": [0.1 * i for i in range(10)]},
+            {"id": "minus2", "values": [-2.0 - 0.1 * i for i in range(10)]},
+            {"id": "also-fine", "values": [0.2 * i for i in range(10)]},
+        ],
+        "steps": [{"step": "log1p"}],
+    }
+    problem = _problem(client.post("/v1/preprocess", json=body))
+    assert problem["samples"] == ["minus2"]
+    assert "log1p" in problem["detail"]
