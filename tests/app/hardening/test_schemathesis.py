@@ -4,24 +4,27 @@ document lists, with the content type, body schema and headers it declares."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import migrate
 from app.security import create_key
+from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import GENES, LABELS, REPO, free_port, wait_until_ready, write_model
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -45,14 +48,39 @@ EXAMPLES = int(os.environ.get("GENEXFER_SCHEMATHESIS_EXAMPLES", "25"))  # per op
 MIN_CASES = 1_000
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`genexfer serve` with keys on, toy models, jobs queued for no worker; (base URL, key)."""
+@contextlib.contextmanager
+def _database(kind: str, tmp: Path) -> Iterator[str]:
+    """A database of its own for the server (the fuzzed rows stay out of other tests' way)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'db.sqlite'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"genexfer_fuzz_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """`genexfer serve` with keys on, toy models, jobs queued for no worker, on each database;
+    (base URL, key)."""
     tmp = tmp_path_factory.mktemp("schemathesis")
+    with _database(request.param, tmp) as url:
+        yield from _serve(tmp, url)
+
+
+def _serve(tmp: Path, url: str) -> Iterator[tuple[str, str]]:
     models = tmp / "models"
     write_model(root=models, name="toy-encoder", genes=GENES, latent=4)
     write_model(root=models, name="toy-classifier", genes=GENES, labels=LABELS)
-    url = f"sqlite:///{tmp / 'db.sqlite'}"
     engine = create_engine(url)
     migrate.upgrade(engine)
     with Session(engine) as session:
