@@ -237,3 +237,15 @@ def test_readyz_reports_the_broker_with_the_celery_executor(
         v2 = c.get("/v2/health/ready")
         assert v2.status_code == 503
         assert v2.headers["retry-after"] == "5"
+
+
+def test_jobs_without_the_training_extra_are_a_503_with_a_long_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.jobs import executor
+
+    monkeypatch.setattr(executor.importlib.util, "find_spec", lambda name: None)
+    local = executor.LocalExecutor.__new__(executor.LocalExecutor)
+    with pytest.raises(ServiceUnavailable) as caught:
+        local.check_available()
+    assert caught.value.headers == {"Retry-After": "3600"}
