@@ -136,7 +136,8 @@ def _submit(labs: Labs, dataset: str, task: str = "classification") -> Any:
         (["a"], "classification", "at least 2 classes", {"a": 1}),
         (["a", "a", "a"], "classification", "at least 2 classes", {"a": 3}),
         (["a", "a", "b"], "classification", "at least 2 samples", {"a": 2, "b": 1}),
-        (["1.5"], "regression", "at least 2 samples; dataset", None),
+        (["1.5", "2.5", "3.5"], "regression", "at least 4 labelled samples; dataset", None),
+        (["a", "a", "b", "", ""], "classification", "at least 2 samples", {"a": 2, "b": 1}),
     ],
 )
 def test_a_dataset_too_small_for_the_job_is_refused_at_submission_with_the_counts(
@@ -145,7 +146,7 @@ def test_a_dataset_too_small_for_the_job_is_refused_at_submission_with_the_count
     problem = _problem(_submit(labs, _upload(labs, labels), task))
     assert words in problem["detail"]
     if field is None:
-        assert problem["n_samples"] == 1
+        assert problem["n_samples"] == 3
     else:
         assert problem["label_counts"] == field
         assert str(field).replace("'", "") in problem["detail"].replace("'", "")
@@ -154,7 +155,7 @@ def test_a_dataset_too_small_for_the_job_is_refused_at_submission_with_the_count
 
 def test_a_dataset_just_large_enough_is_queued(labs: Labs) -> None:
     assert _submit(labs, _upload(labs, ["a", "a", "b", "b"])).status_code == 202
-    assert _submit(labs, _upload(labs, ["1.0", "2.5"]), "regression").status_code == 202
+    assert _submit(labs, _upload(labs, ["1.0", "2.5", "0.5", "4"]), "regression").status_code == 202
 
 
 def test_limit_n_answers_at_most_n_rows_on_every_list_route(labs: Labs) -> None:
