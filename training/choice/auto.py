@@ -22,6 +22,7 @@ from training.choice.candidates import Candidate, Problem, fit_proba
 from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.train import progress
 from training.train.apply import stack_rows
+from training.train.loop import cpu_threads_for
 
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "r2": "R²"}
 
@@ -69,7 +70,7 @@ def choose(
     scored: list[CandidateScore] = []
     # the job's loss curve is the published model's, not the inner fits': only cancellation
     # checks reach the watcher here
-    with progress.batches_only():
+    with progress.batches_only(), cpu_threads_for(problem.pipeline.n_genes):
         for i, candidate in enumerate(candidates):
             if on_candidate is not None:
                 on_candidate(candidate.name, i, len(candidates))
@@ -182,5 +183,6 @@ def choose_and_predict(
     n = problem.matrix.shape[0]
     train_idx = np.arange(n, dtype=np.int64)
     test_idx = np.arange(n, n + test.shape[0], dtype=np.int64)
-    classes, proba = fit_proba(choice.winner, both, train_idx, test_idx, seed=seed)
+    with cpu_threads_for(problem.pipeline.n_genes):
+        classes, proba = fit_proba(choice.winner, both, train_idx, test_idx, seed=seed)
     return choice, classes, proba

@@ -111,6 +111,7 @@ def _evaluate(args: argparse.Namespace) -> Path:
     from training.evaluation.report import write_report
     from training.preprocess.convert import prepared
     from training.preprocess.select import GeneSelection
+    from training.train.loop import cpu_threads_for
 
     start = time.perf_counter()
     if args.data is None:
@@ -142,7 +143,8 @@ def _evaluate(args: argparse.Namespace) -> Path:
         select=None if args.select_genes is None else GeneSelection(args.select_genes),
         auto=args.auto,
     )
-    result = run_protocol(matrix, cfg, progress=cli.progress(args))
+    with cpu_threads_for(matrix.shape[1]):  # small models: one thread (see loop.py)
+        result = run_protocol(matrix, cfg, progress=cli.progress(args))
     took = time.perf_counter() - start
     note += f" The whole evaluation took {took / 60:.1f} min on this machine."
     return write_report(result, args.out, title=args.title, data_note=note)
