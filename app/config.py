@@ -101,6 +101,37 @@ class Settings(BaseSettings):
         "and requests skip its per-request checks.",
     )
 
+    # overload: rate limits, quotas, admission control
+    rate_limit_per_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Requests per second each API key may make on average (a token bucket per "
+        "key; with auth off, one bucket for all); over it: 429 with Retry-After; 0: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        default=20, ge=1, description="Requests a key may make at once before its rate applies."
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None,
+        description="Keep the buckets in this Redis, so every replica shares them (e.g. the "
+        "broker's redis://redis:6379/0); unset: in each process.",
+    )
+    max_active_jobs_per_tenant: int = Field(
+        default=8,
+        ge=0,
+        description="Queued and running jobs a tenant may have at once; one more is a 429 "
+        "with Retry-After; 0: no quota.",
+    )
+    max_inflight_inference: int = Field(
+        default=256,
+        ge=0,
+        description="Inference requests in flight in one process; beyond it a request is shed "
+        "at once with 503 and Retry-After; 0: no bound.",
+    )
+    retry_after_s: int = Field(
+        default=1, ge=1, description="The Retry-After of a shed inference request (seconds)."
+    )
+
     min_gene_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
     max_samples_per_request: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)

@@ -12,12 +12,13 @@ AppError (500)
 │   └── IdempotencyConflict       a request with the same Idempotency-Key is still running
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
+├── TooManyRequests (429)         a key over its rate, a tenant at its job quota (Retry-After)
 ├── InvalidRequest (422)
 │   ├── KeyReused                 an Idempotency-Key sent again with another request
 │   ├── InvalidExpressionData     bad values; names the samples and genes at fault
 │   ├── InsufficientGeneOverlap   too few of the model's genes present
 │   └── WrongInputScale           counts sent to a log model, and the like
-├── ServiceUnavailable (503)      e.g. the database cannot be reached
+├── ServiceUnavailable (503)      e.g. the database cannot be reached (always with Retry-After)
 └── RequestTimeout (504)
 
 The shared core (`contract`) raises `contract.errors.DataError` and its subclasses, since it
@@ -27,6 +28,7 @@ knows nothing of HTTP; `from_contract` gives each its AppError here (one handler
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -35,7 +37,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contract.errors import DataError, GeneOverlapError, InputScaleError
@@ -57,6 +59,7 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}  # response headers, e.g. Retry-After
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         problem: dict[str, Any] = {
@@ -159,10 +162,35 @@ class PayloadTooLarge(AppError):
     title = "Payload too large"
 
 
+def _retry_after(error: AppError, seconds: float) -> None:
+    """Tell the client when to come back: whole seconds (RFC 9110), at least 1."""
+    whole = max(1, math.ceil(seconds))
+    error.headers["Retry-After"] = str(whole)
+    error.extra["retry_after_s"] = whole
+
+
+class TooManyRequests(AppError):
+    """A key over its request rate, or a tenant at its quota; says when to retry."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        _retry_after(self, retry_after_s)
+
+
 class ServiceUnavailable(AppError):
+    """Every 503 says when to retry (Retry-After; 5 s unless the cause knows better)."""
+
     status = 503
     slug = "service-unavailable"
     title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: float = 5.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        _retry_after(self, retry_after_s)
 
 
 class RequestTimeout(AppError):
@@ -200,10 +228,11 @@ def v2_error(error: AppError | DataError) -> Response:
     """An error as the Open Inference Protocol has it: `{"error": ...}`, Triton's status mapping."""
     if isinstance(error, DataError):
         error = from_contract(error)
-    status = error.status if error.status in (401, 403, 404, 413, 503, 504) else 400
+    status = error.status if error.status in (401, 403, 404, 413, 429, 503, 504) else 400
     if error.status >= 500 and status == 400:
         status = 500
-    return Response(orjson.dumps({"error": error.detail}), status, media_type="application/json")
+    body = orjson.dumps({"error": error.detail})
+    return Response(body, status, headers=error.headers, media_type="application/json")
 
 
 def problem_response(error: AppError, request: Request) -> Response:
@@ -211,7 +240,7 @@ def problem_response(error: AppError, request: Request) -> Response:
     path = request.url.path
     if path == "/v2" or path.startswith("/v2/"):
         return v2_error(error)
-    return problem_json(error.to_problem(instance=path), error.status)
+    return problem_json(error.to_problem(instance=path), error.status, error.headers)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -219,6 +248,32 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()
     ]
+
+
+def _place(loc: list[Any]) -> tuple[str, str | None]:
+    """Where a validation error is, in words, and the parameter's name (None: in the body)."""
+    kind, rest = (str(loc[0]), loc[1:]) if loc else ("body", [])
+    name = ".".join(map(str, rest))
+    if kind in ("query", "path", "header", "cookie"):
+        return f"{kind} parameter {name!r}", name
+    return (f"body field {name!r}" if name else "the body"), None
+
+
+def validation_problem(exc: RequestValidationError) -> InvalidRequest:
+    """A 422 naming each parameter or body field at fault (the first five in `detail`)."""
+    errors = _validation_errors(exc)
+    places = [_place(e["loc"]) for e in errors]
+    shown = zip(places[:5], errors[:5], strict=True)
+    where = "; ".join(f"{p}: {e['msg']}" for (p, _), e in shown)
+    parameters = sorted({name for _, name in places if name is not None})
+    if places and all(name is None for _, name in places):
+        detail = f"The request body is malformed: {where}"
+    else:
+        detail = f"Invalid request: {where}"
+    extra: dict[str, Any] = {"errors": errors}
+    if parameters:
+        extra["parameters"] = parameters
+    return InvalidRequest(detail if len(errors) <= 5 else detail + "; ...", **extra)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -234,25 +289,31 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = _validation_errors(exc)
-        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
-        error = InvalidRequest(f"The request body is malformed: {where}", errors=errors)
-        return problem_response(error, request)
+        return problem_response(validation_problem(exc), request)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bad input is a 422 here
+            return problem_response(
+                InvalidRequest(f"The request body is malformed: {exc.detail}"), request
+            )
         error = AppError(str(exc.detail))
         problem = error.to_problem(instance=request.url.path)
         problem.update(type="about:blank", title=_reason(exc.status_code), status=exc.status_code)
         return problem_json(problem, exc.status_code, exc.headers)
 
     async def on_db_down(request: Request, exc: Exception) -> Response:
-        log.error("database unavailable: %s", exc)
+        log.error("database unavailable: %s", first_line(exc))
         error = ServiceUnavailable("The database cannot be reached; try again shortly.")
         return problem_response(error, request)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
+        if isinstance(exc, SQLAlchemyError):
+            # a driver's message can quote the failing row (PostgreSQL's DETAIL does): rows
+            # hold sample ids and outputs, so the class and first line only, no traceback
+            log.error("unhandled database error on %s: %s", request.url.path, first_line(exc))
+        else:
+            log.exception("unhandled error on %s", request.url.path)
         error = AppError("An unexpected error occurred; it has been logged.")
         return problem_response(error, request)
 
@@ -262,6 +323,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(OperationalError, on_db_down)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as its class and the first line of its message (no parameters, no rows)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _reason(status: int) -> str:

@@ -192,7 +192,7 @@ async def _answer_from_record(
 
 
 async def _problem(send: Send, error: AppError, path: str) -> None:
-    response = problem_json(error.to_problem(instance=path), error.status)
+    response = problem_json(error.to_problem(instance=path), error.status, error.headers)
     await send(
         {"type": "http.response.start", "status": error.status, "headers": response.raw_headers}
     )

@@ -14,6 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
+from app.admission import Admission
 from app.api import (
     audit,
     datasets,
@@ -22,6 +23,7 @@ from app.api import (
     keys,
     kserve,
     models,
+    openapi,
     predict,
     predictions,
     preprocess,
@@ -45,6 +47,7 @@ from app.jobs.executor import make_executor
 from app.jobs.housekeeping import Housekeeper
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import RequestContext
+from app.ratelimit import make_limiter
 from app.security import require
 from contract.card import ModelCard
 
@@ -118,6 +121,9 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
         app.state.engine = engine
         app.state.sessionmaker = factory
         app.state.writer = PredictionWriter(app.state.sessionmaker)
+        app.state.limiter = make_limiter(
+            settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_redis_url
+        )
         app.state.registry = registry
         log.info(
             "serving %d model version(s) from %s: %s; %d broken",
@@ -170,6 +176,8 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             app.state.executor.close()
             registry.close()
             await app.state.writer.close()
+            if app.state.limiter is not None:
+                await app.state.limiter.close()
             engine.dispose()
 
     app = FastAPI(
@@ -186,6 +194,13 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(Idempotency)  # inside RequestContext: the body-size limit applies first
+    # outside Idempotency: a shed request costs nothing, not even reading its body
+    app.add_middleware(
+        Admission,
+        max_inflight=settings.max_inflight_inference,
+        retry_after_s=settings.retry_after_s,
+        metrics=metrics,
+    )
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,
@@ -203,5 +218,6 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
     app.include_router(keys.router, dependencies=[Depends(require("admin"))])
     app.include_router(audit.router, dependencies=[Depends(require("admin"))])
     docs_api.install(app)
+    openapi.install(app)  # error bodies, every status a route may answer, the key scheme
     ui.install(app)  # the web app: pages, and fragments that check the key per route
     return app

@@ -50,6 +50,16 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.shed = Counter(
+            "genexfer_shed_requests",
+            "Inference requests shed (503) at the bound on requests in flight.",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "genexfer_rate_limited_requests",
+            "Requests refused (429) for a key over its rate.",
+            registry=r,
+        )
         self.queue_time = Histogram(
             "genexfer_batch_queue_seconds",
             "Time a request waited in the batcher before its batch ran.",

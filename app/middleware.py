@@ -1,4 +1,5 @@
-"""Request id (echoed as X-Request-ID, carried in every log line), body-size limit, timeout."""
+"""Request id (echoed as X-Request-ID, carried in every log line), NUL in the URL refused,
+body-size limit, timeout."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import contextvars
 import logging
 import re
 import uuid
+from urllib.parse import parse_qsl
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, AppError, PayloadTooLarge, RequestTimeout
+from app.errors import (
+    AppError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    problem_json,
+    v2_error,
+)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -23,6 +31,22 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+def nul_in_url(scope: Scope) -> InvalidRequest | None:
+    """A 422 naming the path or the query parameters that hold a NUL character (U+0000): no
+    route may take one (the database stores no NUL in text), so it is refused before any runs."""
+    if "\x00" in scope.get("path", ""):
+        return InvalidRequest("the path contains a NUL character (U+0000)", parameters=["path"])
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    names = sorted({name.replace("\x00", "\\x00") for name, v in pairs if "\x00" in name + v})
+    return InvalidRequest(
+        f"query parameter(s) {', '.join(names)} contain a NUL character (U+0000)",
+        parameters=names,
+    )
 
 
 class RequestContext:
@@ -42,6 +66,14 @@ class RequestContext:
         request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+
+        refused = nul_in_url(scope)
+        if refused is not None:
+            try:
+                await self._error(scope, send, request_id, refused)
+            finally:
+                request_id_var.reset(token)
+            return
 
         too_large = False
         started = False
@@ -99,22 +131,21 @@ class RequestContext:
             request_id_var.reset(token)
 
     async def _error(self, scope: Scope, send: Send, request_id: str, error: AppError) -> None:
-        path = str(scope.get("path", ""))
-        if path.startswith(
-            "/v2"
-        ):  # the Open Inference Protocol's error body (tritonclient reads it)
-            body, media = orjson.dumps({"error": error.detail}), "application/json"
-        else:
-            body, media = orjson.dumps(error.to_problem(instance=path)), PROBLEM_JSON
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", media.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, error, request_id)
+
+
+async def send_error(
+    scope: Scope, send: Send, error: AppError, request_id: str | None = None
+) -> None:
+    """Answer `error` from ASGI middleware: problem+json, or `{"error"}` under /v2 (the Open
+    Inference Protocol's body, which tritonclient reads), with the error's own headers."""
+    path = str(scope.get("path", ""))
+    if path == "/v2" or path.startswith("/v2/"):
+        response = v2_error(error)
+    else:
+        response = problem_json(error.to_problem(instance=path), error.status, error.headers)
+    headers = list(response.raw_headers)
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

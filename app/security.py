@@ -30,7 +30,8 @@ from app.db.base import utcnow
 from app.db.repository import audit, keys
 from app.db.repository.audit import Actor
 from app.db.tables import DEFAULT_TENANT, TENANT_PATTERN, ApiKey
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, TooManyRequests, Unauthorized
+from app.ratelimit import RateLimiter
 
 LAST_USED_EVERY = timedelta(minutes=1)
 CLI = Actor(label="genexfer keys (CLI)")
@@ -203,8 +204,26 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[None]]:
             raise Forbidden(
                 f"this key has scopes {sorted(caller.scopes)}; the request needs {scope!r}"
             )
+        await _within_rate(request, caller)
 
     return check
+
+
+async def _within_rate(request: Request, caller: Caller) -> None:
+    """Take a token from the key's bucket (once per request); TooManyRequests if it is empty."""
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is None or getattr(request.state, "rate_taken", False):
+        return
+    request.state.rate_taken = True
+    wait = await limiter.take(str(caller.key_id or "embedded"))
+    if wait > 0:
+        settings = request.app.state.settings
+        request.app.state.metrics.rate_limited.inc()
+        raise TooManyRequests(
+            f"this API key is over its rate of {settings.rate_limit_per_s:g} requests per second "
+            f"(bursts of {settings.rate_limit_burst}); retry in {wait:.2f} s",
+            retry_after_s=wait,
+        )
 
 
 def _lookup(request: Request, key: str) -> Caller:

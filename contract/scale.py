@@ -9,6 +9,7 @@ ambiguous between counts and log, so both are accepted there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,3 +152,40 @@ def require_scale(
             expected_scale=expected.value,
         )
     return report
+
+
+# the scales whose values cannot be negative (counts, CPM/TPM, log1p/log2(1+x) of those); a
+# rounding error may leave -0.0 or a hair below it
+NON_NEGATIVE = frozenset({InputScale.counts, InputScale.normalized, InputScale.log})
+NEGATIVE_TOLERANCE = 1e-6
+MAX_NAMED = 50
+
+
+def refuse_negative(
+    values: npt.NDArray[np.floating],
+    expected: InputScale,
+    sample_ids: Sequence[str] | None,
+    declared: InputScale | None = None,
+) -> None:
+    """Refuse negative values for a model whose scale has none (`InputScaleError` naming the
+    samples that hold them), however the values were detected: all −5 looks like a log-ratio
+    scale to `detect_scale`, but log1p of an expression level is never below 0.
+
+    A declared z-score scale is left to `require_scale` (its mismatch is the better message).
+    `sample_ids` None: the samples are named by their row numbers, from 0.
+    """
+    if expected not in NON_NEGATIVE or declared is InputScale.standardized or values.size == 0:
+        return
+    if float(values.min()) >= -NEGATIVE_TOLERANCE:  # one pass, no temporary: every request
+        return
+    rows = np.flatnonzero((values < -NEGATIVE_TOLERANCE).any(axis=1))
+    samples = [str(i) if sample_ids is None else sample_ids[i] for i in rows.tolist()]
+    more = f" and {len(samples) - MAX_NAMED} more" if len(samples) > MAX_NAMED else ""
+    raise InputScaleError(
+        f"{len(samples)} sample(s) hold negative values (min {float(values.min()):.4g}), which "
+        f"no {expected.value}-scale input has (this model expects {expected.value}: "
+        f"non-negative values): {', '.join(samples[:MAX_NAMED])}{more}",
+        samples=samples[:MAX_NAMED],
+        detected_scale="negative",
+        expected_scale=expected.value,
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from app.api.deps import SessionDep
+from app.api.deps import MAX_OFFSET, SessionDep
 from app.db.repository import audit
 from app.schemas.keys import AuditList, AuditRead
 
@@ -30,7 +30,7 @@ def find_events(
         AwareDatetime | None, Query(description="ISO 8601 with a zone, e.g. 2026-11-29T00:00Z")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AuditList:
     rows = audit.find(
         session,

@@ -6,11 +6,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CallerDep, RegistryDep, RequestIdDep, SessionDep, SettingsDep
+from app.api.deps import MAX_OFFSET, CallerDep, RegistryDep, RequestIdDep, SessionDep, SettingsDep
 from app.errors import PayloadTooLarge, documented
 from app.schemas.jobs import DatasetList, DatasetRead
+from app.schemas.text import no_nul_opt
 from app.services import datasets
 from contract.card import sha256_of
 
@@ -39,10 +41,14 @@ async def upload(
     registry: RegistryDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="Samples as rows, genes as columns.")],
-    name: Annotated[str | None, Form(max_length=128)] = None,
-    format: Annotated[str | None, Form(description="csv, tsv, parquet or h5ad")] = None,
+    name: Annotated[str | None, Form(max_length=128), AfterValidator(no_nul_opt)] = None,
+    format: Annotated[
+        str | None, Form(description="csv, tsv, parquet or h5ad"), AfterValidator(no_nul_opt)
+    ] = None,
     label_columns: Annotated[
-        str | None, Form(description="Comma-separated label columns (default: non-numeric ones)")
+        str | None,
+        Form(description="Comma-separated label columns (default: non-numeric ones)"),
+        AfterValidator(no_nul_opt),
     ] = None,
     labels: Annotated[UploadFile | None, File(description="Table: sample id, labels")] = None,
 ) -> DatasetRead:
@@ -79,7 +85,7 @@ def list_datasets(
     session: SessionDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DatasetList:
     rows = datasets.listing(session, tenancy=caller.tenancy, limit=limit, offset=offset)
     return DatasetList(datasets=[DatasetRead.model_validate(r) for r in rows])

@@ -18,6 +18,11 @@ from app.jobs.housekeeping import Housekeeper
 from app.metrics import Metrics
 from app.security import authenticate
 
+# the largest `offset` a list route takes: beyond it a database's integer would overflow (a 500)
+MAX_OFFSET = 2**31
+# the largest model version a query takes (the database's integer column)
+MAX_VERSION = 2**31 - 1
+
 
 def _state(name: str) -> Any:
     """A dependency on `request.app.state.<name>` (what lifespan built)."""

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import (
+    MAX_OFFSET,
     CallerDep,
     ExecutorDep,
     HousekeeperDep,
@@ -36,8 +37,9 @@ NOT_FOUND = documented(e404="No such job")
     responses=documented(
         e403="The output name belongs to another tenant (or to the operator)",
         e404="No such dataset or encoder",
-        e422="Bad parameters, or the label column is not in the dataset",
-        e503="Jobs cannot run here (no training extra) or the database is away",
+        e422="Bad parameters, the label column is not in the dataset, or it is too small",
+        e429="The tenant is at its quota of queued and running jobs (Retry-After)",
+        e503="Jobs cannot run here (no training extra) or the database is away (Retry-After)",
     ),
 )
 def create_job(
@@ -60,6 +62,7 @@ def create_job(
             session, body=body, caller=caller, idempotency_key=key, since=since
         )
     if job is None:
+        jobs.check_quota(session, caller=caller, limit=settings.max_active_jobs_per_tenant)
         job = jobs.create(
             session,
             body=body,
@@ -82,7 +85,7 @@ def list_jobs(
     caller: CallerDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     rows = jobs.listing(session, tenancy=caller.tenancy, status=status, limit=limit, offset=offset)
     return JobList(jobs=[JobRead.model_validate(r) for r in rows])

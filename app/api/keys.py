@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CallerDep, RequestIdDep, SessionDep
+from app.api.deps import MAX_OFFSET, CallerDep, RequestIdDep, SessionDep
 from app.db.base import utcnow
 from app.db.repository import keys as repo
 from app.db.tables import ApiKey
@@ -62,7 +62,7 @@ def list_keys(
     tenant: Annotated[str | None, Query(max_length=64)] = None,
     include_revoked: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> KeyList:
     rows = repo.listing(
         session, tenant=tenant, include_revoked=include_revoked, limit=limit, offset=offset

@@ -27,7 +27,7 @@ from app.inference.routing import EVERYONE, Viewer
 from app.metrics import Metrics
 from app.security import require
 from contract.errors import DataError
-from contract.scale import require_scale
+from contract.scale import refuse_negative, require_scale
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
@@ -36,8 +36,10 @@ INLINE_BYTES = 1 << 20
 PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX Runtime models
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
 def _model(registry: ModelRegistry, name: str, version: str | None, viewer: Viewer) -> LoadedModel:
@@ -132,10 +134,29 @@ def live() -> Response:
     return _json({"live": True})
 
 
-@router.get("/health/ready", summary="Server readiness: at least one model version is loaded")
+@router.get(
+    "/health/ready",
+    summary="Server readiness: at least one model version is loaded",
+    responses={
+        503: {
+            "description": "Not ready (no model version loaded), with Retry-After.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"ready": {"type": "boolean"}},
+                        "required": ["ready"],
+                    }
+                }
+            },
+        }
+    },
+)
 def ready(registry: RegistryDep) -> Response:
     is_ready = bool(registry.models(viewer=EVERYONE))
-    return _json({"ready": is_ready}, 200 if is_ready else 503)
+    if is_ready:
+        return _json({"ready": True})
+    return _json({"ready": False}, 503, headers={"Retry-After": "5"})
 
 
 @router.get("/models/{name}", summary="Model metadata (latest version)")
@@ -195,6 +216,7 @@ async def _infer(
         body = inflate(raw, encoding, max_bytes)
         parsed = v2codec.parse(body, header_length, m.card, max_samples)
         require_scale(parsed.x, m.card.input_scale, parsed.declared_scale)
+        refuse_negative(parsed.x, m.card.input_scale, None, parsed.declared_scale)
         return parsed
 
     # a small binary body (one or a few profiles) decodes in microseconds, less than a thread

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CallerDep, SessionDep
+from app.api.deps import MAX_OFFSET, MAX_VERSION, CallerDep, SessionDep
 from app.codecs import fhir
 from app.errors import documented
 from app.schemas.jobs import PredictionList
@@ -31,7 +31,7 @@ def find_predictions(
     caller: CallerDep,
     sample_id: Annotated[str | None, Query(max_length=256)] = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     request_id: Annotated[
         str | None, Query(max_length=128, description="The X-Request-ID of the call.")
     ] = None,
@@ -49,7 +49,7 @@ def find_predictions(
         ),
     ] = "json",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> PredictionList | Response:
     found = predictions.find(
         session,

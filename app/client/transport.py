@@ -2,8 +2,10 @@
 
 A POST carries an `Idempotency-Key` (one per logical request, the same on every retry), so a
 retry after a lost connection or a 5xx never runs it twice: the server replays the first answer
-or runs it once. Retried: connection errors and timeouts, 500/502/503/504, and a 409 saying the
-first request with the key is still running. Everything else is raised at once as a
+or runs it once. Retried: connection errors and timeouts, 500/502/503/504, a 429 whose
+Retry-After is at most 10 s (a key over its rate; a longer one, a tenant at its job quota, is
+raised), and a 409 saying the first request with the key is still running; a Retry-After the
+server sends is waited out (at most 30 s). Everything else is raised at once as a
 `GeneXferError` carrying the problem+json the server sent.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+RATE_LIMITED, SHORT_WAIT_S, LONGEST_WAIT_S = 429, 10.0, 30.0
 IN_PROGRESS = "idempotency-in-progress"
 
 
@@ -37,6 +40,12 @@ class GeneXferError(Exception):
     def genes(self) -> list[str]:
         """The genes the service named as at fault."""
         return list(self.problem.get("genes", []))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds a Retry-After header asks for (0 without one, or with an HTTP date)."""
+    given = response.headers.get("retry-after", "").strip()
+    return float(given) if given.isdigit() else 0.0
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:
@@ -77,6 +86,7 @@ class Transport:
             headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
+            wait = min(self.backoff_s * 2**attempt, 10.0)
             try:
                 response = self._http.request(method, url, headers=headers, **kwargs)
             except (httpx.TransportError, httpx.TimeoutException):
@@ -87,9 +97,12 @@ class Transport:
                     return response
                 problem = _problem(response)
                 busy = response.status_code == 409 and IN_PROGRESS in str(problem.get("type"))
-                if last or not (response.status_code in RETRY_STATUSES or busy):
+                told = _retry_after(response)
+                soon = response.status_code == RATE_LIMITED and told <= SHORT_WAIT_S
+                if last or not (response.status_code in RETRY_STATUSES or busy or soon):
                     raise GeneXferError(response.status_code, problem)
-            time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                wait = max(wait, min(told, LONGEST_WAIT_S))
+            time.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:

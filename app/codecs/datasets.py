@@ -375,6 +375,7 @@ def attach_labels(
         )
     order = [row[s] for s in parsed.sample_ids]
     extra = {c: [values[i] for i in order] for c, values in columns.items()}
+    _refuse_nul_labels(extra)
     return ParsedDataset(parsed.X, parsed.sample_ids, parsed.gene_ids, {**parsed.labels, **extra})
 
 
@@ -385,12 +386,33 @@ def _refuse_duplicate_ids(kind: str, ids: Sequence[str], what: str | None = None
         raise InvalidExpressionData(what or f"duplicate {kind} ids", **{kind: dupes[:MAX_LISTED]})
 
 
+def _refuse_nul(field: str, names: Sequence[str]) -> None:
+    """A NUL character (U+0000) is stored by no database as text, nor kept by numpy's strings."""
+    if "\x00" in "".join(names):
+        bad = [n.replace("\x00", "\\x00") for n in names if "\x00" in n]
+        raise InvalidExpressionData(
+            f"{field}: {len(bad)} value(s) contain a NUL character (U+0000), e.g. {bad[0]!r}",
+            field=field,
+            values=bad[:MAX_LISTED],
+        )
+
+
+def _refuse_nul_labels(labels: dict[str, list[str]]) -> None:
+    _refuse_nul("label columns", list(labels))
+    for column, values in labels.items():
+        _refuse_nul(f"label column {column!r}", values)
+
+
 def checked(
     X: npt.NDArray[np.float32], samples: list[str], genes: list[str], labels: dict[str, list[str]]
 ) -> ParsedDataset:
-    """Refuse empty data, duplicate ids and non-finite values, naming the culprits."""
+    """Refuse empty data, NUL in any text, duplicate ids and non-finite values, naming the
+    culprits."""
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InvalidExpressionData(f"the data has shape {X.shape}; it needs samples and genes")
+    _refuse_nul("sample ids", samples)
+    _refuse_nul("gene ids", genes)
+    _refuse_nul_labels(labels)
     empty = [f"row {i + 1}" for i, s in enumerate(samples) if not s]
     if empty:
         raise InvalidExpressionData(f"samples without an id: {empty[:MAX_LISTED]}")

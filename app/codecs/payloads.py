@@ -141,7 +141,8 @@ def _fast_json(body: bytes, max_samples: int) -> Expression | None:
     if not marks_match(body, strings):
         return None
     try:
-        values = np.asarray(rows, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+            values = np.asarray(rows, dtype=np.float32)
     except (ValueError, TypeError):  # ragged rows, nested objects: named by the strict path
         return None
     if values.shape != (len(ids), len(genes)):
@@ -217,7 +218,8 @@ def _from_rows(
             f"{len(nulls)} sample(s) have null values: {_listed(nulls)}",
             samples=nulls[:MAX_LISTED],
         )
-    values = np.array(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+        values = np.array(rows, dtype=np.float32)
     return check_finite(Expression(sample_ids, genes, values))
 
 
@@ -280,11 +282,32 @@ def _matrix(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.float32]:
         raise InvalidExpressionData(f"{what} must be a samples × genes matrix, got {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise InvalidExpressionData(f"{what} must hold numbers, not {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_text(field: str, names: Sequence[str]) -> None:
+    """Refuse a NUL character in ids (no database stores it as text), naming the field and ids."""
+    if "\x00" in "".join(names):
+        bad = [n.replace("\x00", "\\x00") for n in names if "\x00" in n]
+        raise InvalidExpressionData(
+            f"{field}: {len(bad)} id(s) contain a NUL character (U+0000): {_listed(bad)}",
+            field=field,
+            ids=bad[:MAX_LISTED],
+        )
 
 
 def check_finite(expr: Expression) -> Expression:
-    """Refuse NaN and ±Inf, naming the samples and genes that hold them."""
+    """Refuse NUL in the ids, NaN and ±Inf in the values (naming the samples and genes at fault):
+    the last check of every decoder; a body without samples or genes (a header and no rows) is
+    refused here too."""
+    if not expr.sample_ids or not expr.genes:
+        raise InvalidExpressionData(
+            f"the request holds {len(expr.sample_ids)} sample(s) and {len(expr.genes)} gene(s); "
+            "it needs at least one of each (a table needs a header and a row per sample)"
+        )
+    check_text("sample_ids", expr.sample_ids)
+    check_text("genes", expr.genes)
     bad = ~np.isfinite(expr.values)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))

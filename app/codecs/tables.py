@@ -97,7 +97,8 @@ def _typed(body: bytes, delimiter: str, names: list[str], max_samples: int) -> E
         return None
     check_ids(ids)
     batch = genes.combine_chunks().to_batches()[0]
-    values = np.asarray(batch.to_tensor(row_major=True).to_numpy(), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
+        values = np.asarray(batch.to_tensor(row_major=True).to_numpy(), dtype=np.float32)
     return check_finite(Expression(ids, names[1:], values))
 
 

@@ -143,6 +143,8 @@ def _tensor(spec: dict[str, Any], binary: memoryview, n_genes: int, plain: bool 
         shape = [1, *shape]
     if len(shape) != 2 or shape[1] != n_genes:
         raise InvalidRequest(f"input shape {spec['shape']}: this model takes [-1, {n_genes}]")
+    if shape[0] == 0:
+        raise InvalidRequest(f"input shape {spec['shape']} holds no sample; send at least one")
     params = spec.get("parameters") or {}
     if "binary_data_size" in params:
         size = params["binary_data_size"]
@@ -155,7 +157,8 @@ def _tensor(spec: dict[str, Any], binary: memoryview, n_genes: int, plain: bool 
         raise InvalidRequest("the input has neither 'data' nor parameters.binary_data_size")
     if plain:
         try:
-            data = np.asarray(spec["data"], dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused by name in _finite
+                data = np.asarray(spec["data"], dtype=np.float32)
         except (ValueError, TypeError):  # ragged: inferred below, and refused with a reason
             plain = False
     if not plain:
@@ -164,7 +167,8 @@ def _tensor(spec: dict[str, Any], binary: memoryview, n_genes: int, plain: bool 
         raise InvalidRequest(f"input data must be numbers only (got {data.dtype} elements)")
     if data.size != shape[0] * shape[1]:
         raise InvalidRequest(f"input has {data.size} values, shape {spec['shape']} needs more")
-    return np.ascontiguousarray(data.reshape(shape), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(data.reshape(shape), dtype=np.float32)
 
 
 def _frombuffer(
@@ -176,7 +180,8 @@ def _frombuffer(
             f"{shape[0] * shape[1] * dtype.itemsize}"
         )
     array = np.frombuffer(raw, dtype=dtype).reshape(shape)
-    return array if dtype == np.float32 else array.astype(np.float32)
+    with np.errstate(over="ignore"):  # FP64 beyond float32: inf, refused by name in _finite
+        return array if dtype == np.float32 else array.astype(np.float32)
 
 
 def _finite(x: Array) -> Array:

@@ -17,11 +17,20 @@ def _json(value: Any) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine; for SQLite, also its folder, WAL mode and foreign keys."""
+    """Create the engine; for SQLite, also its folder, WAL mode and foreign keys.
+
+    `hide_parameters`: a statement's error names no bound values (rows hold sample ids,
+    outputs and keys' hashes, which no log line may carry).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_json
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            json_serializer=_json,
+            hide_parameters=True,
         )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +38,7 @@ def make_engine(url: str) -> Engine:
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
         json_serializer=_json,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

@@ -53,7 +53,8 @@ class LocalExecutor:
         if importlib.util.find_spec("torch") is None:
             raise ServiceUnavailable(
                 "fine-tuning needs the training extra in this process: "
-                "pip install 'genexfer[train]' (or run Celery workers: GENEXFER_EXECUTOR=celery)"
+                "pip install 'genexfer[train]' (or run Celery workers: GENEXFER_EXECUTOR=celery)",
+                retry_after_s=3600,  # an installation to change, not a passing state
             )
 
     def submit(self, job_id: uuid.UUID) -> None:

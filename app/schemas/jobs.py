@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.text import Text
 from contract import defaults
 from contract.vocab import Adaptation as AdaptationMethod
 from contract.vocab import JobStatus, SemiSupervision, StrategyChoice, Task
@@ -33,7 +34,7 @@ class DatasetList(BaseModel):
 
 
 class EncoderRef(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
+    name: Text = Field(min_length=1, max_length=64)
     version: int | None = Field(
         default=None, ge=1, description="Left out: its default version (GET /v1/models)."
     )
@@ -69,7 +70,7 @@ class Hyperparameters(BaseModel):
         le=1,
         description="The encoder's learning rate as a share of lr (partial, gradual, full).",
     )
-    seed: int = defaults.SEED
+    seed: int = Field(default=defaults.SEED, ge=0, le=2**32 - 1)
 
 
 class Validation(BaseModel):
@@ -142,7 +143,7 @@ class JobCreate(BaseModel):
 
     encoder: EncoderRef
     dataset_id: uuid.UUID
-    label_column: str = Field(min_length=1)
+    label_column: Text = Field(min_length=1)
     task: Task = "classification"
     strategy: StrategyChoice = Field(
         default="auto",
@@ -174,7 +175,7 @@ class JobCreate(BaseModel):
         "and the card.",
     )
     output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    description: str = Field(default="", max_length=2000)
+    description: Text = Field(default="", max_length=2000)
 
 
 class EpochLoss(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.caller import Scope
 from app.db.tables import DEFAULT_TENANT, TENANT_PATTERN
+from app.schemas.text import Text
 
 
 class KeyRead(BaseModel):
@@ -35,7 +36,7 @@ class KeyList(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128, description="Who or what uses the key.")
+    name: Text = Field(min_length=1, max_length=128, description="Who or what uses the key.")
     tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
     scopes: list[Scope] = Field(default=["predict"], min_length=1)
     expires_in_days: float | None = Field(

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-SampleId = Annotated[str, Field(min_length=1, max_length=256)]
-GeneId = Annotated[str, Field(min_length=1, max_length=128)]
+from app.schemas.text import Text
+
+SampleId = Annotated[Text, Field(min_length=1, max_length=256)]
+GeneId = Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class SampleIn(BaseModel):

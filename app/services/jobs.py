@@ -21,15 +21,15 @@ from app.db.repository import audit
 from app.db.repository import jobs as repo
 from app.db.repository.audit import Actor
 from app.db.repository.tenancy import Tenancy
-from app.db.tables import Job
-from app.errors import Conflict, InvalidRequest, NotFound, from_contract
+from app.db.tables import Dataset, Job
+from app.errors import Conflict, InvalidRequest, NotFound, TooManyRequests, from_contract
 from app.inference.registry import ModelRegistry
 from app.schemas.jobs import JobCreate
 from app.services import datasets, models
 from contract import transforms as scales
 from contract.card import ModelCard, ModelKind
 from contract.errors import DataError
-from contract.vocab import FINAL_JOB_STATUSES, MISSING_LABELS, parse_candidate
+from contract.vocab import FINAL_JOB_STATUSES, MISSING_LABELS, Task, parse_candidate
 
 
 def create(
@@ -55,6 +55,7 @@ def create(
     counts = labelled(dataset.label_counts[body.label_column])
     if body.task == "regression":
         _check_numeric(counts, body.label_column)
+    check_size(dataset, body.label_column, counts, body.task)
     _check_methods(body, dataset.label_counts)
     _check_scale(Path(dataset.path), encoder.card)
     params = body.model_dump(mode="json")
@@ -134,6 +135,41 @@ def _check_scale(path: Path, card: ModelCard) -> None:
         raise from_contract(exc) from exc
 
 
+# the inner cross-validation's least: 2 folds of a class (classification), 2 folds of 2
+# samples (regression); fewer cannot be fitted and scored
+MIN_SAMPLES = 2
+MIN_REGRESSION_SAMPLES = 4
+
+
+def check_size(dataset: Dataset, column: str, counts: dict[str, int], task: Task) -> None:
+    """Refuse, with the counts, a dataset too small for the job: fewer than 2 classes, a class
+    with fewer than 2 labelled samples, or (regression) fewer than 4; else it fails in the
+    runner. `counts` are the column's labelled rows (rows without a label train unlabelled)."""
+    if task == "regression":
+        n = sum(counts.values())
+        if n < MIN_REGRESSION_SAMPLES:
+            raise InvalidRequest(
+                f"regression needs at least {MIN_REGRESSION_SAMPLES} labelled samples; dataset "
+                f"{dataset.id} has {n}",
+                n_samples=n,
+            )
+        return
+    if len(counts) < 2:
+        raise InvalidRequest(
+            f"classification needs at least 2 classes; label column {column!r} of dataset "
+            f"{dataset.id} has {len(counts)}: {counts}",
+            label_counts=counts,
+        )
+    small = {label: n for label, n in sorted(counts.items()) if n < MIN_SAMPLES}
+    if small:
+        raise InvalidRequest(
+            f"every class needs at least {MIN_SAMPLES} samples; in label column {column!r} of "
+            f"dataset {dataset.id}, {len(small)} class(es) have fewer: {small} (all counts: "
+            f"{dict(sorted(counts.items()))})",
+            label_counts=counts,
+        )
+
+
 def _check_numeric(counts: dict[str, int], column: str) -> None:
     """A regression target must be a finite number in every sample."""
     bad = []
@@ -149,6 +185,24 @@ def _check_numeric(counts: dict[str, int], column: str) -> None:
         raise InvalidRequest(
             f"regression needs a number in label column {column!r} for every sample; "
             f"{n} samples have {sorted(bad)[:20]}"
+        )
+
+
+QUOTA_RETRY_S = 30.0  # a job takes minutes: sooner would only be refused again
+
+
+def check_quota(session: Session, *, caller: Caller, limit: int) -> None:
+    """TooManyRequests while the caller's tenant has `limit` queued or running jobs (0: none)."""
+    if limit <= 0 or caller.tenant is None:
+        return
+    active = repo.count_active_of(session, caller.tenant)
+    if active >= limit:
+        raise TooManyRequests(
+            f"tenant {caller.tenant!r} has {active} queued or running jobs, its quota is {limit}; "
+            "submit again when one has finished (or cancel one)",
+            retry_after_s=QUOTA_RETRY_S,
+            active_jobs=active,
+            quota=limit,
         )
 
 

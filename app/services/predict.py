@@ -33,6 +33,7 @@ from app.schemas.predict import (
 from contract.align import MAX_LISTED, Alignment, PanelInput, to_panel
 from contract.card import InputScale, ModelKind
 from contract.genes import Harmonised
+from contract.scale import refuse_negative
 
 
 def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
@@ -56,7 +57,7 @@ def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
 def _prepare(
     model: LoadedModel, expr: Expression, min_overlap: float, declared: InputScale | None
 ) -> PanelInput:
-    return to_panel(
+    done = to_panel(
         expr.values,
         expr.genes,
         model.index,
@@ -65,6 +66,10 @@ def _prepare(
         declared=declared,
         transforms=model.card.input_transforms,
     )
+    # after the scale checks (a z-score input is better told it looks standardised): values
+    # the detection let through may still be impossible on the model's scale
+    refuse_negative(expr.values, model.card.input_scale, expr.sample_ids, declared)
+    return done
 
 
 async def _run(

@@ -27,12 +27,13 @@ def find(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[PastPrediction]:
-    """One entry per (prediction, sample) of the tenancy's calls, newest first."""
+    """One entry per (prediction, sample) of the tenancy's calls, newest first: entries
+    `offset` to `offset + limit`."""
     if since is not None and until is not None and since >= until:
         raise InvalidRequest(
             f"since ({since.isoformat()}) must be before until ({until.isoformat()})"
         )
-    rows = repository.find_predictions(
+    rows, skip = repository.find_entries(
         session,
         tenancy=tenancy,
         sample_id=sample_id,
@@ -61,7 +62,9 @@ def find(
                         output=outputs.get(sid),
                     )
                 )
-    return out
+    # `limit` and `offset` count entries, not calls: the first call may start before the offset
+    # and the last end after the limit
+    return out[skip : skip + limit]
 
 
 def _utc(moment: datetime | None) -> datetime | None:

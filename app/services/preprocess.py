@@ -20,6 +20,20 @@ from contract.preprocess.qc import run_qc
 from contract.scale import detect_scale, require_scale
 
 
+def _refuse_non_finite(out: np.ndarray, sample_ids: list[str]) -> None:
+    """Steps that made NaN or ±Inf of a sample's values were given values they cannot take."""
+    finite = np.isfinite(out)
+    if finite.all():
+        return
+    samples = [sample_ids[i] for i in np.flatnonzero(~finite.all(axis=1))]
+    raise InvalidExpressionData(
+        f"the steps made NaN or infinite values of {len(samples)} sample(s), whose values they "
+        "cannot take (e.g. log1p of a value below -1, or a sample whose values sum to 0): "
+        + ", ".join(samples[:MAX_LISTED]),
+        samples=samples[:MAX_LISTED],
+    )
+
+
 @dataclass(frozen=True)
 class Preprocessed:
     """The JSON answer and the output matrix (for file answers)."""
@@ -68,14 +82,19 @@ def preprocess(
     else:
         try:
             recipe = [s.model_dump(exclude_none=True) for s in options.steps or []]
-            pipeline = PreprocessPipeline.fit_recipe(kept, scale, recipe)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see below
+                pipeline = PreprocessPipeline.fit_recipe(kept, scale, recipe)
         except (ValueError, KeyError) as exc:
             raise InvalidRequest(f"cannot fit the steps: {exc}") from exc
         X, source = kept.X, {"fitted_on": "this request's samples after QC"}
     try:
-        out, notes = pipeline.transform_with_notes(X, batch=batch, obs=kept.obs)
+        # log1p of a value below -1, a sample whose library size is 0, ...: refused by name
+        # below rather than warned about
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out, notes = pipeline.transform_with_notes(X, batch=batch, obs=kept.obs)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
+    _refuse_non_finite(np.asarray(out), kept.sample_ids)
     names = pipeline.output_names()
     result = ExpressionMatrix(X=out, sample_ids=kept.sample_ids, gene_ids=names, obs=kept.obs)
     answer = PreprocessOut(

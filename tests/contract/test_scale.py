@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.card import InputScale
 from contract.preprocess.normalise import cpm
 from contract.preprocess.steps import Log2p1, NormalizeTotal
 from contract.scale import detect_scale
@@ -61,3 +62,22 @@ def test_large_inputs_are_judged_on_a_strided_sample() -> None:
     holes = np.full((64, 20_000), np.nan, dtype=np.float32)
     holes.reshape(-1)[1::7] = 2.5
     assert detect_scale(holes).scale == "log"
+
+
+def test_refuse_negative_names_the_samples_on_non_negative_scales_only() -> None:
+    from contract.errors import InputScaleError
+    from contract.scale import refuse_negative
+
+    x = np.full((3, 4), 0.5, np.float32)
+    x[2, 1] = -5.0
+    for scale in (InputScale.log, InputScale.counts, InputScale.normalized):
+        with pytest.raises(InputScaleError) as caught:
+            refuse_negative(x, scale, ["a", "b", "c"])
+        assert caught.value.extra["samples"] == ["c"]
+    with pytest.raises(InputScaleError) as caught:
+        refuse_negative(x, InputScale.log, None)
+    assert caught.value.extra["samples"] == ["2"]
+    refuse_negative(x, InputScale.standardized, ["a", "b", "c"])  # z-scores may be negative
+    refuse_negative(x, InputScale.log, ["a", "b", "c"], declared=InputScale.standardized)
+    x[2, 1] = -1e-9  # rounding noise
+    refuse_negative(x, InputScale.log, ["a", "b", "c"])

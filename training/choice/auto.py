@@ -8,16 +8,21 @@ if a classical baseline scored higher.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from contract.card import CandidateScore, Selection, Tuning
-from training.choice.candidates import TUNED, Candidate, Problem
+from contract.matrix import ExpressionMatrix
+from training.choice.candidates import TUNED, Candidate, Problem, fit_proba
 from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.train import progress
+from training.train.apply import stack_rows
+from training.train.loop import cpu_threads_for
 
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "r2": "R²"}
 
@@ -68,7 +73,7 @@ def choose(
     scored: list[CandidateScore] = []
     # the job's loss curve is the published model's, not the inner fits': only cancellation
     # checks reach the watcher here
-    with progress.batches_only():
+    with progress.batches_only(), cpu_threads_for(problem.pipeline.n_genes):
         for i, candidate in enumerate(candidates):
             if on_candidate is not None:
                 on_candidate(candidate.name, i, len(candidates))
@@ -181,3 +186,23 @@ def warnings(winner: CandidateScore, scored: Sequence[CandidateScore], metric: s
 
 def _pm(s: CandidateScore) -> str:
     return f"{s.mean:.3f} ± {s.sd:.3f}"
+
+
+def choose_and_predict(
+    problem: Problem,
+    test: ExpressionMatrix,
+    candidates: Sequence[Candidate],
+    *,
+    seed: int = 0,
+) -> tuple[Choice, list[str], npt.NDArray[np.float32]]:
+    """What `strategy: auto` does, without publishing: choose on the problem's rows, refit the
+    winner on all of them, and return the choice, the classes and `test`'s probabilities (for
+    the evaluation protocol: the test rows take no part in the choice or the fit)."""
+    choice = choose(problem, candidates, seed=seed)
+    both = dataclasses.replace(problem, matrix=stack_rows(problem.matrix, test))
+    n = problem.matrix.shape[0]
+    train_idx = np.arange(n, dtype=np.int64)
+    test_idx = np.arange(n, n + test.shape[0], dtype=np.int64)
+    with cpu_threads_for(problem.pipeline.n_genes):
+        classes, proba = fit_proba(choice.winner, both, train_idx, test_idx, seed=seed)
+    return choice, classes, proba

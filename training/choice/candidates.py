@@ -21,7 +21,7 @@ from contract.vocab import SemiSupervision, Task, parse_candidate
 from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
-from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
+from training.train.apply import numeric_target, predict_proba, predict_values
 from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
 
 # the classical models every choice includes: regularised logistic regression (C = 1 and the
@@ -170,19 +170,43 @@ def fit_predict(
     seed: int = 0,
 ) -> Prediction:
     """Fit `candidate` on rows `train_idx`, predict rows `test_idx` (labels, or numbers)."""
+    if problem.task == "classification":
+        classes, proba = fit_proba(
+            candidate, problem, train_idx, test_idx, features=features, seed=seed
+        )
+        return [classes[i] for i in proba.argmax(axis=1)]
+    if candidate.kind == "baseline":
+        assert candidate.baseline is not None
+        X = problem.features() if features is None else features
+        y = np.asarray(problem.targets(), dtype=np.float64)
+        model = fit_baseline(
+            candidate.baseline, X[train_idx], y[train_idx], task="regression", seed=seed
+        )
+        return np.asarray(model.predict(X[test_idx]), dtype=np.float64)
+    return _fit_transfer(candidate, problem, train_idx, test_idx, seed)[1]
+
+
+def fit_proba(
+    candidate: Candidate,
+    problem: Problem,
+    train_idx: npt.NDArray[np.int64],
+    test_idx: npt.NDArray[np.int64],
+    *,
+    features: npt.NDArray[np.float32] | None = None,
+    seed: int = 0,
+) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """Classification: fit on rows `train_idx`; the classes seen and the probabilities of rows
+    `test_idx` (columns in class order)."""
     if candidate.kind == "baseline":
         assert candidate.baseline is not None
         X = problem.features() if features is None else features
         y = problem.targets()
-        y_train = [y[i] for i in train_idx] if isinstance(y, list) else y[train_idx]
-        model = fit_baseline(
-            candidate.baseline, X[train_idx], y_train, task=problem.task, seed=seed
-        )
-        if problem.task == "classification":
-            proba = baseline_proba(model, X[test_idx])
-            return [str(c) for c in np.asarray(model.classes_)[proba.argmax(axis=1)]]
-        return np.asarray(model.predict(X[test_idx]), dtype=np.float64)
-    return _fit_transfer(candidate, problem, train_idx, test_idx, seed)
+        y_train = [y[i] for i in train_idx]
+        model = fit_baseline(candidate.baseline, X[train_idx], y_train, seed=seed)
+        return [str(c) for c in model.classes_], baseline_proba(model, X[test_idx])
+    classes, proba = _fit_transfer(candidate, problem, train_idx, test_idx, seed)
+    assert classes is not None
+    return classes, proba
 
 
 def _fit_transfer(
@@ -191,7 +215,8 @@ def _fit_transfer(
     train_idx: npt.NDArray[np.int64],
     test_idx: npt.NDArray[np.int64],
     seed: int,
-) -> Prediction:
+) -> tuple[list[str] | None, npt.NDArray[Any]]:
+    """(classes, probabilities) for classification, (None, values) for regression."""
     assert candidate.options is not None
     train, test = problem.matrix.take(train_idx), problem.matrix.take(test_idx)
     hidden, dropout, own_cfg = candidate.head(problem)
@@ -202,18 +227,17 @@ def _fit_transfer(
         "unlabelled": problem.unlabelled,
         "domain_column": problem.domain_column,
     }
+    hidden, dropout = problem.head_hidden, problem.head_dropout
     if problem.task == "classification":
         n_classes = len(set(train.labels(problem.label_column)))
         head = ClassifierHeadConfig(problem.latent, n_classes, hidden, dropout)
         result = finetune_classifier(
             problem.encoder, problem.pipeline, train, problem.label_column, head, cfg, **common
         )
-        proba = predict_proba(result.encoder, result.head, problem.pipeline, test)
-        return predict_labels(proba, result.labels)
+        return result.labels, predict_proba(result.encoder, result.head, problem.pipeline, test)
     head_r = RegressorHeadConfig(problem.latent, 1, hidden, dropout)
     result = finetune_regressor(
         problem.encoder, problem.pipeline, train, problem.label_column, head_r, cfg, **common
     )
-    return np.asarray(
-        predict_values(result.encoder, result.head, problem.pipeline, test), dtype=np.float64
-    )
+    values = predict_values(result.encoder, result.head, problem.pipeline, test)
+    return None, np.asarray(values, dtype=np.float64)

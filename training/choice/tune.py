@@ -31,6 +31,7 @@ from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.nn.config import TrainConfig
 from training.train import progress
 from training.train.finetune import FinetuneOptions
+from training.train.loop import cpu_threads_for
 
 # The search scores trials on a shuffle of its own, not on the choice's folds: the tuned
 # settings are the best of many tries, so on the folds they were picked on their score would
@@ -223,8 +224,9 @@ def _search(
             value = trial.value if trial.state == TrialState.COMPLETE else _last(trial)
             on_trial(trial.number, trial.state.name.lower(), value)
 
-    # the job's loss curve is the published model's: only cancellation checks reach it
-    with progress.batches_only():
+    # the job's loss curve is the published model's: only cancellation checks reach it; small
+    # models train on one CPU thread, as in the choice (`cpu_threads_for`)
+    with progress.batches_only(), cpu_threads_for(problem.pipeline.n_genes):
         study.optimize(
             objective, n_trials=settings.trials, timeout=settings.timeout_s, callbacks=[ended]
         )

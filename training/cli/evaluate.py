@@ -85,6 +85,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="keep the N most variable genes, fitted on each pretraining pool (default: all)",
     )
+    parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="also run the automatic choice (strategy auto, the jobs' default) on every "
+        "training set and report it against the best baseline",
+    )
     parser.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     cli.counts_to_log(parser)
@@ -105,6 +111,7 @@ def _evaluate(args: argparse.Namespace) -> Path:
     from training.evaluation.report import write_report
     from training.preprocess.convert import prepared
     from training.preprocess.select import GeneSelection
+    from training.train.loop import cpu_threads_for
 
     start = time.perf_counter()
     if args.data is None:
@@ -134,8 +141,10 @@ def _evaluate(args: argparse.Namespace) -> Path:
         ),
         seed=args.seed,
         select=None if args.select_genes is None else GeneSelection(args.select_genes),
+        auto=args.auto,
     )
-    result = run_protocol(matrix, cfg, progress=cli.progress(args))
+    with cpu_threads_for(matrix.shape[1]):  # small models: one thread (see loop.py)
+        result = run_protocol(matrix, cfg, progress=cli.progress(args))
     took = time.perf_counter() - start
     note += f" The whole evaluation took {took / 60:.1f} min on this machine."
     return write_report(result, args.out, title=args.title, data_note=note)

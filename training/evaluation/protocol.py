@@ -41,7 +41,7 @@ from training.train.loop import History
 from training.train.pretrain import pretrain
 
 IntArray = npt.NDArray[np.int64]
-TRANSFER, SCRATCH = "transfer", "scratch_network"
+TRANSFER, SCRATCH, AUTO = "transfer", "scratch_network", "auto"
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ class ProtocolConfig:
         Seeds every split, draw and training.
     select:
         Optional gene selection, fitted with the preprocessing on each pretraining pool.
+    auto:
+        Also run the automatic choice (`strategy: auto`, `training.choice`): inner CV on each
+        training set over the default candidates, the winner refitted and scored.
     """
 
     label_column: str = "bulk_labels"
@@ -89,6 +92,7 @@ class ProtocolConfig:
     finetune: TrainConfig = defaults.FINETUNE
     seed: int = 0
     select: GeneSelection | None = None
+    auto: bool = False
 
 
 @dataclass
@@ -115,6 +119,8 @@ class ProtocolResult:
     outcomes: list[Outcome] = field(default_factory=list)
     pretrain_history: History | None = None
     notes: list[str] = field(default_factory=list)
+    # the automatic choice's winner on each training set: (protocol, k, repeat, winner)
+    choices: list[tuple[str, int | None, int, str]] = field(default_factory=list)
 
 
 def encoder_config(cfg: ProtocolConfig, n_genes: int) -> AnyAutoencoderConfig:
@@ -163,7 +169,12 @@ def run_protocol(
         for k, train_idx in trainings:
             train = matrix.take(train_idx)
             y_train = [labels[i] for i in train_idx]
-            for name, fit in _models(cfg, encoder, pipeline, repeat).items():
+            models = _models(cfg, encoder, pipeline, repeat)
+            if cfg.auto:
+                models[AUTO] = _automatic(
+                    cfg, encoder, pipeline, repeat, classes, result, (protocol, k)
+                )
+            for name, fit in models.items():
                 proba = fit(train, X[train_idx], y_train, test, X[test_idx])
                 pred = predict_labels_from(proba, classes)
                 metrics = classification_metrics(truth, pred, proba, classes)
@@ -262,3 +273,46 @@ def _models(
     }
     models.update({name: classical(name) for name in cfg.baselines})
     return models
+
+
+def _automatic(
+    cfg: ProtocolConfig,
+    autoencoder: Any,
+    pipeline: PreprocessPipeline,
+    repeat: int,
+    classes: list[str],
+    result: ProtocolResult,
+    where: tuple[str, int | None],
+) -> Fit:
+    """The job's default path: inner CV on the training cells over the default candidates, the
+    winner refitted on them; its probabilities in the protocol's class order."""
+    from training.choice.auto import choose_and_predict
+    from training.choice.candidates import Problem, default_candidates
+
+    seed = cfg.seed + repeat
+
+    def fit(
+        train: ExpressionMatrix, _x: Any, _y: list[str], test: ExpressionMatrix, _xt: Any
+    ) -> npt.NDArray[np.float32]:
+        problem = Problem(
+            matrix=train,
+            label_column=cfg.label_column,
+            task="classification",
+            encoder=autoencoder.encoder,
+            latent=cfg.latent,
+            pipeline=pipeline,
+            head_hidden=defaults.HEAD_HIDDEN,
+            head_dropout=defaults.HEAD_DROPOUT,
+            train_cfg=dataclasses.replace(cfg.finetune, seed=seed),
+        )
+        pool = default_candidates(
+            "classification", FinetuneOptions(), unlabelled=False, domains=False
+        )
+        choice, seen, proba = choose_and_predict(problem, test, pool, seed=seed)
+        result.choices.append((where[0], where[1], repeat, choice.winner.name))
+        out = np.zeros((test.shape[0], len(classes)), dtype=np.float32)
+        for j, name in enumerate(seen):
+            out[:, classes.index(name)] = proba[:, j]
+        return out
+
+    return fit

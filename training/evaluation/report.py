@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from training.evaluation.metrics import confusion, per_class_report
-from training.evaluation.protocol import SCRATCH, TRANSFER, Outcome, ProtocolResult
+from training.evaluation.protocol import AUTO, SCRATCH, TRANSFER, Outcome, ProtocolResult
 from training.train.loop import History
 
 METRICS = ("balanced_accuracy", "macro_f1", "auroc")
@@ -62,6 +62,9 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     lines += ["", "## AUROC (one-vs-rest, macro)", "", *_table(summary, settings, models, "auroc")]
     verdicts = verdict(result, summary, settings)
     lines += ["", "## Verdict", "", *verdicts, ""]
+    if result.choices:
+        lines += ["## The automatic choice (`strategy: auto`, the jobs' default)", ""]
+        lines += [*auto_lines(result, summary, settings), ""]
     if any("does NOT match" in v for v in verdicts):
         lines += ["## Why the transfer model falls short here", "", _why(result), ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
@@ -110,6 +113,33 @@ def verdict(result: ProtocolResult, summary: dict[str, Any], settings: list[str]
     return lines
 
 
+def auto_lines(result: ProtocolResult, summary: dict[str, Any], settings: list[str]) -> list[str]:
+    """Per setting: auto against the best baseline, paired by split, and what it published."""
+    lines = []
+    for s in settings:
+        rows = summary[s]
+        if AUTO not in rows:
+            continue
+        baselines = {m: v for m, v in rows.items() if m not in (TRANSFER, SCRATCH, AUTO)}
+        best = max(baselines, key=lambda m: baselines[m]["balanced_accuracy"][0])
+        mine, theirs = _by_split(result, s, AUTO), _by_split(result, s, best)
+        gaps = np.array([mine[k] - theirs[k] for k in mine])
+        gap, sd = float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1 else 0.0
+        ok = "within" if gap >= -MATCH_MARGIN else "NOT within"
+        won: dict[str, int] = defaultdict(int)
+        for protocol, k, _, winner in result.choices:
+            if _setting_of(protocol, k) == s:
+                won[winner] += 1
+        picked = ", ".join(f"{w} {n}×" for w, n in sorted(won.items(), key=lambda x: -x[1]))
+        lines.append(
+            f"- {s}: auto {rows[AUTO]['balanced_accuracy'][0]:.3f} vs the best baseline {best} "
+            f"{baselines[best]['balanced_accuracy'][0]:.3f}: paired difference {gap:+.3f} ± "
+            f"{sd:.3f} ({ok} {MATCH_MARGIN} of it); auto ≥ {best} on "
+            f"{int((gaps >= 0).sum())} of {len(gaps)} splits; published: {picked}."
+        )
+    return lines
+
+
 def _why(result: ProtocolResult) -> str:
     cfg = result.config
     return (
@@ -134,7 +164,11 @@ def _by_split(result: ProtocolResult, setting: str, model: str) -> dict[int, flo
 
 
 def _setting(o: Outcome) -> str:
-    return "cv" if o.protocol == "cv" else f"k={o.k}"
+    return _setting_of(o.protocol, o.k)
+
+
+def _setting_of(protocol: str, k: int | None) -> str:
+    return "cv" if protocol == "cv" else f"k={k}"
 
 
 def _order(setting: str) -> tuple[int, int]:
@@ -143,8 +177,8 @@ def _order(setting: str) -> tuple[int, int]:
 
 def _model_order(summary: dict[str, Any]) -> list[str]:
     names = {m for rows in summary.values() for m in rows}
-    rest = sorted(names - {TRANSFER, SCRATCH})
-    return [m for m in (TRANSFER, SCRATCH) if m in names] + rest
+    rest = sorted(names - {TRANSFER, SCRATCH, AUTO})
+    return [m for m in (AUTO, TRANSFER, SCRATCH) if m in names] + rest
 
 
 def _table(

@@ -90,6 +90,16 @@ def cancel(session: Session, job: Job, *, tenancy: Tenancy) -> None:
     session.refresh(job)
 
 
+def count_active_of(session: Session, tenant: str) -> int:
+    """How many queued or running jobs `tenant` has."""
+    stmt = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.status.in_(ACTIVE_JOB_STATUSES))
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def count_active_using(session: Session, dataset_id: uuid.UUID) -> int:
     """Queued or running jobs that read the dataset."""
     stmt = (

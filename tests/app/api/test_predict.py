@@ -323,8 +323,9 @@ def test_counts_sent_to_a_log_model_are_422_naming_both_scales(client: TestClien
 
 
 def test_declared_scale_overrides_detection_but_must_match(client: TestClient) -> None:
-    z = np.random.default_rng(2).normal(size=(2, 10)).round(3)  # looks standardised
-    body = _body(GENES, {"A": z[0].tolist(), "B": z[1].tolist()})
+    # integers up to 900 look like counts; the caller vouches that they are log values
+    big = np.random.default_rng(2).integers(0, 900, size=(2, 10)).astype(float)
+    body = _body(GENES, {"A": big[0].tolist(), "B": big[1].tolist()})
     r = client.post("/v1/models/toy-encoder/embed?input_scale=log", json=body)
     assert r.status_code == 200, r.text
     r = client.post("/v1/models/toy-encoder/embed?input_scale=counts", json=body)

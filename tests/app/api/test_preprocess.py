@@ -157,8 +157,8 @@ def test_combat_steps_use_the_batches_given(client: TestClient) -> None:
     [
         ({"model": "pbmc68k-encoder", "steps": []}, 422, "exactly one of 'model'"),
         ({}, 422, "exactly one of 'model'"),
-        ({"steps": [{"step": "zscore"}]}, 422, "body.steps.0.step"),
-        ({"steps": [{"step": "standardize", "clip": "x"}]}, 422, "body.steps.0.clip"),
+        ({"steps": [{"step": "zscore"}]}, 422, "body field 'steps.0.step'"),
+        ({"steps": [{"step": "standardize", "clip": "x"}]}, 422, "body field 'steps.0.clip'"),
         ({"steps": [{"step": "pca"}]}, 422, "step 'pca' needs the option 'n_components'"),
         ({"steps": [{"step": "combat"}]}, 422, "no obs column 'batch'"),
         ({"model": "nope"}, 404, "nope"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from app.audit import api_key_id_var, idempotency_key_var
 from app.db.session import make_sessionmaker
 from app.db.tables import Prediction
 from app.db.writer import PredictionWriter
+from app.errors import AppError, InvalidRequest
 
 
 async def _record(writer: PredictionWriter, i: int) -> None:
@@ -75,8 +77,8 @@ def test_a_failed_transaction_fails_its_requests_and_the_next_one_is_written(
 
     def flaky(rows: list[dict[str, object]]) -> None:
         calls.append(len(rows))
-        if len(calls) == 1:
-            raise RuntimeError("database went away")
+        if any(row["request_id"] == "r0" for row in rows):
+            raise RuntimeError("r0's row is refused")
         real_write(rows)
 
     monkeypatch.setattr(writer, "_write", flaky)
@@ -90,9 +92,108 @@ def test_a_failed_transaction_fails_its_requests_and_the_next_one_is_written(
         return list(results)
 
     results = asyncio.run(scenario())
-    assert isinstance(results[0], RuntimeError)  # its transaction failed: no answer for it
+    assert isinstance(results[0], AppError)  # its transaction failed: no answer for it
+    assert results[0].status == 500
     with Session(engine) as s:
         written = {r.request_id for r in s.scalars(select(Prediction))}
-    assert "r0" not in written
-    assert "r99" in written
-    assert {f"r{i}" for i, r in enumerate(results) if r is None} <= written
+    assert written == {"r1", "r2", "r99"}
+    assert results[1:] == [None, None]
+
+
+SECRET = "PATIENT-0042-SECRET"
+
+
+async def _bad_or_good(writer: PredictionWriter, i: int, *, bad: bool) -> None:
+    """A record whose task is missing (NOT NULL on every backend) when `bad`."""
+    await writer.record(
+        request_id=f"r{i}",
+        task=None if bad else "classify",  # type: ignore[arg-type]
+        model_name="m",
+        model_version=1,
+        sample_ids=[f"{SECRET}-{i}"],
+        outputs=[{"id": f"{SECRET}-{i}", "label": "a", "probabilities": {"a": 0.987654}}],
+        gene_overlap=1.0,
+    )
+
+
+def test_one_bad_row_fails_only_its_own_request(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> tuple[list[BaseException | None], PredictionWriter]:
+        writer = PredictionWriter(make_sessionmaker(engine))
+        results = await asyncio.gather(
+            *(_bad_or_good(writer, i, bad=i == 5) for i in range(16)), return_exceptions=True
+        )
+        await writer.close()
+        return list(results), writer
+
+    with caplog.at_level(logging.DEBUG):
+        results, writer = asyncio.run(scenario())
+    failed = [i for i, r in enumerate(results) if r is not None]
+    assert failed == [5]
+    assert isinstance(results[5], AppError)
+    assert writer.transactions <= 1 + 2 * 4  # bisected, not one transaction per row
+    with Session(engine) as s:
+        written = {r.request_id for r in s.scalars(select(Prediction))}
+    assert written == {f"r{i}" for i in range(16) if i != 5}
+    # the failure is logged (class and first line), never with a sample id or an output
+    assert "writing it in halves" in caplog.text
+    assert "not written" in caplog.text
+    assert SECRET not in caplog.text
+    assert "0.987654" not in caplog.text
+
+
+def test_a_value_the_database_refuses_is_that_requests_422(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any text; PostgreSQL refuses a NUL in its JSONB index")
+
+    async def scenario() -> list[BaseException | None]:
+        writer = PredictionWriter(make_sessionmaker(engine))
+
+        async def nul() -> None:
+            await writer.record(
+                request_id="nul",
+                task="embed",
+                model_name="m",
+                model_version=1,
+                sample_ids=["a\x00b"],
+                outputs=None,
+                gene_overlap=1.0,
+            )
+
+        results = await asyncio.gather(
+            nul(), *(_record(writer, i) for i in range(4)), return_exceptions=True
+        )
+        await writer.close()
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[0], InvalidRequest)
+    assert results[0].status == 422
+    assert results[1:] == [None] * 4
+
+
+def test_the_database_away_fails_the_group_without_retrying_row_by_row(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    writer = PredictionWriter(make_sessionmaker(engine))
+    calls: list[int] = []
+
+    def away(rows: list[dict[str, object]]) -> None:
+        calls.append(len(rows))
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(writer, "_write", away)
+
+    async def scenario() -> list[BaseException | None]:
+        results = await asyncio.gather(
+            *(_record(writer, i) for i in range(8)), return_exceptions=True
+        )
+        await writer.close()
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, OperationalError) for r in results)  # answered 503 by the handler
+    assert len(calls) <= 2  # one transaction per group, no bisection

@@ -30,7 +30,7 @@ from training.train.finetune import FinetuneOptions
 
 QUICK = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 # a trial that learns next to nothing: a linear head on the frozen encoder, the smallest
-# learning rate, two epochs, strong decay and half its inputs dropped
+# learning rate, one epoch, strong decay and half its inputs dropped
 BAD = {
     "strategy": "frozen",
     "lr": 1e-4,
@@ -40,14 +40,17 @@ BAD = {
     "epochs": 1,
     "patience": 1,
 }
+# and one that learns: the whole network at a high rate (the small encoder, pretrained on other
+# data for 3 epochs, leaves a head on its frozen embedding near chance); 0.87 in these folds
 GOOD = {
-    "strategy": "frozen",
-    "lr": 3e-2,
+    "strategy": "full",
+    "lr": 2e-2,
     "weight_decay": 1e-4,
-    "head_width": 32,
+    "head_width": 64,
     "head_dropout": 0.0,
     "epochs": 6,
     "patience": 3,
+    "encoder_lr_scale": 1.0,
 }
 
 
@@ -136,7 +139,7 @@ def test_a_trial_built_to_be_bad_is_pruned(encoder: Path) -> None:
     tuned = tune(
         _problem(encoder, _target()),
         TuneSettings(trials=3, seed=0, startup_trials=2),
-        first=[GOOD, {**GOOD, "head_width": 64}, BAD],
+        first=[GOOD, {**GOOD, "head_width": 32}, BAD],
         on_trial=lambda *trial: seen.append(trial),
     )
     assert [state for _, state, _ in seen] == ["complete", "complete", "pruned"]
