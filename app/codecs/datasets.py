@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from app.codecs.negotiate import inflate
+from app.codecs.payloads import check_text
 from app.errors import InvalidExpressionData, InvalidRequest
 
 FORMATS = ("csv", "tsv", "parquet", "h5ad")
@@ -386,21 +387,10 @@ def _refuse_duplicate_ids(kind: str, ids: Sequence[str], what: str | None = None
         raise InvalidExpressionData(what or f"duplicate {kind} ids", **{kind: dupes[:MAX_LISTED]})
 
 
-def _refuse_nul(field: str, names: Sequence[str]) -> None:
-    """A NUL character (U+0000) is stored by no database as text, nor kept by numpy's strings."""
-    if "\x00" in "".join(names):
-        bad = [n.replace("\x00", "\\x00") for n in names if "\x00" in n]
-        raise InvalidExpressionData(
-            f"{field}: {len(bad)} value(s) contain a NUL character (U+0000), e.g. {bad[0]!r}",
-            field=field,
-            values=bad[:MAX_LISTED],
-        )
-
-
 def _refuse_nul_labels(labels: dict[str, list[str]]) -> None:
-    _refuse_nul("label columns", list(labels))
+    check_text("label columns", list(labels), "values")
     for column, values in labels.items():
-        _refuse_nul(f"label column {column!r}", values)
+        check_text(f"label column {column!r}", values, "values")
 
 
 def checked(
@@ -410,8 +400,8 @@ def checked(
     culprits."""
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InvalidExpressionData(f"the data has shape {X.shape}; it needs samples and genes")
-    _refuse_nul("sample ids", samples)
-    _refuse_nul("gene ids", genes)
+    check_text("sample ids", samples, "values")
+    check_text("gene ids", genes, "values")
     _refuse_nul_labels(labels)
     empty = [f"row {i + 1}" for i, s in enumerate(samples) if not s]
     if empty:

@@ -286,14 +286,15 @@ def _matrix(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.float32]:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def check_text(field: str, names: Sequence[str]) -> None:
-    """Refuse a NUL character in ids (no database stores it as text), naming the field and ids."""
+def check_text(field: str, names: Sequence[str], key: str = "ids") -> None:
+    """Refuse a NUL character in ids or labels (no database stores it as text, nor do numpy's
+    strings keep it), naming the field and, under `key`, the values."""
     if "\x00" in "".join(names):
         bad = [n.replace("\x00", "\\x00") for n in names if "\x00" in n]
         raise InvalidExpressionData(
-            f"{field}: {len(bad)} id(s) contain a NUL character (U+0000): {_listed(bad)}",
+            f"{field}: {len(bad)} value(s) contain a NUL character (U+0000): {_listed(bad)}",
             field=field,
-            ids=bad[:MAX_LISTED],
+            **{key: bad[:MAX_LISTED]},
         )
 
 

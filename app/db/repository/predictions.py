@@ -20,41 +20,6 @@ def add_predictions(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(Prediction), rows)
 
 
-def find_predictions(
-    session: Session,
-    *,
-    tenancy: Tenancy,
-    sample_id: str | None,
-    model: str | None,
-    version: int | None,
-    limit: int,
-    offset: int,
-    request_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Sequence[Prediction]:
-    """The tenancy's recorded calls, newest first, filtered by a sample id they include, model and
-    version, request id, and the time they were made (since ≤ created_at < until)."""
-    stmt = (
-        select(Prediction)
-        .where(tenancy.where(Prediction.tenant))
-        .order_by(Prediction.created_at.desc())
-    )
-    if request_id is not None:
-        stmt = stmt.where(Prediction.request_id == request_id)
-    if since is not None:
-        stmt = stmt.where(Prediction.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(Prediction.created_at < until)
-    if model is not None:
-        stmt = stmt.where(Prediction.model_name == model)
-    if version is not None:
-        stmt = stmt.where(Prediction.model_version == version)
-    if sample_id is not None:
-        stmt = stmt.where(includes_sample(session, sample_id))
-    return session.scalars(stmt.limit(limit).offset(offset)).all()
-
-
 def find_entries(
     session: Session,
     *,

@@ -238,3 +238,43 @@ def test_fragments_check_the_key_pages_do_not(auth_client: TestClient, engine: E
     assert "Sign in" in auth_client.get("/ui/parts/session").text
     bad = auth_client.get("/ui/parts/session", headers={"Authorization": "Bearer gx_00_nope"})
     assert (bad.status_code, bad.headers["content-type"]) == (401, PROBLEM)
+
+
+def test_a_job_page_says_how_its_model_was_chosen_and_warns(
+    client: TestClient, engine: Engine
+) -> None:
+    from contract.card import CandidateScore, Selection
+
+    frozen = CandidateScore(name="frozen", kind="transfer", mean=0.62, sd=0.05, folds=[0.6, 0.64])
+    logistic = CandidateScore(
+        name="logistic", kind="baseline", mean=0.93, sd=0.01, folds=[0.92, 0.94]
+    )
+    selection = Selection(
+        metric="balanced_accuracy",
+        protocol="stratified 2-fold cross-validation of the 8 training samples",
+        candidates=[frozen, logistic],
+        winner="frozen",
+        forced=True,
+        reason="frozen was named by the caller and scored balanced accuracy 0.620 ± 0.050",
+        warnings=["the classical baseline logistic scored balanced accuracy 0.930 ± 0.010"],
+    )
+    with Session(engine) as s:
+        job = Job(
+            status="succeeded",
+            params={"output_name": "out", "task": "classification", "label_column": "y",
+                    "strategy": "frozen", "encoder": {"name": "toy-encoder", "version": 1},
+                    "hyperparameters": {"epochs": 6}},
+            history=[], progress=1.0, epoch=6, attempts=1, cancel_requested=False,
+            metrics={"test": {"balanced_accuracy": 0.6}, "n_test": 4,
+                     "selection": selection.model_dump(mode="json")},
+            tenant="default",
+        )  # fmt: skip
+        s.add(job)
+        s.commit()
+        job_id = job.id
+    page = html.unescape(client.get(f"/ui/parts/jobs/{job_id}").text)
+    assert "How the model was chosen" in page
+    assert 'role="alert"><strong>Warning:</strong> the classical baseline logistic' in page
+    rows = re.findall(r'<th scope="row">([^<]+)</th><td>(\w+)</td><td class="num">([\d.]+)', page)
+    assert rows == [("logistic", "baseline", "0.93"), ("frozen (published)", "transfer", "0.62")]
+    assert "epochs run" not in page  # no epochs_run in these metrics: the row is left out

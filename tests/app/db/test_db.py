@@ -50,16 +50,17 @@ def test_prediction_roundtrip_keeps_utc_and_json(engine: Engine) -> None:
         s.commit()
     with Session(engine) as s:
         lab_a = Tenancy("lab-a")
-        (found,) = repository.find_predictions(
+        (found,), skip = repository.find_entries(
             s, tenancy=lab_a, sample_id="b", model="m", version=3, limit=10, offset=0
         )
-        none = repository.find_predictions(
+        assert skip == 0
+        none = repository.find_entries(
             s, tenancy=lab_a, sample_id="c", model=None, version=None, limit=9, offset=0
         )
-        assert none == []
+        assert none == ([], 0)
         # another tenant finds nothing; an admin's tenancy finds every tenant's rows
         for tenancy, expected in ((Tenancy("lab-b"), 0), (Tenancy("lab-b", all_tenants=True), 1)):
-            found_by = repository.find_predictions(
+            found_by, _ = repository.find_entries(
                 s, tenancy=tenancy, sample_id="b", model=None, version=None, limit=9, offset=0
             )
             assert len(found_by) == expected
