@@ -57,3 +57,15 @@ def test_a_job_page_shows_the_search_behind_tuned(client: TestClient, engine: En
     )
     assert "0.65 (min), 0.667 (median), 0.701 (max)" in page
     assert "Best settings: strategy full, lr 0.00294, head_width 128." in page
+
+
+def test_a_models_page_shows_the_search_from_its_card() -> None:
+    """A model's page renders the card's Selection object, not the job's JSON copy."""
+    from app.ui.templating import templates
+    from contract.card import Selection
+
+    page = templates.env.get_template("parts/selection.html").render(
+        sel=Selection.model_validate(SELECTION)
+    )
+    assert "8 trials complete and 3 pruned (1 failed) of 12 (at most 900 s)" in page
+    assert "Best settings: strategy full, lr 0.00294, head_width 128." in page
