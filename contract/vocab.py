@@ -58,3 +58,7 @@ RecipeStep = Literal[
 ]  # fmt: skip
 LengthStep = Literal["tpm", "fpkm"]
 RECIPE_STEPS: tuple[str, ...] = (*get_args(RecipeStep), *get_args(LengthStep))
+
+# the committed gene-set collections (contract.genesets, contract/resources/SOURCES.md)
+GeneSetCollectionName = Literal["go_bp", "progeny"]
+GENE_SET_COLLECTIONS: tuple[GeneSetCollectionName, ...] = get_args(GeneSetCollectionName)

@@ -316,12 +316,17 @@ class IntegratedGradients(nn.Module):
     @property
     def exact(self) -> bool:
         """Linear from input to logits: the Riemann mean is the exact integral."""
-        return all(op.linear for op in self.ops)
+        return all(op.linear for op in self.chain)
+
+    @property
+    def chain(self) -> list[_Op]:
+        """The ops, input first."""
+        return [op for op in self.ops if isinstance(op, _Op)]
 
     def logits(self, expression: Tensor) -> Tensor:
         """The model's logits, through the same ops."""
         h = expression
-        for op in self.ops:
+        for op in self.chain:
             h, _ = op.step(h)
         return h
 
@@ -331,13 +336,14 @@ class IntegratedGradients(nn.Module):
         points = self.baseline + self.alphas.view(1, -1, 1) * diff.unsqueeze(1)
         h = points.reshape(-1, genes)
         saved = []
-        for op in self.ops:
+        chain = self.chain
+        for op in chain:
             h, keep = op.step(h)
             saved.append(keep)
         classes = h.shape[1]
         wanted = torch.arange(classes, device=h.device).unsqueeze(0) == target.unsqueeze(1)
         v = wanted.to(h.dtype).unsqueeze(1).expand(n, self.steps, classes).reshape(-1, classes)
-        for op, keep in zip(reversed(self.ops), reversed(saved), strict=True):
+        for op, keep in zip(reversed(chain), reversed(saved), strict=True):
             v = op.vjp(keep, v)
         mean_gradient = v.reshape(n, self.steps, genes).mean(dim=1)
         return diff * mean_gradient
