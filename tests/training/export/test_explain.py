@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -11,10 +13,11 @@ import torch
 from captum.attr import IntegratedGradients as CaptumIG
 from torch import nn
 
-from contract.card import BASELINE_FILE, EXPLAIN_FILE
+from contract.card import BASELINE_FILE, EXPLAIN_FILE, ONNX_FILE, ModelCard, TrainingData
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.evaluation.baselines import fit_baseline
+from training.export.card import CardInfo
 from training.export.explain import (
     ATTRIBUTIONS,
     TARGET,
@@ -24,6 +27,7 @@ from training.export.explain import (
     predicted,
     sklearn_layers,
 )
+from training.export.graphs import export_classifier
 from training.export.onnx import INPUT_NAME
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
@@ -210,3 +214,56 @@ def test_unsupported_layers_and_estimators_are_refused(counts: ExpressionMatrix)
         sklearn_layers(forest)
     with pytest.raises(ValueError, match="steps must be at least 2"):
         IntegratedGradients([pipeline_module(pipe)], pipe.input_mean, 1)
+
+
+def _tool() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "add_explanation", Path(__file__).resolve().parents[3] / "tools" / "add_explanation.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_tool_adds_an_explanation_to_an_older_version(
+    counts: ExpressionMatrix, tmp_path: Path
+) -> None:
+    pipe = PreprocessPipeline.fit(counts, "counts")
+    torch.manual_seed(0)
+    ae = DenseAutoencoder(AutoencoderConfig(n_genes=60, hidden=(16,), latent=4, input_dropout=0.2))
+    head = ClassifierHead(ClassifierHeadConfig(n_in=4, n_classes=3))
+    data = TrainingData(name="s", fingerprint="f", n_samples=240, n_genes=60)
+    folder = export_classifier(ae.eval(), head.eval(), pipe, ["a", "b", "c"], name="old",
+                               models_dir=tmp_path, info=CardInfo("t", data),
+                               reference=counts.X, parent=None)  # fmt: skip
+    fresh = ModelCard.read(folder)
+    x = counts.X[:5]
+    target = np.array([0, 1, 2, 0, 1])
+    run = ort.InferenceSession(str(folder / EXPLAIN_FILE)).run
+    (want,) = run(None, {INPUT_NAME: x, TARGET: target})
+    # as a version exported before explanations: no graph, no baseline, no record
+    (folder / EXPLAIN_FILE).unlink()
+    (folder / BASELINE_FILE).unlink()
+    files = {k: v for k, v in fresh.files.items() if k not in (EXPLAIN_FILE, BASELINE_FILE)}
+    fresh.model_copy(update={"explain": None, "files": files}).write(folder)
+    tool = _tool()
+    weights = (folder / "weights.safetensors").read_bytes()
+    (folder / "weights.safetensors").write_bytes(b"changed")
+    with pytest.raises(ValueError, match="does not match its card"):
+        tool.add_explanation(folder)
+    (folder / "weights.safetensors").write_bytes(weights)
+    amended = tool.add_explanation(folder)
+    assert amended.explain == fresh.explain
+    assert amended.verify_files(folder) == []
+    assert ModelCard.read(folder) == amended
+    assert amended.files[ONNX_FILE] == fresh.files[ONNX_FILE]  # the model itself is unchanged
+    (have,) = ort.InferenceSession(str(folder / EXPLAIN_FILE)).run(
+        None, {INPUT_NAME: x, TARGET: target}
+    )
+    np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="already has an explanation graph"):
+        tool.add_explanation(folder)
+    assert tool.main([str(folder)]) == 1
