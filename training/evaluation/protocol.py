@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from training.evaluation.attribution import Attribution, baseline_attribution, network_attribution
 from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics, predict_labels_from
 from training.evaluation.splits import few_shot_sample, kfold_splits, stratified_split
@@ -72,6 +73,9 @@ class ProtocolConfig:
         Seeds every split, draw and training.
     select:
         Optional gene selection, fitted with the preprocessing on each pretraining pool.
+    explain:
+        Attribute every model's cross-validation test predictions to genes
+        (`training.evaluation.attribution`; permutation importance on the first fold only).
     """
 
     label_column: str = "bulk_labels"
@@ -89,6 +93,7 @@ class ProtocolConfig:
     finetune: TrainConfig = defaults.FINETUNE
     seed: int = 0
     select: GeneSelection | None = None
+    explain: bool = True
 
 
 @dataclass
@@ -115,6 +120,8 @@ class ProtocolResult:
     outcomes: list[Outcome] = field(default_factory=list)
     pretrain_history: History | None = None
     notes: list[str] = field(default_factory=list)
+    # model → its gene attributions pooled over the cross-validation test samples
+    attributions: dict[str, Attribution] = field(default_factory=dict)
 
 
 def encoder_config(cfg: ProtocolConfig, n_genes: int) -> AnyAutoencoderConfig:
@@ -164,10 +171,16 @@ def run_protocol(
             train = matrix.take(train_idx)
             y_train = [labels[i] for i in train_idx]
             for name, fit in _models(cfg, encoder, pipeline, repeat).items():
-                proba = fit(train, X[train_idx], y_train, test, X[test_idx])
+                proba, attribute = fit(train, X[train_idx], y_train, test, X[test_idx])
                 pred = predict_labels_from(proba, classes)
                 metrics = classification_metrics(truth, pred, proba, classes)
                 result.outcomes.append(Outcome(protocol, k, repeat, name, metrics, truth, pred))
+                if cfg.explain and protocol == "cv":
+                    found = attribute(repeat == 0)
+                    if found is not None and name in result.attributions:
+                        result.attributions[name].merge(found)
+                    elif found is not None:
+                        result.attributions[name] = found
     bar.close()
     return result
 
@@ -202,6 +215,8 @@ def _pretrain(
     return pipeline, model, history
 
 
+# a model's attributions on the split's test samples; the flag allows permutation importance
+Attribute = Callable[[bool], Attribution | None]
 Fit = Callable[
     [
         ExpressionMatrix,
@@ -210,7 +225,7 @@ Fit = Callable[
         ExpressionMatrix,
         npt.NDArray[np.float32],
     ],
-    npt.NDArray[np.float32],
+    tuple[npt.NDArray[np.float32], Attribute],
 ]
 
 
@@ -223,7 +238,7 @@ def _models(
     def neural(encoder: Any, options: FinetuneOptions) -> Fit:
         def fit(
             train: ExpressionMatrix, _x: Any, y: list[str], test: ExpressionMatrix, _xt: Any
-        ) -> npt.NDArray[np.float32]:
+        ) -> tuple[npt.NDArray[np.float32], Attribute]:
             head_cfg = ClassifierHeadConfig(n_in=cfg.latent, n_classes=len(set(y)))
             res = finetune_classifier(
                 encoder,
@@ -235,7 +250,11 @@ def _models(
                 strategy=options,
                 progress=False,
             )
-            return predict_proba(res.encoder, res.head, pipeline, test)
+
+            def attribute(_: bool) -> Attribution:
+                return network_attribution(res.encoder, res.head, res.labels, pipeline, test.X)
+
+            return predict_proba(res.encoder, res.head, pipeline, test), attribute
 
         return fit
 
@@ -244,10 +263,18 @@ def _models(
             _t: Any,
             x: npt.NDArray[np.float32],
             y: list[str],
-            _test: Any,
+            test: ExpressionMatrix,
             xt: npt.NDArray[np.float32],
-        ) -> npt.NDArray[np.float32]:
-            return baseline_proba(fit_baseline(name, x, y, seed=seed), xt)
+        ) -> tuple[npt.NDArray[np.float32], Attribute]:
+            model = fit_baseline(name, x, y, seed=seed)
+
+            def attribute(permutation: bool) -> Attribution | None:
+                truth = test.labels(cfg.label_column)
+                return baseline_attribution(
+                    model, pipeline, test.X, xt, truth, seed=seed, permutation=permutation
+                )
+
+            return baseline_proba(model, xt), attribute
 
         return fit
 
