@@ -156,8 +156,9 @@ class Enricher:
                 self._sizes.append(len(inside))
         self._members = dict(members)
 
-    def test(self, genes: Iterable[str]) -> list[Enrichment]:
-        """The enrichment of one query (see `enrich`)."""
+    def test(self, genes: Iterable[str], *, max_p: float = 1.0) -> list[Enrichment]:
+        """The enrichment of one query (see `enrich`); only the sets with p ≤ `max_p` are
+        returned (q still corrects over every set tested)."""
         query = frozenset(gene_key(g) for g in genes) & self.background
         if not query:
             return []
@@ -186,6 +187,7 @@ class Enricher:
                 float(qi),
             )
             for k, pi, qi in zip(tested, p, q, strict=True)
+            if pi <= max_p
         ]
         results.sort(key=lambda r: (r.p, r.set_id))
         return results

@@ -131,7 +131,7 @@ class SampleExplanation(BaseModel):
     gene_sets: list[EnrichedSet] | None = Field(
         default=None,
         exclude_if=lambda v: v is None,
-        description="With gene_sets=: the sets the top genes are over-represented in (p < 0.05, "
+        description="With gene_sets=: the sets the top genes are over-represented in (p ≤ 0.05, "
         "best first, at most 20).",
     )
 

@@ -16,7 +16,7 @@ from contract.align import PanelInput
 from contract.genesets import Enricher, collection_names
 from contract.vocab import GeneSetCollectionName
 
-ENRICHED_P = 0.05  # the sets listed: nominal p below this, each with its BH q
+ENRICHED_P = 0.05  # the sets listed: nominal p at most this, each with its BH q
 MAX_SETS = 20
 EXPLAINABLE = (
     "explanations are exported for neural classifiers (encoder + head with ReLU, GELU, ELU, "
@@ -104,7 +104,7 @@ def _fill(
             "top_genes": genes,
         }
         if enricher is not None:
-            found = enricher.test(symbols[j] for j in order.tolist())
+            found = enricher.test((symbols[j] for j in order.tolist()), max_p=ENRICHED_P)
             explanation["gene_set_collection"] = gene_sets
             explanation["gene_sets"] = [
                 {
@@ -116,7 +116,6 @@ def _fill(
                     "q": r.q,
                 }
                 for r in found
-                if r.p < ENRICHED_P
             ][:MAX_SETS]
         row["explanation"] = explanation
 

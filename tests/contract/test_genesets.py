@@ -134,6 +134,9 @@ def test_an_enricher_answers_many_queries_as_enrich_does() -> None:
     (a, *_) = enricher.test(["G0", "G1", "G2"])
     assert a.set_id == "A"
     assert a.p == pytest.approx(comb(6, 3) / comb(20, 3), rel=1e-12)
+    # a p cut-off keeps q as corrected over every set tested
+    everything = enricher.test(["G0", "G1", "G2", "G3", "G4"])
+    assert enricher.test(["G0", "G1", "G2", "G3", "G4"], max_p=0.01) == everything[:1]
     with pytest.raises(ValueError, match="min_overlap"):
         genesets.Enricher(_tiny(), UNIVERSE, min_overlap=0)
 
