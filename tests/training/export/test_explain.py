@@ -267,3 +267,29 @@ def test_the_tool_adds_an_explanation_to_an_older_version(
     with pytest.raises(ValueError, match="already has an explanation graph"):
         tool.add_explanation(folder)
     assert tool.main([str(folder)]) == 1
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        [{"step": "cpm"}, {"step": "log2p1"}, {"step": "select_variance", "n": 30},
+         {"step": "standardize", "clip": 2.0}, {"step": "pca", "n_components": 8}],
+        [{"step": "tpm"}, {"step": "log1p"}, {"step": "standardize"}],
+    ],
+    ids=["cpm-select-pca", "tpm"],
+)  # fmt: skip
+def test_recipe_steps_are_differentiated_as_captum_does(
+    counts: ExpressionMatrix, recipe: list[dict[str, Any]]
+) -> None:
+    lengths = {g: 500.0 + 37.0 * i for i, g in enumerate(counts.gene_ids)}
+    pipe = PreprocessPipeline.fit_recipe(counts, "counts", recipe, gene_lengths=lengths)
+    pre = pipeline_module(pipe).eval()
+    width = len(pipe.output_names())
+    encoder, head = _network(width, "relu", False, seed=7)
+    model = nn.Sequential(pre, encoder, head).eval()
+    x = counts.X[:10].astype(np.float32)
+    target = predicted(model, x)
+    ours = IntegratedGradients([pre, encoder, head], pipe.input_mean, STEPS).eval()
+    with torch.no_grad():
+        have = ours(torch.from_numpy(x), torch.from_numpy(target)).numpy().astype(np.float64)
+    assert _relative(have, _captum(model, x, pipe.input_mean, target)) <= 1e-3
