@@ -26,7 +26,6 @@ INPUT, TARGET, OUTPUT = "expression", "target", "attributions"
 MAX_VALUES = 1 << 24  # 16 Mi floats (64 MiB) per intermediate of one chunk
 
 
-
 class OnnxExplainer:
     """One ONNX Runtime session of a version's explanation graph, checked against its card."""
 
