@@ -17,7 +17,8 @@ AppError (500)
 │   ├── KeyReused                 an Idempotency-Key sent again with another request
 │   ├── InvalidExpressionData     bad values; names the samples and genes at fault
 │   ├── InsufficientGeneOverlap   too few of the model's genes present
-│   └── WrongInputScale           counts sent to a log model, and the like
+│   ├── WrongInputScale           counts sent to a log model, and the like
+│   └── CannotExplain             explain= asked of a model without an explanation graph
 ├── ServiceUnavailable (503)      e.g. the database cannot be reached (always with Retry-After)
 └── RequestTimeout (504)
 
@@ -154,6 +155,11 @@ class InsufficientGeneOverlap(InvalidRequest):
 class WrongInputScale(InvalidRequest):
     slug = "wrong-input-scale"
     title = "The values are not on the scale the model expects"
+
+
+class CannotExplain(InvalidRequest):
+    slug = "cannot-explain"
+    title = "This model cannot explain its predictions"
 
 
 class PayloadTooLarge(AppError):

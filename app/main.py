@@ -39,7 +39,7 @@ from app.db.session import make_engine, make_sessionmaker
 from app.db.writer import PredictionWriter
 from app.errors import install_error_handlers
 from app.idempotency import Idempotency
-from app.inference.backend import BackendFactory, InferenceBackend
+from app.inference.backend import BackendFactory, ExplainerFactory, InferenceBackend
 from app.inference.batcher import Batcher
 from app.inference.registry import BatcherFactory, ModelRegistry
 from app.inference.routing import EVERYONE
@@ -58,6 +58,12 @@ def _default_factory(settings: Settings) -> BackendFactory:
     from app.inference.onnx import onnx_backend_factory  # onnxruntime loads only when serving
 
     return onnx_backend_factory(settings)
+
+
+def _default_explainers(settings: Settings) -> ExplainerFactory:
+    from app.inference.explain import onnx_explainer_factory
+
+    return onnx_explainer_factory(settings)
 
 
 def _route_source(factory: sessionmaker[Session]) -> Callable[[], dict[str, Route]]:
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None, backend: BackendFactory | None 
             make_batcher=_batcher_factory(settings, metrics),
             keep_versions=settings.keep_versions,
             routes=_route_source(factory),
+            explainers=_default_explainers(settings),
         )
         await asyncio.to_thread(registry.scan)
         watcher = None

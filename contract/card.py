@@ -21,6 +21,8 @@ from contract.idmap import IdType
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 HEAD_FILE = "head.onnx"
+EXPLAIN_FILE = "explain.onnx"
+BASELINE_FILE = "baseline.npy"
 SCHEMA_VERSION = 1
 
 
@@ -96,6 +98,37 @@ class HeadGraph(_Frozen):
     file: str = HEAD_FILE
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+
+
+class ExplainGraph(_Frozen):
+    """Integrated gradients of one class's logit as a third ONNX file, beside the model.
+
+    The graph takes the input-scale ``expression`` (batch, genes) in panel order and ``target``
+    (batch,) int64 class indices, and returns ``attributions`` (batch, genes): for each sample,
+    (x − x0) ⊙ the mean over `steps` midpoint-Riemann points x0 + α(x − x0) of the gradient of
+    logit[target] with respect to the input, through the fused preprocessing. Summed over genes
+    they approximate logit(x) − logit(x0). The softmax is not differentiated: a classifier's
+    probabilities are explained through the logit of the class asked for.
+    """
+
+    file: str = EXPLAIN_FILE
+    method: Literal["integrated_gradients"] = "integrated_gradients"
+    rule: Literal["riemann_middle"] = "riemann_middle"
+    steps: int = Field(ge=2, description="Riemann points on the path from the baseline.")
+    baseline_file: str = Field(
+        default=BASELINE_FILE,
+        description="npy (float32, one value per panel gene, input scale): the baseline profile "
+        "x0 the path starts from, also built into the graph.",
+    )
+    baseline: str = Field(
+        default="training_mean",
+        description="What the baseline profile is, e.g. the mean of the training inputs.",
+    )
+    exact: bool = Field(
+        default=False,
+        description="True where the model is linear in its input (a linear model behind linear "
+        "preprocessing): the attributions are then exact, not an approximation of the integral.",
+    )
 
 
 class PreprocessStep(_Frozen):
@@ -296,6 +329,11 @@ class ModelCard(_Frozen):
         description="Class names (classifier) or target names (regressor), in output order.",
     )
     head: HeadGraph | None = None
+    explain: ExplainGraph | None = Field(
+        default=None,
+        description="The explanation graph (integrated gradients) exported beside the model; "
+        "null: the model cannot explain its predictions.",
+    )
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     training_data: TrainingData | None = None
     metrics: list[Metric] = Field(default_factory=list)
@@ -327,6 +365,12 @@ class ModelCard(_Frozen):
                 )
         if self.head is not None and self.head.file not in self.files:
             raise ValueError(f"files must list the head graph {self.head.file}")
+        if self.explain is not None:
+            if self.kind is not ModelKind.classifier:
+                raise ValueError("only a classifier card may have an explanation graph")
+            for name in (self.explain.file, self.explain.baseline_file):
+                if name not in self.files:
+                    raise ValueError(f"files must list the explanation's {name}")
         return self
 
     @model_validator(mode="after")

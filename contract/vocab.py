@@ -115,3 +115,7 @@ def parse_candidate(name: str, task: Task) -> CandidateName:
 # how a table says "no label here": such rows are unlabelled (used by adaptation and
 # semi-supervision), never a class of their own
 MISSING_LABELS: frozenset[str] = frozenset({"", "nan", "NaN", "NA", "None", "<NA>"})
+
+# the committed gene-set collections (contract.genesets, contract/resources/SOURCES.md)
+GeneSetCollectionName = Literal["go_bp", "progeny"]
+GENE_SET_COLLECTIONS: tuple[GeneSetCollectionName, ...] = get_args(GeneSetCollectionName)

@@ -17,12 +17,13 @@ from app.codecs import negotiate as formats
 from app.codecs.payloads import Expression
 from app.config import Settings
 from app.db.writer import PredictionWriter
-from app.errors import documented
+from app.errors import NotAcceptable, documented
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
 from app.schemas.predict import Answer, ClassifyOut, EmbedOut, RegressOut
 from app.services import predict
 from contract.card import InputScale
+from contract.vocab import GeneSetCollectionName
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
 
@@ -38,13 +39,28 @@ ScaleQuery = Annotated[
     InputScale | None,
     Query(description="Declare the input's scale instead of detecting it from the values."),
 ]
+ExplainQuery = Annotated[
+    int | None,
+    Query(
+        description="Explain each prediction: the N genes with the largest integrated-gradients "
+        "attribution to the predicted label's logit (1 to the panel size). Only models with an "
+        "explanation graph (GET /v1/models/{name}: `explain`); JSON answers only.",
+    ),
+]
+GeneSetsQuery = Annotated[
+    GeneSetCollectionName | None,
+    Query(
+        description="With explain=N: test each sample's top genes for over-representation in "
+        "this committed collection (hypergeometric test, Benjamini-Hochberg q).",
+    ),
+]
 PROBLEMS = documented(
     e404="No such model or version",
     e406="The Accept header names no format we answer in",
     e413="Too many samples or too large a body",
     e415="A Content-Type or Content-Encoding we do not read",
-    e422="Malformed body, bad values (the samples and genes are named), too few genes "
-    "or values on the wrong scale",
+    e422="Malformed body, bad values (the samples and genes are named), too few genes, "
+    "values on the wrong scale, or an explanation the model cannot give",
 )
 _TABLE = {"schema": {"type": "string", "format": "binary"}}
 BODY: dict[str, Any] = {
@@ -100,8 +116,12 @@ async def _serve(
     metrics: Metrics,
     request_id: str,
     input_scale: InputScale | None,
+    options: dict[str, Any] | None = None,
 ) -> Response:
     kind = formats.choose(request.headers.get("accept"))  # before any work: 406 is cheap
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if options.get("explain") is not None and kind != formats.JSON:
+        raise NotAcceptable("explanations are answered in JSON only (Accept: application/json)")
     model: LoadedModel = registry.get(name, version, viewer=caller)
     labels = (model.card.name, str(model.card.version))
     outcome = "failed"
@@ -120,6 +140,7 @@ async def _serve(
                 request_id=request_id,
                 min_overlap=settings.min_gene_overlap,
                 declared_scale=input_scale,
+                **options,
             )
         outcome = "ok"
     finally:
@@ -160,8 +181,46 @@ def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
+async def classify(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    writer: WriterDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    version: VersionQuery = None,
+    input_scale: ScaleQuery = None,
+    explain: ExplainQuery = None,
+    gene_sets: GeneSetsQuery = None,
+) -> Response:
+    """classify, with the explanation options."""
+    return await _serve(
+        predict.classify,
+        request,
+        name,
+        version,
+        registry=registry,
+        caller=caller,
+        settings=settings,
+        writer=writer,
+        metrics=metrics,
+        request_id=request_id,
+        input_scale=input_scale,
+        options={"explain": explain, "gene_sets": gene_sets},
+    )
+
+
+router.post(
+    "/{name}/classify",
+    response_model=ClassifyOut,
+    summary="Classify expression profiles (optionally explained)",
+    responses=RESPONSES,
+    openapi_extra=BODY,
+)(classify)
+
 for _task, _model, _summary in (
-    (predict.classify, ClassifyOut, "Classify expression profiles"),
     (predict.regress, RegressOut, "Predict continuous values (a regressor's targets)"),
     (predict.embed, EmbedOut, "Embed expression profiles with an encoder"),
 ):

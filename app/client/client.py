@@ -121,6 +121,25 @@ class GeneXferClient:
         """
         return self._infer("classify", model, data, **how)
 
+    def explain(
+        self,
+        model: str,
+        data: Expression,
+        top: int = 20,
+        *,
+        gene_sets: str | None = None,
+        **how: Any,
+    ) -> pd.DataFrame:
+        """The `top` genes that most drove each sample's predicted label, one row per (sample,
+        gene), best first: `label`, `rank`, `gene`, `panel_gene`, signed `attribution`,
+        `in_input` (integrated gradients, docs/api.md). With ``gene_sets="go_bp"`` or
+        ``"progeny"`` the frame's ``attrs["gene_sets"]`` maps each sample id to its enriched
+        sets. Takes its input as `classify` does; the model must have an explanation graph.
+        """
+        params = {"explain": top, **({"gene_sets": gene_sets} if gene_sets else {})}
+        answers = self._answers("classify", model, data, extra=params, **how)
+        return frames.explanation_frame(answers)
+
     def regress(self, model: str, data: Expression, **how: Any) -> pd.DataFrame:
         """Each target's predicted value for each sample (as `classify` takes its input)."""
         return self._infer("regress", model, data, **how)
@@ -129,7 +148,10 @@ class GeneXferClient:
         """Each sample's embedding, columns ``e0``, ``e1``, … (as `classify` takes its input)."""
         return self._infer("embed", model, data, **how)
 
-    def _infer(
+    def _infer(self, task: str, model: str, data: Expression, **how: Any) -> pd.DataFrame:
+        return frames.answer_frame(task, self._answers(task, model, data, **how))
+
+    def _answers(
         self,
         task: str,
         model: str,
@@ -139,9 +161,10 @@ class GeneXferClient:
         input_scale: Scale | None = None,
         genes: Sequence[str] | None = None,
         sample_ids: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
+        extra: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         samples = frames.samples_of(data, genes, sample_ids)
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = dict(extra or {})
         if version is not None:
             params["version"] = version
         if input_scale is not None:
@@ -157,7 +180,7 @@ class GeneXferClient:
                     headers={"Content-Type": NPZ, "Accept": "application/json"},
                 )
             )
-        return frames.answer_frame(task, answers)
+        return answers
 
     # ------------------------------------------------------------------ datasets and jobs
 

@@ -141,6 +141,26 @@ def answer_frame(task: str, answers: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def explanation_frame(answers: list[dict[str, Any]]) -> pd.DataFrame:
+    """classify?explain= answers as one row per (sample, top gene), indexed by sample id; the
+    enriched gene sets, if asked for, by sample id in `attrs["gene_sets"]`."""
+    rows, sets = [], {}
+    for answer in answers:
+        for p in answer["predictions"]:
+            explanation = p["explanation"]
+            for rank, g in enumerate(explanation["top_genes"], start=1):
+                rows.append({"sample_id": p["id"], "label": p["label"], "rank": rank, **g})
+            if "gene_sets" in explanation:
+                sets[p["id"]] = explanation["gene_sets"]
+    columns = ["sample_id", "label", "rank", "gene", "panel_gene", "attribution", "in_input"]
+    frame = pd.DataFrame(rows, columns=columns).set_index("sample_id")
+    if answers:
+        frame.attrs["model"] = answers[-1]["model"]
+        frame.attrs["request_ids"] = [a["request_id"] for a in answers]
+    frame.attrs["gene_sets"] = sets
+    return frame
+
+
 def predictions_frame(found: list[dict[str, Any]]) -> pd.DataFrame:
     """Past predictions, one row per (call, sample): the call's fields, then the label and each
     class probability (`p_<class>`), or each target's value."""

@@ -47,7 +47,8 @@ class Prediction(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     n_samples: Mapped[int] = mapped_column(Integer)
     sample_ids: Mapped[list[str]] = mapped_column(JSON)
-    # classify: [{"id", "label", "probabilities"}]; regress: [{"id", "values"}]; embed: None
+    # classify: [{"id", "label", "probabilities"}] (+ "explanation" with ?explain=N: the answer's
+    # rows as answered, so no column of its own); regress: [{"id", "values"}]; embed: None
     outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     gene_overlap: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -37,3 +37,19 @@ class InferenceBackend(Protocol):
 
 
 BackendFactory = Callable[[Path, ModelCard], InferenceBackend]
+
+
+class Explainer(Protocol):
+    """A version's explanation graph: (batch, n_genes) in panel order and (batch,) class indices
+    → (batch, n_genes) attributions to those classes' logits."""
+
+    def attributions(self, x: Array, target: npt.NDArray[np.int64]) -> Array:
+        """Each gene's attribution to the logit of `target`, per sample."""
+        ...
+
+    def close(self) -> None:
+        """Release the session's resources."""
+        ...
+
+
+ExplainerFactory = Callable[[Path, ModelCard], Explainer | None]

@@ -7,7 +7,8 @@ restart; a version that drops out of that set, or whose folder disappears, is ta
 at once, then its in-flight requests are drained and its session is closed. A folder that fails
 to parse, verify or load is recorded in `errors` (shown by /readyz) and skipped; it is retried
 only when its files change (folders are immutable, but a copy may still be arriving).
-Dot-folders (a training export still being written) are ignored.
+Dot-folders (a training export still being written) are ignored. A version whose card has an
+explanation graph gets its own session for it (`app.inference.explain`), loaded with the model.
 
 Routes (who owns each name, its aliases) are read from the database at each scan; the rules
 that use them are in `app.inference.routing`. If the routes cannot be read, the scan changes
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from app.errors import ModelNotFound, ServiceUnavailable
 from app.inference import routing
-from app.inference.backend import BackendFactory, InferenceBackend
+from app.inference.backend import BackendFactory, Explainer, ExplainerFactory, InferenceBackend
 from app.inference.batcher import Batcher
 from app.inference.routing import NO_ROUTE, Route, Viewer
 from contract.align import PanelIndex
@@ -53,6 +54,7 @@ class LoadedModel:
     backend: InferenceBackend
     index: PanelIndex
     batcher: Batcher
+    explainer: Explainer | None = None  # the card's explanation graph, if it has one
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,11 @@ class ModelRegistry:
         make_batcher: BatcherFactory = default_batcher,
         keep_versions: int = 3,
         routes: RouteSource | None = None,
+        explainers: ExplainerFactory | None = None,
     ) -> None:
         self.root = root
         self._factory = factory
+        self._explainers = explainers
         self._make_batcher = make_batcher
         self.keep_versions = keep_versions
         self._routes = routes or dict
@@ -201,8 +205,13 @@ class ModelRegistry:
                 "only fused preprocessing (run batch-level steps with POST /v1/preprocess)"
             )
         backend = self._factory(folder, card)
+        try:
+            explainer = self._explainers(folder, card) if self._explainers else None
+        except Exception:
+            backend.close()
+            raise
         batcher = self._make_batcher(card, backend)
-        return LoadedModel(card, folder, backend, PanelIndex.of(card.panel), batcher)
+        return LoadedModel(card, folder, backend, PanelIndex.of(card.panel), batcher, explainer)
 
     def get(self, name: str, version: int | None = None, *, viewer: Viewer) -> LoadedModel:
         """The version `version` or `name@alias` pins, else the model's default version
@@ -265,6 +274,8 @@ class ModelRegistry:
             name, version = model.card.name, model.card.version
             log.warning("%s/%d still busy after %.0f s; closing it", name, version, timeout_s)
         model.backend.close()
+        if model.explainer is not None:
+            model.explainer.close()
 
     async def rescan(self, drain_timeout_s: float) -> None:
         """Scan now (in a thread) and unload what the scan retires (e.g. after an alias moved
@@ -289,4 +300,6 @@ class ModelRegistry:
                 for model in versions.values():
                     model.batcher.close()
                     model.backend.close()
+                    if model.explainer is not None:
+                        model.explainer.close()
             self._snapshot = Snapshot()

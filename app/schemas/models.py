@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.card import InputScale, Metric, ModelKind, ModelRef, TensorSpec
+from contract.card import ExplainGraph, InputScale, Metric, ModelKind, ModelRef, TensorSpec
 
 
 class ModelVersionRead(BaseModel):
@@ -23,6 +23,10 @@ class ModelVersionRead(BaseModel):
     parent: ModelRef | None
     providers: list[str] = Field(description="ONNX Runtime execution providers in use.")
     aliases: list[str] = Field(default_factory=list, description="Aliases naming this version.")
+    explain: ExplainGraph | None = Field(
+        default=None,
+        description="Its explanation graph (classify?explain=N); null: it cannot explain.",
+    )
 
 
 class ModelVersionDetail(ModelVersionRead):

@@ -97,10 +97,54 @@ class GeneOverlap(BaseModel):
     n_ambiguous: int = 0
 
 
+class ExplainedGene(BaseModel):
+    gene: str = Field(
+        description="The gene as the request named it (the panel's id where the request lacked "
+        "it and the training mean was filled in: its attribution is then 0)."
+    )
+    panel_gene: str = Field(description="The model's panel id of the gene.")
+    attribution: float = Field(
+        description="Signed integrated-gradients attribution to the logit of the predicted "
+        "label: positive genes pushed the sample towards it, negative ones away."
+    )
+    in_input: bool = Field(description="False: the gene was missing and filled.")
+
+
+class EnrichedSet(BaseModel):
+    id: str = Field(description="The set's id (a GO term, a PROGENy pathway).")
+    name: str
+    overlap: list[str] = Field(
+        description="The top genes in the set, as the collection names them (a panel id it "
+        "lacks as its official symbol), upper-cased.",
+    )
+    set_size: int = Field(description="The set's genes in the model's panel.")
+    p: float = Field(description="Hypergeometric P(at least this overlap), panel as universe.")
+    q: float = Field(description="Benjamini-Hochberg adjusted p over the sets tested.")
+
+
+class SampleExplanation(BaseModel):
+    target: str = Field(description="The label explained: the predicted one.")
+    method: str = Field(description="integrated_gradients, of the label's logit (pre-softmax).")
+    baseline: str = Field(description="The baseline profile the path starts from.")
+    steps: int = Field(description="Riemann points on the path.")
+    exact: bool = Field(description="True where the model is linear: no approximation.")
+    top_genes: list[ExplainedGene] = Field(description="The genes with the largest |attribution|.")
+    gene_set_collection: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    gene_sets: list[EnrichedSet] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="With gene_sets=: the sets the top genes are over-represented in (p ≤ 0.05, "
+        "best first, at most 20).",
+    )
+
+
 class SamplePrediction(BaseModel):
     id: str
     label: str
     probabilities: dict[str, float]
+    explanation: SampleExplanation | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="With explain=N only."
+    )
 
 
 class SampleValues(BaseModel):

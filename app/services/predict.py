@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict, TypeVar
 
 from pydantic import TypeAdapter
@@ -30,10 +30,12 @@ from app.schemas.predict import (
     SamplePrediction,
     SampleValues,
 )
+from app.services import explain as explanations
 from contract.align import MAX_LISTED, Alignment, PanelInput, to_panel
 from contract.card import InputScale, ModelKind
 from contract.genes import Harmonised
 from contract.scale import refuse_negative
+from contract.vocab import GeneSetCollectionName
 
 
 def gene_overlap(alignment: Alignment, folded: Harmonised) -> GeneOverlap:
@@ -80,6 +82,7 @@ async def _run(
 
 
 Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
+Extend = Callable[[dict[str, Array], PanelInput, list[dict[str, Any]]], Awaitable[None]]
 
 
 class Envelope(TypedDict):
@@ -103,8 +106,11 @@ async def _answer(
     rows: Callable[[dict[str, Array]], list[dict[str, Any]]],
     row_type: type[Row],
     keep: bool,
+    extend: Extend | None = None,
 ) -> tuple[list[Row], Envelope]:
     """Run the model, turn its outputs into per-sample rows, record the call (`keep`: the rows).
+
+    `extend` adds to the rows (an explanation) before they are recorded and answered.
 
     The rows are built once as plain dicts (what the record stores) and validated into the
     answer's models in one call (pydantic-core, not a Python loop of constructors).
@@ -112,6 +118,8 @@ async def _answer(
     outputs, done = await _run(model, expr, min_overlap, declared)
     fraction = done.alignment.fraction
     plain = rows(outputs)
+    if extend is not None:
+        await extend(outputs, done, plain)
     card = model.card
     await writer.record(
         request_id=request_id,
@@ -144,15 +152,29 @@ async def classify(
     request_id: str,
     min_overlap: float,
     declared_scale: InputScale | None = None,
+    explain: int | None = None,
+    gene_sets: GeneSetCollectionName | None = None,
 ) -> ClassifyOut:
-    """Class probabilities and the most likely label for every sample."""
+    """Class probabilities and the most likely label for every sample; with `explain` the genes
+    that most drove each label (and, with `gene_sets`, the sets they are enriched in)."""
     card = model.card
     if card.kind is not ModelKind.classifier or card.labels is None:
         raise InvalidRequest(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
             f"(use /v1/models/{card.name}/embed for an encoder)"
         )
+    explanations.check(model, explain, gene_sets)
     labels = card.labels
+    extend: Extend | None = None
+    if explain is not None:
+        top = explain
+
+        async def extend(
+            outputs: dict[str, Array], done: PanelInput, plain: list[dict[str, Any]]
+        ) -> None:
+            await explanations.add_explanations(
+                model, done, outputs["probabilities"], plain, top=top, gene_sets=gene_sets
+            )
 
     def rows(outputs: dict[str, Array]) -> list[dict[str, Any]]:
         probabilities = outputs["probabilities"]
@@ -168,7 +190,7 @@ async def classify(
 
     predictions, envelope = await _answer(
         writer, model, expr, request_id, min_overlap, declared_scale,
-        task="classify", rows=rows, row_type=SamplePrediction, keep=True,
+        task="classify", rows=rows, row_type=SamplePrediction, keep=True, extend=extend,
     )  # fmt: skip
     return ClassifyOut(**envelope, predictions=predictions)
 

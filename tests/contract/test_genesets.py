@@ -122,3 +122,28 @@ def test_resources_are_reproducible_gzip(resource: str) -> None:
     assert len(raw) < 4_000_000
     with gzip.open(genesets.RESOURCES / resource, "rt", encoding="utf-8") as lines:
         assert next(lines).startswith("# ")
+
+
+def test_an_enricher_answers_many_queries_as_enrich_does() -> None:
+    rng = np.random.default_rng(3)
+    enricher = genesets.Enricher(_tiny(), UNIVERSE)
+    for _ in range(20):
+        query = list(rng.choice(UNIVERSE, size=int(rng.integers(1, 8)), replace=False))
+        assert enricher.test(query) == genesets.enrich(query, UNIVERSE, _tiny())
+    # by hand: G0..G2 drawn, set A holds 6 of the 20 (G0-G4, G10): P(X ≥ 3) = C(6,3)/C(20,3)
+    (a, *_) = enricher.test(["G0", "G1", "G2"])
+    assert a.set_id == "A"
+    assert a.p == pytest.approx(comb(6, 3) / comb(20, 3), rel=1e-12)
+    # a p cut-off keeps q as corrected over every set tested
+    everything = enricher.test(["G0", "G1", "G2", "G3", "G4"])
+    assert enricher.test(["G0", "G1", "G2", "G3", "G4"], max_p=0.01) == everything[:1]
+    with pytest.raises(ValueError, match="min_overlap"):
+        genesets.Enricher(_tiny(), UNIVERSE, min_overlap=0)
+
+
+def test_collection_names_keep_the_collections_own_names() -> None:
+    # PROGENy's own (older) symbol stays; an Ensembl id becomes GO's official symbol (STAT1)
+    progeny_only = sorted(genesets.load("progeny").genes() - genesets.load("go_bp").genes())[0]
+    names = genesets.collection_names([progeny_only, "ENSG00000115415", "NOT_A_GENE"], "go_bp")
+    assert names[1:] == ["STAT1", "NOT_A_GENE"]
+    assert genesets.collection_names([progeny_only], "progeny") == [progeny_only]

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from training.evaluation.attribution import Attribution, baseline_attribution, network_attribution
 from training.evaluation.baselines import baseline_names, baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics, predict_labels_from
 from training.evaluation.splits import few_shot_sample, kfold_splits, stratified_split
@@ -75,6 +76,9 @@ class ProtocolConfig:
     auto:
         Also run the automatic choice (`strategy: auto`, `training.choice`): inner CV on each
         training set over the default candidates, the winner refitted and scored.
+    explain:
+        Attribute every model's cross-validation test predictions to genes
+        (`training.evaluation.attribution`; permutation importance on the first fold only).
     """
 
     label_column: str = "bulk_labels"
@@ -93,6 +97,7 @@ class ProtocolConfig:
     seed: int = 0
     select: GeneSelection | None = None
     auto: bool = False
+    explain: bool = True
 
 
 @dataclass
@@ -121,6 +126,8 @@ class ProtocolResult:
     notes: list[str] = field(default_factory=list)
     # the automatic choice's winner on each training set: (protocol, k, repeat, winner)
     choices: list[tuple[str, int | None, int, str]] = field(default_factory=list)
+    # model → its gene attributions pooled over the cross-validation test samples
+    attributions: dict[str, Attribution] = field(default_factory=dict)
 
 
 def encoder_config(cfg: ProtocolConfig, n_genes: int) -> AnyAutoencoderConfig:
@@ -175,10 +182,16 @@ def run_protocol(
                     cfg, encoder, pipeline, repeat, classes, result, (protocol, k)
                 )
             for name, fit in models.items():
-                proba = fit(train, X[train_idx], y_train, test, X[test_idx])
+                proba, attribute = fit(train, X[train_idx], y_train, test, X[test_idx])
                 pred = predict_labels_from(proba, classes)
                 metrics = classification_metrics(truth, pred, proba, classes)
                 result.outcomes.append(Outcome(protocol, k, repeat, name, metrics, truth, pred))
+                if cfg.explain and protocol == "cv":
+                    found = attribute(repeat == 0)
+                    if found is not None and name in result.attributions:
+                        result.attributions[name].merge(found)
+                    elif found is not None:
+                        result.attributions[name] = found
     bar.close()
     return result
 
@@ -213,6 +226,8 @@ def _pretrain(
     return pipeline, model, history
 
 
+# a model's attributions on the split's test samples; the flag allows permutation importance
+Attribute = Callable[[bool], Attribution | None]
 Fit = Callable[
     [
         ExpressionMatrix,
@@ -221,7 +236,7 @@ Fit = Callable[
         ExpressionMatrix,
         npt.NDArray[np.float32],
     ],
-    npt.NDArray[np.float32],
+    tuple[npt.NDArray[np.float32], Attribute],
 ]
 
 
@@ -234,7 +249,7 @@ def _models(
     def neural(encoder: Any, options: FinetuneOptions) -> Fit:
         def fit(
             train: ExpressionMatrix, _x: Any, y: list[str], test: ExpressionMatrix, _xt: Any
-        ) -> npt.NDArray[np.float32]:
+        ) -> tuple[npt.NDArray[np.float32], Attribute]:
             head_cfg = ClassifierHeadConfig(n_in=cfg.latent, n_classes=len(set(y)))
             res = finetune_classifier(
                 encoder,
@@ -246,7 +261,11 @@ def _models(
                 strategy=options,
                 progress=False,
             )
-            return predict_proba(res.encoder, res.head, pipeline, test)
+
+            def attribute(_: bool) -> Attribution:
+                return network_attribution(res.encoder, res.head, res.labels, pipeline, test.X)
+
+            return predict_proba(res.encoder, res.head, pipeline, test), attribute
 
         return fit
 
@@ -255,10 +274,18 @@ def _models(
             _t: Any,
             x: npt.NDArray[np.float32],
             y: list[str],
-            _test: Any,
+            test: ExpressionMatrix,
             xt: npt.NDArray[np.float32],
-        ) -> npt.NDArray[np.float32]:
-            return baseline_proba(fit_baseline(name, x, y, seed=seed), xt)
+        ) -> tuple[npt.NDArray[np.float32], Attribute]:
+            model = fit_baseline(name, x, y, seed=seed)
+
+            def attribute(permutation: bool) -> Attribution | None:
+                truth = test.labels(cfg.label_column)
+                return baseline_attribution(
+                    model, pipeline, test.X, xt, truth, seed=seed, permutation=permutation
+                )
+
+            return baseline_proba(model, xt), attribute
 
         return fit
 
@@ -293,7 +320,7 @@ def _automatic(
 
     def fit(
         train: ExpressionMatrix, _x: Any, _y: list[str], test: ExpressionMatrix, _xt: Any
-    ) -> npt.NDArray[np.float32]:
+    ) -> tuple[npt.NDArray[np.float32], Attribute]:
         problem = Problem(
             matrix=train,
             label_column=cfg.label_column,
@@ -313,6 +340,7 @@ def _automatic(
         out = np.zeros((test.shape[0], len(classes)), dtype=np.float32)
         for j, name in enumerate(seen):
             out[:, classes.index(name)] = proba[:, j]
-        return out
+        # the winner differs from split to split: its genes are in the winner's own row
+        return out, lambda _: None
 
     return fit

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from training.evaluation.attribution import ALL_CLASSES, Attribution
 from training.evaluation.metrics import confusion, per_class_report
 from training.evaluation.protocol import AUTO, SCRATCH, TRANSFER, Outcome, ProtocolResult
 from training.train.loop import History
@@ -54,6 +55,7 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     settings = sorted(summary, key=_order)
     models = _model_order(summary)
     plots = _plots(result, summary, settings, models, folder)
+    plots += [plot_attribution(name, a, folder) for name, a in _ordered(result, models)]
     cfg = result.config
     lines = [f"# {title}", "", data_note, "", "## Protocol", "", *_protocol_lines(result), ""]
     lines += ["## Balanced accuracy (mean ± sd over repeats / folds)", ""]
@@ -70,6 +72,9 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     lines += ["## Transfer model per class (cross-validation, pooled test predictions)", ""]
     lines += _per_class(result)
+    if result.attributions:
+        lines += ["", "## What drives each model (cross-validation test samples)", ""]
+        lines += attribution_lines(result, models)
     lines += ["", f"Configuration: `{json.dumps(_jsonable(cfg), sort_keys=True)}`", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
@@ -235,6 +240,63 @@ def _per_class(result: ProtocolResult) -> list[str]:
             f"| {int(r['support'])} |"
         )
     return lines
+
+
+TOP_GENES = 5
+_METHODS = {
+    "integrated_gradients": "integrated gradients of the predicted class's logit against the "
+    "training mean (mean |attribution| over the samples predicted as each class)",
+    "exact": "exact: (x − x0) ⊙ the linear model's coefficients through the linear "
+    "preprocessing, x0 the training mean (mean |attribution| per predicted class)",
+    "permutation_importance": "scikit-learn permutation importance on the first fold's test "
+    "samples (mean drop in balanced accuracy when the gene is shuffled; all classes together)",
+}
+
+
+def _ordered(result: ProtocolResult, models: list[str]) -> list[tuple[str, Attribution]]:
+    return [(m, result.attributions[m]) for m in models if m in result.attributions]
+
+
+def attribution_lines(result: ProtocolResult, models: list[str]) -> list[str]:
+    """Per model: how it was attributed, and its top genes per class with their mean values."""
+    lines: list[str] = []
+    for name, a in _ordered(result, models):
+        lines += [f"### {name}", "", f"Method: {_METHODS[a.method]}.", ""]
+        lines += ["| class | samples | top genes (mean value) |", "|---|---|---|"]
+        for label in a.means():
+            top = ", ".join(f"{g} ({v:.3g})" for g, v in a.top(label, TOP_GENES))
+            count = "–" if label == ALL_CLASSES else str(a.counts[label])
+            lines.append(f"| {label} | {count} | {top} |")
+        lines.append("")
+    return lines
+
+
+def plot_attribution(name: str, a: Attribution, folder: Path) -> Path:
+    """A heatmap of mean |attribution| per class over each class's top genes (a bar chart for
+    permutation importance), saved as attribution_<model>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = a.means()
+    labels = list(means)
+    genes: list[str] = []
+    for label in labels:
+        genes += [g for g, _ in a.top(label, 3 if len(labels) > 1 else 15) if g not in genes]
+    index = {g: j for j, g in enumerate(a.genes)}
+    grid = np.array([[means[c][index[g]] for g in genes] for c in labels])
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(genes) + 2), 0.4 * len(labels) + 2.2))
+    if len(labels) == 1:
+        ax.bar(range(len(genes)), grid[0], color="C0")
+        ax.set(ylabel="mean drop in balanced accuracy")
+    else:
+        shown = ax.imshow(grid, aspect="auto", cmap="viridis")
+        fig.colorbar(shown, ax=ax, label="mean |attribution|")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xticks(range(len(genes)), genes, rotation=60, ha="right", fontsize=7)
+    ax.set_title(f"{name}: top genes per class ({a.method.replace('_', ' ')})", fontsize=9)
+    return _save(fig, folder / f"attribution_{name}.png")
 
 
 def _plots(

@@ -3,12 +3,14 @@
 The preprocessing graph comes from the same torch module the neural export fuses; the estimator
 graph from skl2onnx; `onnx.compose` joins them on the ``features`` edge, so the service sees the
 usual ``expression`` input and a classifier's ``probabilities`` or a regressor's ``prediction``
-output and needs no new code.
+output and needs no new code. A logistic-regression or MLP classifier also gets ``explain.onnx``
+(integrated gradients through the same preprocessing, `training.export.explain`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +22,11 @@ import onnxruntime as ort
 from sklearn.base import is_classifier
 from torch import nn
 
-from contract.card import ONNX_FILE, ModelKind, ModelRef, TensorSpec
+from contract.card import ONNX_FILE, ExplainGraph, ModelKind, ModelRef, TensorSpec
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.export.card import CardInfo, parity_inputs, publish_version
+from training.export.explain import UnsupportedExplanation, explanation_or_none, sklearn_layers
 from training.export.graphs import EncoderGraph
 from training.export.onnx import (
     INPUT_NAME,
@@ -35,6 +38,8 @@ from training.export.onnx import (
 )
 from training.export.store import check_model_name, staging_folder
 from training.preprocess.fused import pipeline_module
+
+log = logging.getLogger(__name__)
 
 FEATURES = "features"
 PROBABILITIES = "probabilities"
@@ -149,7 +154,8 @@ def export_baseline(
         kind, labels = ModelKind.regressor, [info.training_data.label_column or "target"]
         outputs = [TensorSpec(name=PREDICTION, shape=["batch", 1])]
     graph = baseline_to_onnx(model, pipeline)
-    verify_baseline_onnx(graph, model, pipeline, parity_inputs(pipeline, reference))
+    parity = parity_inputs(pipeline, reference)
+    verify_baseline_onnx(graph, model, pipeline, parity)
     params = {k: repr(v) for k, v in sorted(model.get_params().items())}
     with staging_folder(models_dir / name) as staging:
         onnx_path = staging / ONNX_FILE
@@ -162,9 +168,13 @@ def export_baseline(
             "extra": dict(info.extra),
         }
         params_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+        written, explain = [onnx_path, params_path], None
+        if kind is ModelKind.classifier:
+            files, explain = _explanation(staging, model, pipeline, parity)
+            written += files
         return publish_version(
             staging,
-            [onnx_path, params_path],
+            written,
             name=name,
             kind=kind,
             pipeline=pipeline,
@@ -172,11 +182,27 @@ def export_baseline(
             info=info,
             labels=labels,
             parent=parent,
+            explain=explain,
             extra_versions={
                 "scikit-learn": _version("scikit-learn"),
                 "skl2onnx": _version("skl2onnx"),
             },
         )
+
+
+def _explanation(
+    staging: Path, model: Any, pipeline: PreprocessPipeline, parity: Sequence[Array]
+) -> tuple[list[Path], ExplainGraph | None]:
+    """Integrated gradients of a logistic-regression or MLP baseline (exact for a linear model
+    behind linear preprocessing); nothing for the estimators without an input gradient."""
+    try:
+        layers = sklearn_layers(model)
+    except UnsupportedExplanation as exc:
+        log.info("baseline exported without an explanation graph: %s", exc)
+        return [], None
+    return explanation_or_none(
+        staging, [pipeline_module(pipeline), *layers], pipeline.input_mean, parity
+    )
 
 
 def _version(dist: str) -> str:

@@ -15,6 +15,7 @@ from contract import idmap
 from contract.card import (
     CARD_FILE,
     ONNX_FILE,
+    ExplainGraph,
     GenePanel,
     HeadGraph,
     InputTransform,
@@ -76,6 +77,7 @@ def publish_version(
     head: HeadGraph | None = None,
     extra_versions: Mapping[str, str] | None = None,
     input_transforms: Sequence[InputTransform] | None = None,
+    explain: ExplainGraph | None = None,
 ) -> Path:
     """Save the preprocessing, hash the staged files, write their card and publish the folder.
 
@@ -128,6 +130,7 @@ def publish_version(
             outputs=outputs,
             labels=labels,
             head=head,
+            explain=explain,
             preprocessing=pipeline.to_card(),
             training_data=info.training_data,
             metrics=list(info.metrics),

@@ -5,6 +5,8 @@ graph takes input-scale values; ``torch.onnx.export`` (the torch.export-based ex
 self-contained file); ``onnx.checker``; ONNX Runtime vs torch parity on random and real inputs;
 then stage every file, write the card with their sha256 and publish the folder atomically.
 
+A classifier also carries ``explain.onnx`` and ``baseline.npy``: integrated gradients of its
+logits against the training inputs' mean (`training.export.explain`), where every layer allows.
 A version with a head also carries the head alone (``head.onnx``: the parent encoder's
 ``embedding`` in, the same outputs out), verified the same way on real and random embeddings.
 """
@@ -31,6 +33,7 @@ from contract.card import (
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.export.card import CardInfo, parity_inputs, publish_version
+from training.export.explain import explanation_or_none
 from training.export.onnx import INPUT_NAME, export_onnx, verify_onnx
 from training.export.store import check_model_name, staging_folder
 from training.nn.checkpoint import save_checkpoint
@@ -265,6 +268,13 @@ def _export_with_head(
         noise = np.random.default_rng(1).normal(size=(8, latent)).astype(np.float32)
         verify_onnx(head_path, top, names, [*embedded, noise], input_name=EMBEDDING)
         written.append(head_path)
+        explain = None
+        if how.softmax:  # a classifier: integrated gradients of its logits, beside it
+            model = [encoder.preprocess, encoder.encoder, head]
+            files, explain = explanation_or_none(
+                staging, model, pipeline.input_mean, parity_inputs(pipeline, reference)
+            )
+            written += files
         parts = {"autoencoder": autoencoder, "head": head}
         written += save_checkpoint(staging, parts, info.extra)
         return publish_version(
@@ -278,6 +288,7 @@ def _export_with_head(
             labels=list(labels),
             parent=parent,
             head=head_spec,
+            explain=explain,
         )
 
 

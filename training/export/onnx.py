@@ -40,6 +40,7 @@ def export_onnx(
     path: Path,
     output_names: Sequence[str],
     input_name: str = INPUT_NAME,
+    extra_inputs: Sequence[tuple[str, torch.Tensor]] = (),
 ) -> None:
     """Export `module` (eval mode) to one self-contained ONNX file with a dynamic batch axis.
 
@@ -55,21 +56,26 @@ def export_onnx(
         Names of the graph outputs, in the module's return order.
     input_name:
         Name of the graph input.
+    extra_inputs:
+        Further inputs after the first, each a name and an example tensor whose first axis is
+        the same dynamic batch axis (batch size 2), e.g. the class index of an explanation.
     """
     module.eval()
     _reuse_torchlib_registry()
     example = torch.zeros(2, n_in, dtype=torch.float32)
+    batch = torch.export.Dim(BATCH_AXIS)
     # the torch.export-based exporter is the maintained one in torch 2.x (the TorchScript one is
     # deprecated); it writes the same bytes for the same weights, so re-runs are reproducible
     with _quiet_exporter():
         program = torch.onnx.export(
             module,
-            (example,),
+            (example, *(tensor for _, tensor in extra_inputs)),
             dynamo=True,
-            input_names=[input_name],
+            input_names=[input_name, *(name for name, _ in extra_inputs)],
             output_names=list(output_names),
             opset_version=OPSET,
-            dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),  # by position: any arg name
+            # by position: any arg name; one Dim object, so every input shares the batch axis
+            dynamic_shapes=tuple({0: batch} for _ in range(1 + len(extra_inputs))),
             external_data=False,
             verbose=False,
         )
@@ -228,6 +234,10 @@ def _quiet_exporter() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            # several inputs on one batch axis: the exporter names it once and says so
+            warnings.filterwarnings(
+                "ignore", message=r".*shares the same shape constraints.*", category=UserWarning
+            )
             yield
     finally:
         logger.setLevel(level)

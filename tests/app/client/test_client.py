@@ -101,6 +101,24 @@ def test_classify_a_dataframe_an_anndata_and_a_matrix_in_chunks(
     assert all(o["fraction"] == 1.0 for o in by_frame.attrs["gene_overlap"])
 
 
+def test_explain_the_demo_classifier(server: str, pbmc: tuple[pd.DataFrame, pd.Series]) -> None:
+    cells, _ = pbmc
+    with GeneXferClient(server, chunk_rows=4) as client:
+        top = client.explain(CLASSIFIER, cells.iloc[:6], 3, gene_sets="progeny")
+        labels = client.classify(CLASSIFIER, cells.iloc[:6])["label"]
+        with pytest.raises(GeneXferError) as refused:
+            client.explain(ENCODER, cells.iloc[:1])
+    assert list(top.columns) == ["label", "rank", "gene", "panel_gene", "attribution", "in_input"]
+    assert list(top.index) == [i for i in cells.index[:6] for _ in range(3)]  # 2 chunks
+    assert top["rank"].tolist() == [1, 2, 3] * 6
+    assert top.groupby(level=0, sort=False)["label"].first().tolist() == labels.tolist()
+    size = top["attribution"].abs().groupby(level=0, sort=False)
+    assert (size.apply(lambda a: a.is_monotonic_decreasing)).all()
+    assert set(top.attrs["gene_sets"]) == set(cells.index[:6])
+    assert len(top.attrs["request_ids"]) == 2
+    assert refused.value.status == 422
+
+
 def test_embed_and_regress(server: str, pbmc: tuple[pd.DataFrame, pd.Series]) -> None:
     cells, _ = pbmc
     rng = np.random.default_rng(0)

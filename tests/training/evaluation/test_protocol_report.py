@@ -89,6 +89,14 @@ def test_reduced_protocol_and_report(tmp_path: Path, counts: ExpressionMatrix) -
     assert "best baseline" in text
     for png in ("few_shot.png", "cv.png", "confusion_transfer.png", "pretrain_loss.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
+    # every model explained over the CV test samples: the networks and the (linear) baseline
+    assert set(result.attributions) == models
+    assert result.attributions["logistic"].method == "integrated_gradients"  # the clip
+    assert sum(result.attributions[TRANSFER].counts.values()) == result.n_cells
+    assert "## What drives each model" in text
+    for model in models:
+        assert f"### {model}" in text
+        assert (tmp_path / f"attribution_{model}.png").stat().st_size > 1000
 
 
 def test_protocol_refuses_too_few_classes(counts: ExpressionMatrix) -> None:

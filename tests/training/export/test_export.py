@@ -144,6 +144,23 @@ def test_encoder_then_classifier(
     np.testing.assert_allclose(head_logits, logits, atol=1e-4)
     np.testing.assert_allclose(head_proba, proba, atol=1e-5)
 
+    # the explanation graph beside it: integrated gradients against the training mean
+    assert clf.explain is not None
+    assert (clf.explain.steps, clf.explain.baseline) == (32, "training_mean")
+    assert {"explain.onnx", "baseline.npy"} <= set(clf.files)
+    np.testing.assert_array_equal(np.load(clf_dir / "baseline.npy"), pipe.input_mean)
+    explain = ort.InferenceSession(
+        str(clf_dir / "explain.onnx"), providers=["CPUExecutionProvider"]
+    )
+    target = logits.argmax(1)
+    (attributions,) = explain.run(None, {"expression": counts.X[:7], "target": target})
+    assert attributions.shape == (7, 60)
+    # completeness, up to the Riemann sum's error: they add up to logit(x) − logit(x0)
+    (at_baseline, _) = session.run(None, {"expression": pipe.input_mean[None, :]})
+    gap = logits[np.arange(7), target] - at_baseline[0, target]
+    np.testing.assert_allclose(attributions.sum(1), gap, rtol=0.05, atol=0.05)
+    assert card.explain is None  # an encoder has no class to explain
+
 
 def test_regressor_export(tmp_path: Path, counts: ExpressionMatrix, trained: Trained) -> None:
     ae, _, _, pipe = trained

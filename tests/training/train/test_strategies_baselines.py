@@ -191,6 +191,13 @@ def test_baseline_is_served_like_a_neural_head(
     served = _served(folder, card, counts.X[:50], "probabilities")
     want = model.predict_proba(pipe.transform(counts.X[:50]))
     np.testing.assert_allclose(served, want, atol=1e-4)
+    # a logistic regression explains itself (integrated gradients); a forest cannot
+    if name == "logistic":
+        assert card.explain is not None
+        assert {"explain.onnx", "baseline.npy"} <= set(card.files)
+    else:
+        assert card.explain is None
+        assert "explain.onnx" not in card.files
 
 
 @pytest.mark.parametrize("name", baseline_names("regression"))
