@@ -236,3 +236,52 @@ def test_regression_chooses_by_r2(encoder: Path, tmp_path: Path) -> None:
     assert run.selection.metric == "r2"
     scores = {c.name: c.mean for c in run.selection.candidates}
     assert scores[run.selection.winner] == max(scores.values())
+
+
+def test_a_head_published_before_the_choice_gets_its_comparison_recorded(
+    encoder: Path, tmp_path: Path
+) -> None:
+    """tools/add_selection.py: the version's strategy against logistic regression on inner
+    folds of exactly its training samples, written into its card; its files are untouched."""
+    from tools.add_selection import add_selection
+    from training.publish.head import finetune_and_export
+
+    target = _target(60, 16)
+    data = hold_out("target", target, test_fraction=0.2, seed=0, stratify_by="label")
+    run = finetune_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="old",
+        models_dir=encoder.parent.parent,
+        description="published before the choice",
+        progress=False,
+    )
+    assert ModelCard.read(run.folder).selection is None
+    card = add_selection(run.folder, target, "label")
+    assert card.selection is not None
+    assert [c.name for c in card.selection.candidates] == ["frozen", "logistic"]
+    assert card.selection.forced
+    assert len(card.selection.candidates[0].folds) == 10  # 48 training samples: 5 folds × 2
+    assert ModelCard.read(run.folder) == card
+    assert card.verify_files(run.folder) == []
+    with pytest.raises(ValueError, match="already records a selection"):
+        add_selection(run.folder, target, "label")
+    other = hold_out("x", _target(60, 17), test_fraction=0.2, seed=0, stratify_by="label")
+    run2 = finetune_and_export(
+        other,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="old",
+        models_dir=encoder.parent.parent,
+        description="another",
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="not the data its card names"):
+        add_selection(run2.folder, target, "label")
