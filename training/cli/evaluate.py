@@ -218,7 +218,7 @@ def _evaluate(args: argparse.Namespace) -> Path:
         )
     took = time.perf_counter() - start
     note += f" The whole evaluation took {took / 60:.1f} min on this machine."
-    if args.repeats < 10 and args.protocol == "few_shot":
+    if args.repeats < 10:
         note += (
             f" A reduced run: {args.repeats} repeats (the full run uses 10), pretraining capped "
             f"at {args.pretrain_epochs} epochs and fine-tuning at {args.finetune_epochs}."

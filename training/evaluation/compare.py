@@ -61,6 +61,16 @@ def split_names(result: ProtocolResult, setting: str) -> dict[int, str]:
     return {o.repeat: o.split or str(o.repeat) for o in result.outcomes if setting_of(o) == setting}
 
 
+def by_name(result: ProtocolResult, setting: str, values: dict[int, float]) -> dict[str, float]:
+    """Per-split values averaged by split name (a batch held out in several repeats), in the
+    order the names first appear."""
+    names = split_names(result, setting)
+    grouped: dict[str, list[float]] = {}
+    for split in sorted(values):
+        grouped.setdefault(names.get(split, str(split)), []).append(values[split])
+    return {name: float(np.mean(v)) for name, v in grouped.items()}
+
+
 @dataclass(frozen=True)
 class Paired:
     """`model` − `other` in balanced accuracy, split by split, in one setting."""

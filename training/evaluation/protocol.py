@@ -77,7 +77,8 @@ class ProtocolConfig:
     shots:
         Labelled rows per class of the few-shot curves.
     repeats:
-        Seeded repeats per k (each with its own test split and pretraining).
+        Seeded repeats per k (each with its own test split and pretraining); with ``lobo``,
+        how many times each batch is held out (other seeds each time).
     folds:
         Folds of the stratified cross-validation (0 skips it).
     test_fraction:
@@ -217,7 +218,7 @@ def run_protocol(
         assert cfg.batch_column is not None
         batches = matrix.labels(cfg.batch_column)
         result.batches = _composition(batches, labels, classes)
-        splits = _lobo(batches, labels, classes, result)
+        splits = _lobo(batches, labels, classes, cfg, result)
     else:
         splits = _few_shot(labels, eligible, cfg, classes)
     bar = tqdm(splits, desc="evaluate", disable=None if progress is None else not progress)
@@ -368,15 +369,23 @@ def _few_shot(
 
 
 def _lobo(
-    batches: list[str], labels: list[str], classes: list[str], result: ProtocolResult
+    batches: list[str],
+    labels: list[str],
+    classes: list[str],
+    cfg: ProtocolConfig,
+    result: ProtocolResult,
 ) -> list[Split]:
     splits = []
     folds = leave_one_batch_out(batches, labels, classes)
-    for i, (name, train, test) in enumerate(folds):
-        learnt = sorted({labels[j] for j in train})
-        # the held-out batch's every row (other classes too), labels hidden
-        held = np.flatnonzero(np.asarray(batches, dtype=object) == name).astype(np.int64)
-        splits.append(Split("lobo", i, name, test, [(None, train, held)], learnt))
+    column = np.asarray(batches, dtype=object)
+    # each repeat holds every batch out once more, with other seeds (pretraining, training)
+    for _ in range(max(1, cfg.repeats)):
+        for name, train, test in folds:
+            learnt = sorted({labels[j] for j in train})
+            # the held-out batch's every row (other classes too), labels hidden
+            held = np.flatnonzero(column == name).astype(np.int64)
+            index = len(splits)
+            splits.append(Split("lobo", index, name, test, [(None, train, held)], learnt))
     skipped = sorted(set(result.batches) - {f[0] for f in folds})
     if skipped:
         result.notes.append(

@@ -20,10 +20,10 @@ from training.evaluation.compare import (
     against_best,
     against_reference,
     baseline_pool,
+    by_name,
     scores,
     setting_of,
     settings,
-    split_names,
     summarise,
     transfer_methods,
 )
@@ -240,32 +240,36 @@ def _paired(pairs: list[Paired], against: str) -> list[str]:
 
 
 def _per_batch(result: ProtocolResult, models: list[str]) -> list[str]:
-    names = split_names(result, "lobo")
-    table = {m: scores(result, "lobo", m) for m in models}
-    composition = result.batches
+    table = {m: by_name(result, "lobo", scores(result, "lobo", m)) for m in models}
+    names = list(by_name(result, "lobo", scores(result, "lobo", models[0])))
     lines = ["| held-out batch | classes (rows) | " + " | ".join(models) + " |"]
     lines.append("|---|---|" + "---|" * len(models))
-    for split in sorted(names):
-        batch = names[split]
-        counts = ", ".join(f"{c} {n}" for c, n in sorted(composition.get(batch, {}).items()))
-        cells = [f"{table[m][split]:.3f}" if split in table[m] else "–" for m in models]
+    for batch in names:
+        counts = ", ".join(f"{c} {n}" for c, n in sorted(result.batches.get(batch, {}).items()))
+        cells = [f"{table[m][batch]:.3f}" if batch in table[m] else "–" for m in models]
         lines.append(f"| {batch} | {counts} | " + " | ".join(cells) + " |")
     means = [f"{np.mean(list(table[m].values())):.3f}" if table[m] else "–" for m in models]
     lines.append("| mean | | " + " | ".join(means) + " |")
+    if result.config.repeats > 1:
+        lines += ["", f"Each cell is the mean over {result.config.repeats} seeded repeats."]
     return lines
 
 
 def _paired_batches(result: ProtocolResult, pairs: list[Paired]) -> list[str]:
-    names = split_names(result, "lobo")
     lobo = [p for p in pairs if p.setting == "lobo"]
     if not lobo:
         return []
+    gaps = [by_name(result, "lobo", p.diffs) for p in lobo]
     head = "| held-out batch | " + " | ".join(f"{p.model} − {p.other}" for p in lobo) + " |"
     lines = [head, "|---|" + "---|" * len(lobo)]
-    for split in sorted(names):
-        cells = [f"{p.diffs[split]:+.3f}" if split in p.diffs else "–" for p in lobo]
-        lines.append(f"| {names[split]} | " + " | ".join(cells) + " |")
-    lines.append("| mean ± sd | " + " | ".join(f"{p.mean:+.3f} ± {p.sd:.3f}" for p in lobo) + " |")
+    for batch in gaps[0]:
+        cells = [f"{g[batch]:+.3f}" if batch in g else "–" for g in gaps]
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| all splits: mean ± sd | "
+        + " | ".join(f"{p.mean:+.3f} ± {p.sd:.3f}" for p in lobo)
+        + " |"
+    )
     return lines
 
 

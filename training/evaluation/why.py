@@ -14,9 +14,9 @@ from training.evaluation.compare import (
     Paired,
     Summary,
     best_baseline,
+    by_name,
     order,
     settings,
-    split_names,
 )
 from training.evaluation.protocol import ProtocolResult
 
@@ -83,9 +83,15 @@ def _at(setting: str) -> str:
 
 
 def _worst_batch(result: ProtocolResult, p: Paired) -> str:
-    split, gap = p.worst()
-    name = split_names(result, "lobo").get(split, str(split))
+    name, gap = _worst_name(result, p)
     return f"Its worst held-out batch is {name} ({gap:+.3f})."
+
+
+def _worst_name(result: ProtocolResult, p: Paired) -> tuple[str, float]:
+    """The held-out batch where `p.model` does worst on average over repeats, and by how much."""
+    gaps = by_name(result, p.setting, p.diffs)
+    name = min(gaps, key=lambda n: gaps[n])
+    return name, gaps[name]
 
 
 def _unlabelled(result: ProtocolResult, summary: Summary, pairs: list[Paired]) -> list[str]:
@@ -107,8 +113,7 @@ def _unlabelled(result: ProtocolResult, summary: Summary, pairs: list[Paired]) -
                 f"{reference[0]:.3f} there, so many confident pseudo-labels can be wrong."
             )
         if p.setting == "lobo":
-            split, gap = p.worst()
-            name = split_names(result, "lobo").get(split, str(split))
+            name, gap = _worst_name(result, p)
             line += f" Most on held-out batch {name} ({gap:+.3f})."
         lines.append(line)
     return lines
@@ -194,11 +199,9 @@ def _confounding(result: ProtocolResult, references: list[Paired]) -> str:
         return ""
     distance = _batch_distance(result.batches)
     hurt = [p for p in references if p.setting == "lobo" and p.model in ("dann", "mmd")]
-    names = split_names(result, "lobo")
     notes = []
     for p in hurt:
-        for split, gap in sorted(p.diffs.items(), key=lambda item: item[1]):
-            batch = names.get(split, str(split))
+        for batch, gap in sorted(by_name(result, "lobo", p.diffs).items(), key=lambda i: i[1]):
             if gap < -MARGIN and distance.get(batch, 0.0) >= CONFOUNDED:
                 notes.append(f"{p.model} on {batch} ({gap:+.3f}, distance {distance[batch]:.2f})")
     single = [b for b, counts in result.batches.items() if len(counts) == 1]
