@@ -213,10 +213,10 @@ def _confounding(result: ProtocolResult, references: list[Paired]) -> str:
             f"≥ {CONFOUNDED}), that also moves classes, and it lost there: {'; '.join(notes)}."
         )
     if single:
-        line += (
-            f" Batches {', '.join(single)} hold one class each: balanced accuracy there is that "
-            "class's recall."
+        which = (
+            f"Batch {single[0]} holds" if len(single) == 1 else f"Batches {', '.join(single)} hold"
         )
+        line += f" {which} one class each: balanced accuracy there is that class's recall."
     return line.strip()
 
 
