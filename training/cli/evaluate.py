@@ -20,7 +20,7 @@ from training.train import defaults
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
-    from training.evaluation.pretraining import Pretraining
+    from training.evaluation.pretraining import Kind, Pretraining
 
 NAME = "evaluate"
 HELP = "methods vs every baseline: few-shot curves, k-fold CV or leave-one-batch-out, report"
@@ -258,7 +258,7 @@ def _pretraining(args: argparse.Namespace, scale: str) -> Pretraining:
     if args.encoder is not None:
         return Pretraining.published(_encoder_folder(args))
     if args.source is not None:
-        kind = "source+target" if args.target_unlabelled else "source"
+        kind: Kind = "source+target" if args.target_unlabelled else "source"
         source = _read(args, args.source, scale, target=False)
         return Pretraining(kind, source=source, source_name=args.source.name)
     return Pretraining()

@@ -204,7 +204,7 @@ for _strategy in ("frozen", "partial", "gradual", "full"):
     register(
         Method(
             _strategy,
-            _neural(FinetuneOptions(_strategy)),  # type: ignore[arg-type]
+            _neural(FinetuneOptions(_strategy)),
             pretrained=True,
             unlabelled=False,
             reference=None,
@@ -215,7 +215,7 @@ for _adaptation in ("dann", "mmd"):
     register(
         Method(
             _adaptation,
-            _neural(FinetuneOptions("full", adaptation=_adaptation)),  # type: ignore[arg-type]
+            _neural(FinetuneOptions("full", adaptation=_adaptation)),
             pretrained=True,
             unlabelled=True,
             reference="full",
@@ -226,7 +226,7 @@ for _semi in ("pseudo_label", "consistency"):
     register(
         Method(
             _semi,
-            _neural(FinetuneOptions("frozen", semi_supervised=_semi)),  # type: ignore[arg-type]
+            _neural(FinetuneOptions("frozen", semi_supervised=_semi)),
             pretrained=True,
             unlabelled=True,
             reference="frozen",

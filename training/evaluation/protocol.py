@@ -283,14 +283,16 @@ def run_external(
         template, encoded=dataclasses.replace(template.encoded, unlabelled=unlabelled)
     )
     for model, fit in _fits(cfg, template, result, split).items():
-        part = "encoded" if model in METHODS and method(model).pretrained else "plain"
-        rows: Rows = getattr(template, part)
+        uses_encoder = model in METHODS and method(model).pretrained
+        rows = template.encoded if uses_encoder else template.plain
 
         def proba_fn(
-            aligned: ExpressionMatrix, fit: Fit = fit, part: str = part, rows: Rows = rows
+            aligned: ExpressionMatrix, fit: Fit = fit, enc: bool = uses_encoder, rows: Rows = rows
         ) -> npt.NDArray[np.float32]:
-            with_test = dataclasses.replace(rows, test=aligned)
-            return fit(dataclasses.replace(template, **{part: with_test}))
+            test = dataclasses.replace(rows, test=aligned)
+            if enc:
+                return fit(dataclasses.replace(template, encoded=test))
+            return fit(dataclasses.replace(template, plain=test))
 
         result.external[model] = external_validation(
             proba_fn, rows.pipeline, result.classes, external, cfg.label_column
@@ -375,7 +377,7 @@ def _lobo(
     cfg: ProtocolConfig,
     result: ProtocolResult,
 ) -> list[Split]:
-    splits = []
+    splits: list[Split] = []
     folds = leave_one_batch_out(batches, labels, classes)
     column = np.asarray(batches, dtype=object)
     # each repeat holds every batch out once more, with other seeds (pretraining, training)

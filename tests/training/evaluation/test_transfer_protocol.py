@@ -65,7 +65,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
 def test_registry_one_place_references_added_and_unknown_names_refused() -> None:
     assert with_references(("dann", "pseudo_label")) == ("frozen", "full", "dann", "pseudo_label")
-    assert method("mmd").reference == "full" and method("consistency").reference == "frozen"
+    assert method("mmd").reference == "full"
+    assert method("consistency").reference == "frozen"
     assert not method("scratch").pretrained
     with pytest.raises(ValueError, match="unknown method 'auto'"):
         method("auto")
@@ -89,8 +90,9 @@ def test_leave_one_batch_out_splits() -> None:
     folds = leave_one_batch_out(batches, labels, ["x", "y", "z"])
     # c's only class, z, is in no other batch: c cannot be held out
     assert [f[0] for f in folds] == ["a", "b"]
-    name, train, test = folds[0]
-    assert test.tolist() == [0, 1, 2] and train.tolist() == [3, 4, 5, 6]
+    _name, train, test = folds[0]
+    assert test.tolist() == [0, 1, 2]
+    assert train.tolist() == [3, 4, 5, 6]
     with pytest.raises(ValueError, match="two batches or more"):
         leave_one_batch_out(["a", "a"], ["x", "y"], ["x", "y"])
 
@@ -105,7 +107,8 @@ def test_few_shot_gives_methods_the_pools_rows_without_labels(
     assert not set(few.encoded.test.sample_ids) & set(few.encoded.train.sample_ids)
     assert few.encoded.train.shape[0] == 3 * 3
     unlabelled = few.encoded.unlabelled
-    assert unlabelled is not None and "label" not in unlabelled.obs.columns
+    assert unlabelled is not None
+    assert "label" not in unlabelled.obs.columns
     assert not set(unlabelled.sample_ids) & set(few.encoded.test.sample_ids)
     assert unlabelled.shape[0] + 9 + few.encoded.test.shape[0] == target.shape[0]
     # every row is in a class and a fold: CV has no rows without a label, so the spy is skipped
@@ -169,7 +172,8 @@ def test_source_pretraining_never_sees_the_target(target: ExpressionMatrix) -> N
     assert result.panel_overlap == pytest.approx(30 / 40)
     assert result.pretraining == "src (80 rows) only"
     # one encoder for both repeats: fitted once on the source
-    assert pretraining._fixed is not None and len(seen) == 2
+    assert pretraining._fixed is not None
+    assert len(seen) == 2
     both = Pretraining("source+target", source=source, source_name="src")
     mixed = run_protocol(target, TINY, pretraining=both, progress=False)
     assert mixed.n_pretrain_rows == 80 + target.shape[0] - len(mixed.outcomes[0].y_true)
