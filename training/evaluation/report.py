@@ -51,6 +51,7 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
         One paragraph on the data (source, scale, labels, how reduced the run is).
     """
     folder.mkdir(parents=True, exist_ok=True)
+    cfg = result.config
     summary = summarise(result)
     columns = settings(summary)
     models = _model_order(result, summary)
@@ -80,7 +81,7 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     plots = _plots(result, summary, columns, models, folder)
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     first = _first_method(result)
-    if first is not None:
+    if first is not None and (cfg.folds or cfg.protocol == "lobo"):
         lines += [f"## `{first}` per class (pooled test predictions, {_pooled(result)})", ""]
         lines += _per_class(result, first)
     if result.notes:
@@ -202,7 +203,7 @@ def _seen(result: ProtocolResult) -> list[str]:
     if cfg.protocol == "lobo":
         labelled, unlabelled = "the other batches' rows", "the held-out batch's rows"
     else:
-        labelled = "k per class (few-shot) or the other folds (CV)"
+        labelled = "k per class" + (" (few-shot) or the other folds (CV)" if cfg.folds else "")
         unlabelled = "the split's other non-test rows"
     if result.external:
         unlabelled += f"; for external validation, {result.external_name}'s rows"
