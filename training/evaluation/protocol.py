@@ -187,6 +187,12 @@ class Split:
     test: IntArray
     draws: list[tuple[int | None, IntArray, IntArray]]
     classes: list[str]
+    hidden: IntArray | None = None  # rows kept from pretraining besides the test rows
+
+    @property
+    def withheld(self) -> IntArray:
+        """The rows pretraining and the baselines' preprocessing must not see."""
+        return self.test if self.hidden is None else np.union1d(self.test, self.hidden)
 
 
 def run_protocol(
@@ -224,7 +230,7 @@ def run_protocol(
     bar = tqdm(splits, desc="evaluate", disable=None if progress is None else not progress)
     every = np.arange(matrix.shape[0])
     for split in bar:
-        pool = matrix.take(np.setdiff1d(every, split.test))
+        pool = matrix.take(np.setdiff1d(every, split.withheld))
         pretrained = _pretrained(pretraining, pool, cfg, split.index, result)
         plain = _plain(pretraining, pretrained, pool, cfg)
         encoded, _ = align_to(matrix, pretrained)
@@ -387,7 +393,9 @@ def _lobo(
             # the held-out batch's every row (other classes too), labels hidden
             held = np.flatnonzero(column == name).astype(np.int64)
             index = len(splits)
-            splits.append(Split("lobo", index, name, test, [(None, train, held)], learnt))
+            # the whole held-out batch stays out of pretraining, its other classes' rows too
+            draws: list[tuple[int | None, IntArray, IntArray]] = [(None, train, held)]
+            splits.append(Split("lobo", index, name, test, draws, learnt, held))
     skipped = sorted(set(result.batches) - {f[0] for f in folds})
     if skipped:
         result.notes.append(

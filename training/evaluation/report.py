@@ -138,7 +138,8 @@ def _protocol_lines(result: ProtocolResult) -> list[str]:
     ]
     if cfg.protocol == "lobo":
         lines += [
-            f"- Leave one batch out (`{cfg.batch_column}`): each batch in turn is the test set; "
+            f"- Leave one batch out (`{cfg.batch_column}`): each batch in turn is the test set "
+            "and is kept out of pretraining; "
             "the other batches' rows are the labelled training rows; the held-out batch's rows, "
             "their labels hidden, are the rows without a label that adaptation and "
             "semi-supervision get (transductive; their labels are never seen). A class no "

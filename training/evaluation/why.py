@@ -113,8 +113,10 @@ def _unlabelled(result: ProtocolResult, summary: Summary, pairs: list[Paired]) -
                 f"{reference[0]:.3f} there, so many confident pseudo-labels can be wrong."
             )
         if p.setting == "lobo":
-            name, gap = _worst_name(result, p)
-            line += f" Most on held-out batch {name} ({gap:+.3f})."
+            gaps = by_name(result, p.setting, p.diffs)
+            pick = max if verb == "help" else min
+            name = pick(gaps, key=lambda n: gaps[n])
+            line += f" Most on held-out batch {name} ({gaps[name]:+.3f})."
         lines.append(line)
     return lines
 
