@@ -119,9 +119,22 @@ def test_few_shot_gives_methods_the_pools_rows_without_labels(
 def test_lobo_holds_each_batch_out_and_adapts_on_its_rows_only(
     target: ExpressionMatrix, spy: Spy
 ) -> None:
+    pools: list[set[str]] = []
+
+    class Recording(Pretraining):
+        def for_pool(self, pool: ExpressionMatrix, *args: object, **kw: object):  # type: ignore[no-untyped-def, override]
+            pools.append(set(pool.labels("batch")))
+            return super().for_pool(pool, *args, **kw)  # type: ignore[arg-type]
+
     cfg = dataclasses.replace(TINY, methods=("spy",), protocol="lobo", batch_column="batch")
-    result = run_protocol(target, cfg, progress=False)
+    # a rare class (below min_cells) in every batch: its rows are not scored, yet the held-out
+    # batch's rows of it must stay out of pretraining too
+    obs = target.obs.copy()
+    obs.iloc[:6, obs.columns.get_loc("label")] = "rare"
+    rare = ExpressionMatrix(target.X, target.sample_ids, target.gene_ids, obs)
+    result = run_protocol(rare, cfg, pretraining=Recording(), progress=False)
     batches = target.labels("batch")
+    assert pools == [set(batches) - {held} for held in sorted(set(batches))]
     assert [i.encoded.test.labels("batch")[0] for i in spy.seen] == sorted(set(batches))
     for inputs in spy.seen:
         held = inputs.encoded.test.labels("batch")[0]
@@ -133,7 +146,7 @@ def test_lobo_holds_each_batch_out_and_adapts_on_its_rows_only(
         assert "label" not in unlabelled.obs.columns  # never the held-out batch's labels
         assert inputs.domain_column == "batch"
     zeros = sum(counts.get("type_0", 0) for counts in result.batches.values())
-    assert zeros == target.labels("label").count("type_0")
+    assert zeros == rare.labels("label").count("type_0")
     assert {o.split for o in result.outcomes} == set(batches)
 
 
