@@ -47,6 +47,25 @@ RegressorBaseline = Literal[
 ]
 REGRESSION_BASELINES: tuple[RegressorBaseline, ...] = get_args(RegressorBaseline)
 
+# what `genexfer train evaluate` compares with the baselines (training.evaluation.methods): a
+# fine-tuning strategy; DANN or MMD adaptation (full fine-tuning plus the target's rows without a
+# label); pseudo-labels or consistency on those rows (frozen plus them); the architecture trained
+# from random weights; the automatic choice (the jobs' default, training.choice)
+EvalMethod = Literal[
+    "frozen", "partial", "gradual", "full", "dann", "mmd", "pseudo_label", "consistency",
+    "scratch", "auto",
+]  # fmt: skip
+EVAL_METHODS: tuple[EvalMethod, ...] = get_args(EvalMethod)
+
+# how `genexfer train evaluate` splits the target: few-shot curves plus k-fold CV, or
+# leave-one-batch-out
+EvalProtocol = Literal["few_shot", "lobo"]
+EVAL_PROTOCOLS: tuple[EvalProtocol, ...] = get_args(EvalProtocol)
+
+# public datasets `genexfer train evaluate --dataset` loads by name (training.data.public)
+PublicDataset = Literal["pbmc68k", "pbmc68k-shifted", "bladderbatch", "all-leukaemia"]
+PUBLIC_DATASETS: tuple[PublicDataset, ...] = get_args(PublicDataset)
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 ACTIVE_JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running")

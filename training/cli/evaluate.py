@@ -1,4 +1,4 @@
-"""`genexfer train evaluate`: the transfer model against every baseline, with a report."""
+"""`genexfer train evaluate`: every method against every baseline, with a report."""
 
 from __future__ import annotations
 
@@ -6,28 +6,56 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from contract.vocab import BASELINES, ENCODER_KINDS, STRATEGIES
+from contract.vocab import (
+    BASELINES,
+    ENCODER_KINDS,
+    EVAL_METHODS,
+    EVAL_PROTOCOLS,
+    PUBLIC_DATASETS,
+)
 from training.cli import args as cli
 from training.train import defaults
 
+if TYPE_CHECKING:
+    from contract.matrix import ExpressionMatrix
+    from training.evaluation.pretraining import Kind, Pretraining
+
 NAME = "evaluate"
-HELP = "transfer model vs every baseline: few-shot curves, k-fold CV, report"
+HELP = "methods vs every baseline: few-shot curves, k-fold CV or leave-one-batch-out, report"
 DESCRIPTION = (
-    "Run the evaluation protocol and write report.md, summary.json and PNG plots to "
-    "--out. For each seeded repeat a stratified test set is held out first; "
-    "preprocessing and the encoder are pretrained, without labels, on every other "
-    "cell, so no test cell is seen by pretraining; "
-    "k labelled cells per class (--shots) train the transfer model (encoder + linear "
-    "head) and every scikit-learn baseline on the same cells; all are scored on the "
-    "same test cells. Then stratified k-fold CV the same way. Without --data it uses "
-    "scanpy's bundled pbmc68k_reduced (log-normalised .raw.X, 'bulk_labels')."
+    "Run the evaluation protocol and write report.md, summary.json, scores.json and PNG "
+    "plots to --out. For each split the test rows are held out first; the encoder is "
+    "pretrained, without labels, on every other target row (default), on --source only, on "
+    "--source plus those rows (--target-unlabelled), or is a published --encoder; no test "
+    "cell is seen by pretraining. The labelled rows (k per class, the other folds, or the "
+    "other batches with --protocol lobo) train every --methods entry and every "
+    "scikit-learn baseline; all are scored on the same test rows and paired split by split "
+    "with the best baseline. Methods that learn from rows without a label get the split's "
+    "other rows (lobo: the held-out batch's), never their labels. --external scores every "
+    "model trained on all the target's labelled rows on a second file. Without --data or "
+    "--dataset it uses scanpy's bundled pbmc68k_reduced (log-normalised .raw.X, 'bulk_labels')."
 )
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train evaluate`."""
     cli.data(parser, required=False, layer="raw")
+    parser.add_argument(
+        "--dataset",
+        choices=PUBLIC_DATASETS,
+        help="a public dataset instead of --data: pbmc68k (scanpy's pbmc68k_reduced), "
+        "pbmc68k-shifted (the same in 3 batches with simulated batch effects, obs 'batch'), "
+        "bladderbatch (obs 'cancer', 'batch'), all-leukaemia",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="CSV/TSV of per-sample metadata whose first column holds the sample ids (the "
+        "label and batch columns); joined to --data, --source and --external by id",
+    )
     parser.add_argument(
         "--label-column", default="bulk_labels", help=cli.d("obs column of classes")
     )
@@ -56,10 +84,53 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help=cli.d("autoencoder: plain, denoising (masking) or variational"),
     )
     parser.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="frozen",
-        help=cli.d("fine-tuning strategy of the transfer model"),
+        "--methods",
+        type=method_names,
+        default=("frozen", "scratch"),
+        metavar="NAME[,NAME...]",
+        help=f"methods to compare with the baselines, of {','.join(EVAL_METHODS)}; dann and "
+        "mmd are paired with full, pseudo_label and consistency with frozen, which are added "
+        "when missing (default: frozen,scratch)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=EVAL_PROTOCOLS,
+        default="few_shot",
+        help="few_shot: few-shot curves and k-fold CV; lobo: leave one --batch-column batch "
+        "out (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-column",
+        metavar="COL",
+        help="obs column naming each row's batch: the batches lobo holds out and adaptation aligns",
+    )
+    source = parser.add_argument_group("pretraining data (default: the target's non-test rows)")
+    source.add_argument(
+        "--source",
+        type=Path,
+        metavar="FILE",
+        help="pretrain on this file (read like --data) instead of the target",
+    )
+    source.add_argument(
+        "--target-unlabelled",
+        action="store_true",
+        help="with --source: also pretrain on each split's non-test target rows, without labels",
+    )
+    source.add_argument(
+        "--encoder",
+        metavar="NAME[:VERSION]",
+        help="a published encoder in --models-dir instead of pretraining (the target is "
+        "aligned to its genes and must be on its input scale)",
+    )
+    source.add_argument(
+        "--models-dir", type=Path, default=Path("models"), help=cli.d("where --encoder is")
+    )
+    parser.add_argument(
+        "--external",
+        type=Path,
+        metavar="FILE",
+        help="a second labelled file (read like --data): every model, trained on all the "
+        "target's labelled rows, is scored on it",
     )
     parser.add_argument(
         "--baselines",
@@ -85,19 +156,23 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="keep the N most variable genes, fitted on each pretraining pool (default: all)",
     )
-    parser.add_argument(
-        "--auto",
-        action="store_true",
-        help="also run the automatic choice (strategy auto, the jobs' default) on every "
-        "training set and report it against the best baseline",
-    )
     parser.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.device_option(parser)
     cli.counts_to_log(parser)
 
 
+def method_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of evaluation methods."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(set(names) - set(EVAL_METHODS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; have {list(EVAL_METHODS)}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the transfer-vs-baselines protocol and write the report."""
+    """Run the protocol and write the report."""
     path = cli.guard(_evaluate, args)
     if path is None:
         return 1
@@ -106,26 +181,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> Path:
-    from training.data.pbmc68k import load_pbmc68k_reduced
-    from training.evaluation.protocol import ProtocolConfig, run_protocol
+    from training.evaluation.protocol import ProtocolConfig, run_external, run_protocol
     from training.evaluation.report import write_report
-    from training.preprocess.convert import prepared
     from training.preprocess.select import GeneSelection
     from training.train.loop import cpu_threads_for
 
     start = time.perf_counter()
-    if args.data is None:
-        matrix = load_pbmc68k_reduced()
-        note = (
-            "Data: scanpy's bundled pbmc68k_reduced (700 PBMCs, 765 genes, log-normalised "
-            "`.raw.X`), labels `bulk_labels` (bulk-sorted cell types, noisy)."
-        )
-    else:
-        conversion = cli.conversion(args)
-        matrix = prepared(cli.read(args, obs_columns=(args.label_column,)), "log", conversion)
-        note = f"Data: {args.data.name}, labels `{args.label_column}` (log input scale)."
-        if conversion is not None:
-            note += f" Converted from counts: log1p of values normalised to {args.target_sum:g}."
+    _check(args)
+    scale = _scale(args)
+    matrix, note = _target(args, scale)
+    pretraining = _pretraining(args, scale)
     cfg = ProtocolConfig(
         label_column=args.label_column,
         min_cells=args.min_cells,
@@ -133,18 +198,137 @@ def _evaluate(args: argparse.Namespace) -> Path:
         repeats=args.repeats,
         folds=args.folds,
         encoder=args.encoder_kind,
-        strategy=args.strategy,
+        methods=args.methods,
         baselines=args.baselines,
+        protocol=args.protocol,
+        batch_column=args.batch_column,
+        input_scale=scale,
         pretrain=cli.train_config(args, epochs=args.pretrain_epochs),
         finetune=dataclasses.replace(
             defaults.FINETUNE, epochs=args.finetune_epochs, seed=args.seed
         ),
         seed=args.seed,
         select=None if args.select_genes is None else GeneSelection(args.select_genes),
-        auto=args.auto,
+        device=args.device,
     )
     with cpu_threads_for(matrix.shape[1]):  # small models: one thread (see loop.py)
-        result = run_protocol(matrix, cfg, progress=cli.progress(args))
+        result = run_protocol(matrix, cfg, pretraining=pretraining, progress=cli.progress(args))
+        if args.external is not None:
+            external = _read(args, args.external, scale, target=True)
+            run_external(
+                matrix, external, cfg, result, name=args.external.name, pretraining=pretraining
+            )
     took = time.perf_counter() - start
     note += f" The whole evaluation took {took / 60:.1f} min on this machine."
+    if args.repeats < 10:
+        note += (
+            f" A reduced run: {args.repeats} repeats (the full run uses 10), pretraining capped "
+            f"at {args.pretrain_epochs} epochs and fine-tuning at {args.finetune_epochs}."
+        )
     return write_report(result, args.out, title=args.title, data_note=note)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.data is not None and args.dataset is not None:
+        raise ValueError("give --data or --dataset, not both")
+    if args.encoder is not None and args.source is not None:
+        raise ValueError(
+            "give --encoder or --source, not both: a published encoder is not retrained"
+        )
+    if args.target_unlabelled and args.source is None:
+        raise ValueError("--target-unlabelled adds the target's rows to --source's: give --source")
+    if args.protocol == "lobo" and not args.batch_column:
+        raise ValueError("--protocol lobo needs --batch-column")
+
+
+def _scale(args: argparse.Namespace) -> str:
+    """The input scale: a published encoder's, else log."""
+    from contract.card import ModelCard
+
+    return ModelCard.read(_encoder_folder(args)).input_scale.value if args.encoder else "log"
+
+
+def _encoder_folder(args: argparse.Namespace) -> Path:
+    from training.export.store import resolve_version
+
+    return resolve_version(args.models_dir, args.encoder)
+
+
+def _pretraining(args: argparse.Namespace, scale: str) -> Pretraining:
+    from training.evaluation.pretraining import Pretraining
+
+    if args.encoder is not None:
+        return Pretraining.published(_encoder_folder(args))
+    if args.source is not None:
+        kind: Kind = "source+target" if args.target_unlabelled else "source"
+        source = _read(args, args.source, scale, target=False)
+        return Pretraining(kind, source=source, source_name=args.source.name)
+    return Pretraining()
+
+
+def _target(args: argparse.Namespace, scale: str) -> tuple[ExpressionMatrix, str]:
+    """The target matrix and a sentence on it for the report."""
+    if args.data is None:
+        matrix = _public(args.dataset or "pbmc68k")
+        if args.labels is not None:
+            matrix = _with_labels(matrix, args.labels, required=True)
+        from training.preprocess.convert import prepared
+
+        return prepared(matrix, scale, None), _public_note(args.dataset or "pbmc68k", args)
+    matrix = _read(args, args.data, scale, target=True)
+    note = f"Data: {args.data.name}, labels `{args.label_column}` ({scale} input scale)."
+    if args.counts_to_log:
+        note += f" Converted from counts: log1p of values normalised to {args.target_sum:g}."
+    return matrix, note
+
+
+def _read(args: argparse.Namespace, path: Path, scale: str, *, target: bool) -> ExpressionMatrix:
+    """A file read like --data, its labels joined from --labels, on the input scale."""
+    from training.preprocess.convert import prepared
+
+    columns = (args.label_column, args.batch_column) if target else ()
+    table = args.labels is None and args.orientation == "samples_as_rows"
+    wanted = tuple(c for c in columns if c) if table else ()
+    matrix = cli.read(args, obs_columns=wanted, path=path)
+    if args.labels is not None:
+        matrix = _with_labels(matrix, args.labels, required=path == args.data)
+    return prepared(matrix, scale, cli.conversion(args))
+
+
+def _with_labels(matrix: ExpressionMatrix, path: Path, *, required: bool) -> ExpressionMatrix:
+    """The matrix with --labels' columns joined by sample id (all of its rows must be there
+    when `required`; else only if every id is)."""
+    from contract.io.readers import attach_obs, read_obs
+
+    obs = read_obs(path)
+    if required or set(matrix.sample_ids) <= set(obs.index):
+        return attach_obs(matrix, obs)
+    return matrix
+
+
+def _public(name: str) -> ExpressionMatrix:
+    from training.data import public
+    from training.data.pbmc68k import load_pbmc68k_reduced
+
+    if name == "pbmc68k":
+        return load_pbmc68k_reduced()
+    if name == "pbmc68k-shifted":
+        return public.load_pbmc68k_shifted()
+    if name == "bladderbatch":
+        return public.load_bladderbatch()
+    return public.load_all_leukaemia()
+
+
+def _public_note(name: str, args: argparse.Namespace) -> str:
+    notes = {
+        "pbmc68k": "scanpy's bundled pbmc68k_reduced (700 PBMCs, 765 genes, log-normalised "
+        "`.raw.X`)",
+        "pbmc68k-shifted": "scanpy's bundled pbmc68k_reduced dealt into 3 batches (stratified "
+        "by `bulk_labels`) with simulated batch effects at strength 1 "
+        "(`training.data.shift`: per-gene location and scale on correlated programmes, library "
+        "size, dropout; `load_pbmc68k_shifted()`, seed 0)",
+        "bladderbatch": "bladderbatch (57 bladder arrays, 5,000 probe sets, RMA log2, 5 "
+        "processing batches)",
+        "all-leukaemia": "ALL (128 adult leukaemia arrays, 5,000 probe sets, RMA log2)",
+    }
+    return f"Data: {notes[name]}, labels `{args.label_column}`."

@@ -1,235 +1,333 @@
-"""The evaluation report: Markdown tables plus PNG plots, transfer model against every baseline."""
+"""The evaluation report: Markdown tables and PNG plots, every method against every baseline.
+
+`compare` pairs the models split by split, `why` writes the explanation from the numbers; this
+module lays them out with what each model saw, the per-batch table of a leave-one-batch-out run
+and the external validation.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.evaluation.attribution import ALL_CLASSES, Attribution
+from training.evaluation.compare import (
+    Paired,
+    Summary,
+    against_best,
+    against_reference,
+    baseline_pool,
+    by_name,
+    scores,
+    setting_of,
+    settings,
+    summarise,
+    transfer_methods,
+)
+from training.evaluation.methods import METHODS, method, with_references
 from training.evaluation.metrics import confusion, per_class_report
-from training.evaluation.protocol import AUTO, SCRATCH, TRANSFER, Outcome, ProtocolResult
+from training.evaluation.protocol import ProtocolResult
+from training.evaluation.why import explain
 from training.train.loop import History
 
-METRICS = ("balanced_accuracy", "macro_f1", "auroc")
-
-
-def summarise(result: ProtocolResult) -> dict[str, dict[str, dict[str, tuple[float, float, int]]]]:
-    """setting ("k=5", ..., "cv") → model → metric → (mean, sd, n)."""
-    groups: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
-    for o in result.outcomes:
-        groups[(_setting(o), o.model)].append(o)
-    table: dict[str, dict[str, dict[str, tuple[float, float, int]]]] = defaultdict(dict)
-    for (setting, model), outs in groups.items():
-        table[setting][model] = {
-            m: (
-                float(np.mean([o.metrics[m] for o in outs])),
-                float(np.std([o.metrics[m] for o in outs], ddof=1)) if len(outs) > 1 else 0.0,
-                len(outs),
-            )
-            for m in METRICS
-            if all(m in o.metrics for o in outs)
-        }
-    return dict(table)
+__all__ = ["plot_history", "summarise", "write_report"]
 
 
 def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note: str) -> Path:
-    """Write report.md, summary.json and PNG plots into `folder`; returns the Markdown path.
+    """Write report.md, summary.json, scores.json and PNG plots into `folder`; the Markdown path.
 
     Parameters
     ----------
     result:
-        What `run_protocol` returned.
+        What `run_protocol` (and `run_external`) returned.
     folder:
         Output folder (created).
     title:
         Report heading.
     data_note:
-        One paragraph on the data (source, scale, labels).
+        One paragraph on the data (source, scale, labels, how reduced the run is).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarise(result)
-    settings = sorted(summary, key=_order)
-    models = _model_order(summary)
-    plots = _plots(result, summary, settings, models, folder)
-    plots += [plot_attribution(name, a, folder) for name, a in _ordered(result, models)]
     cfg = result.config
+    summary = summarise(result)
+    columns = settings(summary)
+    models = _model_order(result, summary)
+    best, references = against_best(result, summary), against_reference(result, summary)
     lines = [f"# {title}", "", data_note, "", "## Protocol", "", *_protocol_lines(result), ""]
-    lines += ["## Balanced accuracy (mean ± sd over repeats / folds)", ""]
-    lines += _table(summary, settings, models, "balanced_accuracy")
-    lines += ["", "## Macro-F1", "", *_table(summary, settings, models, "macro_f1")]
-    lines += ["", "## AUROC (one-vs-rest, macro)", "", *_table(summary, settings, models, "auroc")]
-    verdicts = verdict(result, summary, settings)
-    lines += ["", "## Verdict", "", *verdicts, ""]
-    if result.choices:
-        lines += ["## The automatic choice (`strategy: auto`, the jobs' default)", ""]
-        lines += [*auto_lines(result, summary, settings), ""]
-    if any("does NOT match" in v for v in verdicts):
-        lines += ["## Why the transfer model falls short here", "", _why(result), ""]
+    lines += ["## What each model saw", "", *_seen(result), ""]
+    lines += ["## Balanced accuracy (mean ± sd over splits)", ""]
+    lines += _table(summary, columns, models, "balanced_accuracy")
+    if "lobo" in summary:
+        lines += ["", "### Per held-out batch (balanced accuracy)", "", *_per_batch(result, models)]
+    lines += ["", "## Macro-F1", "", *_table(summary, columns, models, "macro_f1")]
+    lines += ["", "## AUROC (one-vs-rest, macro)", "", *_table(summary, columns, models, "auroc")]
+    lines += [
+        "",
+        "## Against the best baseline (paired by split)",
+        "",
+        *_paired(best, "best baseline"),
+    ]
+    if references:
+        lines += ["", "## With and without the rows without a label (paired by split)", ""]
+        lines += _paired(references, "without them")
+        if "lobo" in summary:
+            lines += ["", *_paired_batches(result, references)]
+    lines += ["", "## Why", "", *[p + "\n" for p in explain(result, summary, best, references)]]
+    if result.external:
+        lines += [f"## External validation: {result.external_name}", "", *_external(result), ""]
+    plots = _plots(result, summary, columns, models, folder)
+    plots += [plot_attribution(name, a, folder) for name, a in _ordered(result, models)]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    lines += ["## Transfer model per class (cross-validation, pooled test predictions)", ""]
-    lines += _per_class(result)
     if result.attributions:
-        lines += ["", "## What drives each model (cross-validation test samples)", ""]
-        lines += attribution_lines(result, models)
-    lines += ["", f"Configuration: `{json.dumps(_jsonable(cfg), sort_keys=True)}`", ""]
+        lines += ["## What drives each model (cross-validation test samples)", ""]
+        lines += [*attribution_lines(result, models), ""]
+    first = _first_method(result)
+    if first is not None and (cfg.folds or cfg.protocol == "lobo"):
+        lines += [f"## `{first}` per class (pooled test predictions, {_pooled(result)})", ""]
+        lines += _per_class(result, first)
+    if result.notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in result.notes]]
+    lines += ["", f"Configuration: `{json.dumps(_jsonable(result.config), sort_keys=True)}`", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     (folder / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    scores = [
-        {"setting": _setting(o), "split": o.repeat, "model": o.model, **o.metrics}
+    rows = [
+        {
+            "setting": setting_of(o),
+            "split": o.repeat,
+            "name": o.split,
+            "model": o.model,
+            **o.metrics,
+        }
         for o in result.outcomes
     ]
-    (folder / "scores.json").write_text(json.dumps(scores, indent=0, sort_keys=True) + "\n")
+    (folder / "scores.json").write_text(json.dumps(rows, indent=0, sort_keys=True) + "\n")
+    if result.external:
+        external = {m: dataclasses.asdict(r) for m, r in result.external.items()}
+        (folder / "external.json").write_text(json.dumps(external, indent=1, sort_keys=True) + "\n")
     return path
 
 
-MATCH_MARGIN = 0.01  # a mean paired gap within one point of balanced accuracy counts as a match
+def _model_order(result: ProtocolResult, summary: Summary) -> list[str]:
+    present = {m for rows in summary.values() for m in rows} | set(result.external)
+    return [m for m in (*transfer_methods(result), *baseline_pool(result)) if m in present]
 
 
-def verdict(result: ProtocolResult, summary: dict[str, Any], settings: list[str]) -> list[str]:
-    """One line per setting: the transfer model against the best baseline, paired by split."""
-    lines = []
-    for s in settings:
-        rows = summary[s]
-        if TRANSFER not in rows:
-            continue
-        others = {m: v for m, v in rows.items() if m != TRANSFER}
-        best = max(others, key=lambda m: others[m]["balanced_accuracy"][0])
-        # the same splits for every model: compare split by split, not mean against mean
-        mine = _by_split(result, s, TRANSFER)
-        theirs = _by_split(result, s, best)
-        gaps = np.array([mine[k] - theirs[k] for k in mine])
-        gap, sd = float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1 else 0.0
-        wins = int((gaps >= 0).sum())
-        if gap > MATCH_MARGIN:
-            word = "beats"
-        elif gap >= -MATCH_MARGIN:
-            word = "matches"
-        else:
-            word = "does NOT match"
-        lines.append(
-            f"- {s}: transfer {word} the best baseline ({best}): paired difference in balanced "
-            f"accuracy {gap:+.3f} ± {sd:.3f}; transfer ≥ {best} on {wins} of {len(gaps)} splits."
-        )
-    return lines
+def _label(setting: str) -> str:
+    if setting == "cv":
+        return "k-fold CV"
+    return "held-out batches" if setting == "lobo" else f"{setting} per class"
 
 
-def auto_lines(result: ProtocolResult, summary: dict[str, Any], settings: list[str]) -> list[str]:
-    """Per setting: auto against the best baseline, paired by split, and what it published."""
-    lines = []
-    for s in settings:
-        rows = summary[s]
-        if AUTO not in rows:
-            continue
-        baselines = {m: v for m, v in rows.items() if m not in (TRANSFER, SCRATCH, AUTO)}
-        best = max(baselines, key=lambda m: baselines[m]["balanced_accuracy"][0])
-        mine, theirs = _by_split(result, s, AUTO), _by_split(result, s, best)
-        gaps = np.array([mine[k] - theirs[k] for k in mine])
-        gap, sd = float(gaps.mean()), float(gaps.std(ddof=1)) if len(gaps) > 1 else 0.0
-        ok = "within" if gap >= -MATCH_MARGIN else "NOT within"
-        won: dict[str, int] = defaultdict(int)
-        for protocol, k, _, winner in result.choices:
-            if _setting_of(protocol, k) == s:
-                won[winner] += 1
-        picked = ", ".join(f"{w} {n}×" for w, n in sorted(won.items(), key=lambda x: -x[1]))
-        lines.append(
-            f"- {s}: auto {rows[AUTO]['balanced_accuracy'][0]:.3f} vs the best baseline {best} "
-            f"{baselines[best]['balanced_accuracy'][0]:.3f}: paired difference {gap:+.3f} ± "
-            f"{sd:.3f} ({ok} {MATCH_MARGIN} of it); auto ≥ {best} on "
-            f"{int((gaps >= 0).sum())} of {len(gaps)} splits; published: {picked}."
-        )
-    return lines
-
-
-def _why(result: ProtocolResult) -> str:
-    cfg = result.config
-    return (
-        "The encoder is pretrained on the non-test cells of this one small dataset (at most "
-        f"{result.n_total - round(cfg.test_fraction * result.n_cells)} cells, where encoders that "
-        "transfer well are pretrained on 10^5 or more), so self-supervision has little structure "
-        "to learn that per-gene z-scores do not already expose; its "
-        f"{cfg.latent}-dimensional bottleneck then keeps less class signal than the "
-        "standardised genes, which the (ridge-)regularised linear baselines use directly and "
-        "which suit few, noisy labels best. Transfer is expected to pay off when the pretraining "
-        "source is much larger than the target and covers its cell types; no such source ships "
-        "with this repository (nothing may be downloaded)."
-    )
-
-
-def _by_split(result: ProtocolResult, setting: str, model: str) -> dict[int, float]:
-    return {
-        o.repeat: o.metrics["balanced_accuracy"]
-        for o in result.outcomes
-        if _setting(o) == setting and o.model == model
-    }
-
-
-def _setting(o: Outcome) -> str:
-    return _setting_of(o.protocol, o.k)
-
-
-def _setting_of(protocol: str, k: int | None) -> str:
-    return "cv" if protocol == "cv" else f"k={k}"
-
-
-def _order(setting: str) -> tuple[int, int]:
-    return (1, 0) if setting == "cv" else (0, int(setting[2:]))
-
-
-def _model_order(summary: dict[str, Any]) -> list[str]:
-    names = {m for rows in summary.values() for m in rows}
-    rest = sorted(names - {TRANSFER, SCRATCH, AUTO})
-    return [m for m in (AUTO, TRANSFER, SCRATCH) if m in names] + rest
-
-
-def _table(
-    summary: dict[str, Any], settings: list[str], models: list[str], metric: str
-) -> list[str]:
-    head = "| model | " + " | ".join(_label(s) for s in settings) + " |"
-    lines = [head, "|---|" + "---|" * len(settings)]
+def _table(summary: Summary, columns: list[str], models: list[str], metric: str) -> list[str]:
+    lines = ["| model | " + " | ".join(_label(s) for s in columns) + " |"]
+    lines.append("|---|" + "---|" * len(columns))
     for m in models:
         cells = []
-        for s in settings:
+        for s in columns:
             value = summary[s].get(m, {}).get(metric)
             cells.append("–" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _label(setting: str) -> str:
-    return "5-fold CV" if setting == "cv" else f"{setting} per class"
-
-
 def _protocol_lines(result: ProtocolResult) -> list[str]:
     cfg = result.config
-    return [
-        f"- Classes: the {len(result.classes)} with ≥ {cfg.min_cells} cells "
-        f"({', '.join(result.classes)}), {result.n_cells} cells.",
-        f"- Few-shot: {cfg.repeats} seeded repeats; each holds out a stratified "
-        f"{cfg.test_fraction:.0%} of those cells as the test set, then draws k = "
-        f"{', '.join(map(str, cfg.shots))} labelled cells per class from the rest.",
-        f"- Cross-validation: stratified {cfg.folds}-fold over the same cells; the other folds "
-        "are the labelled training cells.",
-        "- Pretraining: for every repeat and fold, preprocessing (per-gene z-scores) and the "
-        f"{cfg.encoder.upper()} encoder are fitted without labels on every cell *except* that "
-        "split's test cells (rare-class cells included): no test cell is seen by pretraining, "
-        "labelled or unlabelled.",
-        f"- Transfer model: pretrained encoder + linear head, strategy `{cfg.strategy}`, "
-        "class-weighted cross-entropy, early stopping on a stratified part of the labelled cells.",
-        "- Baselines: scikit-learn on the same preprocessed genes, same training and test cells; "
-        "`scratch_network` is the same encoder + head architecture trained from random weights.",
+    lines = [
+        f"- Classes: the {len(result.classes)} with ≥ {cfg.min_cells} rows "
+        f"({', '.join(result.classes)}), {result.n_cells} of {result.n_total} rows.",
+    ]
+    if cfg.protocol == "lobo":
+        lines += [
+            f"- Leave one batch out (`{cfg.batch_column}`): each batch in turn is the test set "
+            "and is kept out of pretraining; "
+            "the other batches' rows are the labelled training rows; the held-out batch's rows, "
+            "their labels hidden, are the rows without a label that adaptation and "
+            "semi-supervision get (transductive; their labels are never seen). A class no "
+            "other batch has is not scored.",
+            f"- Adaptation (`dann`, `mmd`) aligns the embeddings of every batch in "
+            f"`{cfg.batch_column}`, the held-out one included.",
+        ]
+    else:
+        lines += [
+            f"- Few-shot: {cfg.repeats} seeded repeats; each holds out a stratified "
+            f"{cfg.test_fraction:.0%} of those rows as the test set, then draws k = "
+            f"{', '.join(map(str, cfg.shots))} labelled rows per class from the rest; the "
+            "split's other non-test rows, labels hidden, are the rows without a label.",
+        ]
+        if cfg.folds:
+            lines.append(
+                f"- Cross-validation: stratified {cfg.folds}-fold over the same rows; the other "
+                "folds are the labelled training rows (rows of the classes not evaluated, "
+                "labels hidden, are its only rows without a label)."
+            )
+    lines += [
+        f"- Pretraining: {result.pretraining}; {_pretraining_scope(result)} Encoder: "
+        f"{_encoder_shape(result)}; {result.n_pretrain_rows} pretraining rows; "
+        f"{result.panel_overlap:.0%} of its genes are in the target.",
+        "- Methods: "
+        + "; ".join(f"`{m}`: {method(m).summary}" for m in with_references(cfg.methods))
+        + ". Heads are linear, class-weighted cross-entropy, early stopping on a stratified "
+        "part of the labelled rows.",
+        "- Baselines: scikit-learn on the target's own genes (per-gene z-scores fitted on the "
+        "split's non-test rows), the same training and test rows.",
+        "- Paired differences: per split, against the best baseline of each column (the "
+        "highest mean among the baselines and `scratch`); a split within ±0.01 is a tie.",
         "- Metrics: scikit-learn balanced accuracy, macro-F1, one-vs-rest macro AUROC.",
     ]
+    return lines
 
 
-def _per_class(result: ProtocolResult) -> list[str]:
-    outs = [o for o in result.outcomes if o.protocol == "cv" and o.model == TRANSFER]
+def _pretraining_scope(result: ProtocolResult) -> str:
+    kind = result.pretraining_kind
+    if kind == "target":
+        return "fitted per split on the rows that are not its test rows, so no test row is seen."
+    if kind == "source":
+        return "fitted once on the source alone; no target row is seen."
+    if kind == "source+target":
+        return "fitted per split on the source and the split's non-test target rows, so no test "
+        "row is seen."
+    return (
+        "used as published; whether it saw the target's rows is for its card to say (the "
+        "training data named above)."
+    )
+
+
+def _encoder_shape(result: ProtocolResult) -> str:
+    cfg = result.config
+    if result.pretraining_kind == "published":
+        return "as published"
+    return f"{cfg.encoder.upper()} {'→'.join(map(str, cfg.hidden))}→{cfg.latent}"
+
+
+def _seen(result: ProtocolResult) -> list[str]:
+    cfg = result.config
+    if cfg.protocol == "lobo":
+        labelled, unlabelled = "the other batches' rows", "the held-out batch's rows"
+    else:
+        labelled = "k per class" + (" (few-shot) or the other folds (CV)" if cfg.folds else "")
+        unlabelled = "the split's other non-test rows"
+    if result.external:
+        unlabelled += f"; for external validation, {result.external_name}'s rows"
+    lines = [
+        "| model | pretraining data | labelled data | data without labels |",
+        "|---|---|---|---|",
+    ]
+    for m in with_references(cfg.methods):
+        spec = METHODS[m]
+        pretrained = result.pretraining if spec.pretrained else "none (random weights)"
+        rows = f"{unlabelled} (labels hidden)" if spec.unlabelled else "none"
+        lines.append(f"| {m} | {pretrained} | {labelled} | {rows} |")
+    for b in cfg.baselines:
+        lines.append(f"| {b} | none | {labelled} | none |")
+    lines.append("")
+    text = "Every model's test rows are the split's test rows, never trained on with their labels."
+    if result.external:
+        text += " For external validation every model trains on all the target's labelled rows."
+    lines.append(text)
+    return lines
+
+
+def _paired(pairs: list[Paired], against: str) -> list[str]:
+    lines = [
+        f"| column | model | against ({against}) | mean difference ± sd | wins / ties / losses |",
+        "|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        wins, ties, losses = p.record
+        lines.append(
+            f"| {_label(p.setting)} | {p.model} | {p.other} | {p.mean:+.3f} ± {p.sd:.3f} "
+            f"| {wins} / {ties} / {losses} |"
+        )
+    return lines
+
+
+def _per_batch(result: ProtocolResult, models: list[str]) -> list[str]:
+    table = {m: by_name(result, "lobo", scores(result, "lobo", m)) for m in models}
+    names = list(by_name(result, "lobo", scores(result, "lobo", models[0])))
+    lines = ["| held-out batch | classes (rows) | " + " | ".join(models) + " |"]
+    lines.append("|---|---|" + "---|" * len(models))
+    for batch in names:
+        counts = ", ".join(f"{c} {n}" for c, n in sorted(result.batches.get(batch, {}).items()))
+        cells = [f"{table[m][batch]:.3f}" if batch in table[m] else "–" for m in models]
+        lines.append(f"| {batch} | {counts} | " + " | ".join(cells) + " |")
+    means = [f"{np.mean(list(table[m].values())):.3f}" if table[m] else "–" for m in models]
+    lines.append("| mean | | " + " | ".join(means) + " |")
+    if result.config.repeats > 1:
+        lines += ["", f"Each cell is the mean over {result.config.repeats} seeded repeats."]
+    return lines
+
+
+def _paired_batches(result: ProtocolResult, pairs: list[Paired]) -> list[str]:
+    lobo = [p for p in pairs if p.setting == "lobo"]
+    if not lobo:
+        return []
+    gaps = [by_name(result, "lobo", p.diffs) for p in lobo]
+    head = "| held-out batch | " + " | ".join(f"{p.model} − {p.other}" for p in lobo) + " |"
+    lines = [head, "|---|" + "---|" * len(lobo)]
+    for batch in gaps[0]:
+        cells = [f"{g[batch]:+.3f}" if batch in g else "–" for g in gaps]
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| all splits: mean ± sd | "
+        + " | ".join(f"{p.mean:+.3f} ± {p.sd:.3f}" for p in lobo)
+        + " |"
+    )
+    return lines
+
+
+def _external(result: ProtocolResult) -> list[str]:
+    lines = [
+        "Every model trained on all the target's labelled rows of the evaluated classes, scored "
+        f"on {result.external_name} (aligned to the model's genes; only rows of those classes).",
+        "",
+        "| model | balanced accuracy | macro-F1 | AUROC | rows scored | gene overlap |",
+        "|---|---|---|---|---|---|",
+    ]
+    pool = [m for m in baseline_pool(result) if m in result.external]
+    best = max(pool, key=lambda m: result.external[m].metrics["balanced_accuracy"], default=None)
+    for m, r in result.external.items():
+        auroc = r.metrics.get("auroc")
+        lines.append(
+            f"| {m} | {r.metrics['balanced_accuracy']:.3f} | {r.metrics['macro_f1']:.3f} | "
+            f"{'–' if auroc is None else f'{auroc:.3f}'} | {r.n_scored} | {r.panel_overlap:.0%} |"
+        )
+    if best is not None:
+        top = result.external[best].metrics["balanced_accuracy"]
+        lines.append("")
+        lines.append(
+            f"Best baseline: {best} ({top:.3f}). "
+            + "; ".join(
+                f"{m} {result.external[m].metrics['balanced_accuracy'] - top:+.3f}"
+                for m in transfer_methods(result)
+                if m in result.external
+            )
+            + " (one external set: a difference, not a distribution)."
+        )
+    unknown = sorted({c for r in result.external.values() for c in r.unknown_classes})
+    if unknown:
+        lines.append(f"Classes the models never learnt, not scored: {', '.join(unknown)}.")
+    return lines
+
+
+def _first_method(result: ProtocolResult) -> str | None:
+    methods = transfer_methods(result)
+    return methods[0] if methods else None
+
+
+def _pooled(result: ProtocolResult) -> str:
+    return "held-out batches" if result.config.protocol == "lobo" else "cross-validation"
+
+
+def _per_class(result: ProtocolResult, model: str) -> list[str]:
+    protocol = "lobo" if result.config.protocol == "lobo" else "cv"
+    outs = [o for o in result.outcomes if o.protocol == protocol and o.model == model]
     if not outs:
-        return ["(no cross-validation was run)"]
+        return [f"(no {_pooled(result)} was run)"]
     truth = [t for o in outs for t in o.y_true]
     pred = [p for o in outs for p in o.y_pred]
     report = per_class_report(truth, pred, result.classes)
@@ -240,6 +338,115 @@ def _per_class(result: ProtocolResult) -> list[str]:
             f"| {int(r['support'])} |"
         )
     return lines
+
+
+def _plots(
+    result: ProtocolResult,
+    summary: Summary,
+    columns: list[str],
+    models: list[str],
+    folder: Path,
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    paths = []
+    transfer = set(transfer_methods(result))
+    shots = [s for s in columns if s.startswith("k=")]
+    if shots:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ks = [int(s[2:]) for s in shots]
+        for m in models:
+            present = [s for s in shots if m in summary[s]]
+            if not present:
+                continue
+            mean = [summary[s][m]["balanced_accuracy"][0] for s in present]
+            sd = [summary[s][m]["balanced_accuracy"][1] for s in present]
+            width = 2.5 if m in transfer else 1.0
+            style = "--" if m in transfer and METHODS[m].unlabelled else "-"
+            x = [int(s[2:]) for s in present]
+            ax.errorbar(
+                x, mean, yerr=sd, label=m, capsize=3, marker="o", linewidth=width, linestyle=style
+            )
+        ax.set(
+            xscale="log",
+            xlabel="labelled rows per class (k)",
+            ylabel="balanced accuracy",
+            title="Few-shot learning curves (mean ± sd; dashed: with rows without a label)",
+        )
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only the k values as tick labels
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, folder / "few_shot.png"))
+    for setting, name, title in (
+        ("cv", "cv.png", "k-fold cross-validation (mean ± sd)"),
+        ("lobo", "lobo.png", "Leave one batch out (mean ± sd over held-out batches)"),
+    ):
+        if setting not in summary:
+            continue
+        shown = [m for m in models if m in summary[setting]]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        means = [summary[setting][m]["balanced_accuracy"][0] for m in shown]
+        sds = [summary[setting][m]["balanced_accuracy"][1] for m in shown]
+        ax.barh(shown, means, xerr=sds, color=["C3" if m in transfer else "C0" for m in shown])
+        ax.set(xlabel="balanced accuracy", title=title)
+        ax.invert_yaxis()
+        paths.append(_save(fig, folder / name))
+    first = _first_method(result)
+    protocol = "lobo" if result.config.protocol == "lobo" else "cv"
+    outs = [o for o in result.outcomes if o.protocol == protocol and o.model == first]
+    if outs:
+        counts = confusion(
+            [t for o in outs for t in o.y_true], [p for o in outs for p in o.y_pred], result.classes
+        )
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        ax.imshow(counts / np.clip(counts.sum(1, keepdims=True), 1, None), cmap="Blues")
+        for (i, j), n in np.ndenumerate(counts):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
+        ticks = range(len(result.classes))
+        ax.set_xticks(ticks, result.classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(ticks, result.classes, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{first}, {_pooled(result)} confusion")
+        paths.append(_save(fig, folder / "confusion.png"))
+    if result.pretrain_history is not None:
+        paths.append(plot_history(result.pretrain_history, folder / "pretrain_loss.png"))
+    return paths
+
+
+def plot_history(history: History, path: Path) -> Path:
+    """A loss-curve PNG (training and validation loss per epoch, best epoch marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(history.train_loss) + 1)
+    ax.plot(epochs, history.train_loss, label="training")
+    ax.plot(epochs, history.val_loss, label="validation")
+    ax.axvline(history.best_epoch + 1, color="grey", linestyle=":", label="kept (best)")
+    ax.set(xlabel="epoch", ylabel="loss", title="Pretraining loss")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    # no timestamp in the PNG metadata, so reruns give identical files
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _jsonable(cfg: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
 
 
 TOP_GENES = 5
@@ -297,95 +504,3 @@ def plot_attribution(name: str, a: Attribution, folder: Path) -> Path:
     ax.set_xticks(range(len(genes)), genes, rotation=60, ha="right", fontsize=7)
     ax.set_title(f"{name}: top genes per class ({a.method.replace('_', ' ')})", fontsize=9)
     return _save(fig, folder / f"attribution_{name}.png")
-
-
-def _plots(
-    result: ProtocolResult,
-    summary: dict[str, Any],
-    settings: list[str],
-    models: list[str],
-    folder: Path,
-) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    paths = []
-    shots = [s for s in settings if s != "cv"]
-    if shots:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ks = [int(s[2:]) for s in shots]
-        for m in models:
-            mean = [summary[s][m]["balanced_accuracy"][0] for s in shots]
-            sd = [summary[s][m]["balanced_accuracy"][1] for s in shots]
-            width = 2.5 if m == TRANSFER else 1.0
-            ax.errorbar(ks, mean, yerr=sd, label=m, capsize=3, marker="o", linewidth=width)
-        ax.set(
-            xscale="log",
-            xlabel="labelled cells per class (k)",
-            ylabel="balanced accuracy",
-            title="Few-shot learning curves (mean ± sd)",
-        )
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.xaxis.set_minor_formatter(NullFormatter())  # only the k values as tick labels
-        ax.legend(fontsize=7)
-        paths.append(_save(fig, folder / "few_shot.png"))
-    if "cv" in summary:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        means = [summary["cv"][m]["balanced_accuracy"][0] for m in models]
-        sds = [summary["cv"][m]["balanced_accuracy"][1] for m in models]
-        ax.barh(models, means, xerr=sds, color=["C3" if m == TRANSFER else "C0" for m in models])
-        ax.set(xlabel="balanced accuracy", title="5-fold cross-validation (mean ± sd)")
-        ax.invert_yaxis()
-        paths.append(_save(fig, folder / "cv.png"))
-        outs = [o for o in result.outcomes if o.protocol == "cv" and o.model == TRANSFER]
-        counts = confusion(
-            [t for o in outs for t in o.y_true], [p for o in outs for p in o.y_pred], result.classes
-        )
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
-        ax.imshow(counts / np.clip(counts.sum(1, keepdims=True), 1, None), cmap="Blues")
-        for (i, j), n in np.ndenumerate(counts):
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
-        ticks = range(len(result.classes))
-        ax.set_xticks(ticks, result.classes, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(ticks, result.classes, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="true", title="Transfer model, CV confusion matrix")
-        paths.append(_save(fig, folder / "confusion_transfer.png"))
-    if result.pretrain_history is not None:
-        paths.append(plot_history(result.pretrain_history, folder / "pretrain_loss.png"))
-    return paths
-
-
-def plot_history(history: History, path: Path) -> Path:
-    """A loss-curve PNG (training and validation loss per epoch, best epoch marked)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = range(1, len(history.train_loss) + 1)
-    ax.plot(epochs, history.train_loss, label="training")
-    ax.plot(epochs, history.val_loss, label="validation")
-    ax.axvline(history.best_epoch + 1, color="grey", linestyle=":", label="kept (best)")
-    ax.set(xlabel="epoch", ylabel="loss", title="Pretraining loss")
-    ax.legend()
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    # no timestamp in the PNG metadata, so reruns give identical files
-    fig.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-def _jsonable(cfg: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)

@@ -185,3 +185,32 @@ def _hold_out_large(
         f"stratified, seed {seed}) held out; {why}"
     )
     return Dataset(name, matrix, test_idx, protocol)
+
+
+def leave_one_batch_out(
+    batches: Sequence[str], labels: Sequence[str], classes: Sequence[str]
+) -> list[tuple[str, IntArray, IntArray]]:
+    """(held-out batch, training rows, test rows) per batch, over the rows of `classes` only.
+
+    The training rows are the other batches' rows; the test rows are the held-out batch's rows
+    of a class the training rows hold (a class no other batch has cannot be learnt). A batch
+    with no such row is left out. Needs two batches or more.
+    """
+    if len(batches) != len(labels):
+        raise ValueError(f"{len(batches)} batch values but {len(labels)} labels")
+    names = sorted(set(batches))
+    if len(names) < 2:
+        raise ValueError(f"leave-one-batch-out needs two batches or more, got {names}")
+    wanted = set(classes)
+    batch, label = np.asarray(batches, dtype=object), np.asarray(labels, dtype=object)
+    kept = np.array([c in wanted for c in labels], dtype=bool)
+    out = []
+    for name in names:
+        train = np.flatnonzero(kept & (batch != name)).astype(np.int64)
+        learnt = set(label[train])
+        test = np.flatnonzero(
+            kept & (batch == name) & np.array([c in learnt for c in labels], dtype=bool)
+        ).astype(np.int64)
+        if len(test) and len(learnt) >= 2:
+            out.append((str(name), train, test))
+    return out

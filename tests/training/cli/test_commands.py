@@ -184,7 +184,7 @@ def test_evaluate_command_writes_a_report(tmp_path: Path, table: Path) -> None:
     epochs = ["--pretrain-epochs", "3", "--finetune-epochs", "20"]
     code = _run([*_evaluate(table, out), *quick, *epochs, "--quiet"])
     assert code == 0
-    assert "| transfer |" in (out / "report.md").read_text()
+    assert "| frozen |" in (out / "report.md").read_text()
 
 
 def test_commands_report_bad_input(

@@ -9,7 +9,7 @@ import pytest
 
 from contract.matrix import ExpressionMatrix
 from training.evaluation.metrics import classification_metrics, confusion, per_class_report
-from training.evaluation.protocol import SCRATCH, TRANSFER, ProtocolConfig, run_protocol
+from training.evaluation.protocol import ProtocolConfig, run_protocol
 from training.evaluation.report import summarise, write_report
 from training.evaluation.splits import few_shot_sample, kfold_splits
 from training.nn.config import TrainConfig
@@ -72,7 +72,7 @@ def test_reduced_protocol_and_report(tmp_path: Path, counts: ExpressionMatrix) -
         finetune=TrainConfig(epochs=20, batch_size=32, lr=1e-2, patience=5),
     )
     result = run_protocol(log, cfg, progress=False)
-    models = {TRANSFER, SCRATCH, "logistic"}
+    models = {"frozen", "scratch", "logistic"}
     assert {o.model for o in result.outcomes} == models
     # 2 repeats × 2 k + 2 folds, each model once per split
     assert len(result.outcomes) == 3 * (2 * 2 + 2)
@@ -81,18 +81,19 @@ def test_reduced_protocol_and_report(tmp_path: Path, counts: ExpressionMatrix) -
             assert len(o.y_true) == round(0.2 * 240)
     summary = summarise(result)
     assert set(summary) == {"k=3", "k=6", "cv"}
-    assert summary["k=3"][TRANSFER]["balanced_accuracy"][2] == 2
+    assert summary["k=3"]["frozen"]["balanced_accuracy"][2] == 2
     path = write_report(result, tmp_path, title="test", data_note="synthetic")
     text = path.read_text()
-    assert "| transfer |" in text
-    assert "no test cell is seen by pretraining" in text
-    assert "best baseline" in text
-    for png in ("few_shot.png", "cv.png", "confusion_transfer.png", "pretrain_loss.png"):
+    assert "| frozen |" in text
+    assert "so no test row is seen" in text
+    assert "## Against the best baseline (paired by split)" in text
+    assert "## Why" in text
+    for png in ("few_shot.png", "cv.png", "confusion.png", "pretrain_loss.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
     # every model explained over the CV test samples: the networks and the (linear) baseline
     assert set(result.attributions) == models
     assert result.attributions["logistic"].method == "integrated_gradients"  # the clip
-    assert sum(result.attributions[TRANSFER].counts.values()) == result.n_cells
+    assert sum(result.attributions["frozen"].counts.values()) == result.n_cells
     assert "## What drives each model" in text
     for model in models:
         assert f"### {model}" in text
