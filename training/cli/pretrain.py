@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return 1
     if args.loss_plot is not None:
-        from training.evaluation.report import plot_history
+        from training.reporting.report import plot_history
 
         print(f"loss curve {plot_history(result.history, args.loss_plot)}")
     for metric in result.metrics:

@@ -16,9 +16,9 @@ from training.evaluation.attribution import (
     network_attribution,
 )
 from training.evaluation.baselines import fit_baseline
-from training.evaluation.report import attribution_lines, plot_attribution
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+from training.reporting.report import attribution_lines, plot_attribution
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from contract.matrix import ExpressionMatrix
 from training.evaluation.metrics import classification_metrics, confusion, per_class_report
 from training.evaluation.protocol import ProtocolConfig, run_protocol
-from training.evaluation.report import summarise, write_report
 from training.evaluation.splits import few_shot_sample, kfold_splits
 from training.nn.config import TrainConfig
+from training.reporting.report import summarise, write_report
 
 pytestmark = pytest.mark.slow
 

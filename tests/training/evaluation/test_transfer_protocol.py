@@ -16,9 +16,9 @@ from training.evaluation import methods as registry
 from training.evaluation.methods import Inputs, Method, method, register, with_references
 from training.evaluation.pretraining import Pretraining
 from training.evaluation.protocol import ProtocolConfig, run_external, run_protocol
-from training.evaluation.report import write_report
 from training.evaluation.splits import leave_one_batch_out
 from training.nn.config import TrainConfig
+from training.reporting.report import write_report
 
 TINY = ProtocolConfig(
     label_column="label",

@@ -9,7 +9,8 @@ written unless its numbers are there.
 
 from __future__ import annotations
 
-from training.evaluation.compare import (
+from training.evaluation.protocol import ProtocolResult
+from training.reporting.compare import (
     MARGIN,
     Paired,
     Summary,
@@ -18,7 +19,6 @@ from training.evaluation.compare import (
     order,
     settings,
 )
-from training.evaluation.protocol import ProtocolResult
 
 CEILING = 0.95  # a best baseline at or above this leaves little room to gain
 PLATEAU = 0.05  # pretraining that lowered its validation loss by less than this learnt little

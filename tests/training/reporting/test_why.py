@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from training.evaluation.compare import (
+from training.evaluation.protocol import Outcome, ProtocolConfig, ProtocolResult
+from training.reporting.compare import (
     MARGIN,
     against_best,
     against_reference,
     best_baseline,
     summarise,
 )
-from training.evaluation.protocol import Outcome, ProtocolConfig, ProtocolResult
-from training.evaluation.why import explain
+from training.reporting.why import explain
 from training.train.loop import History
 
 

@@ -1,0 +1,1 @@
+"""Writing an evaluation's report: paired comparisons, the why from the numbers, tables, plots."""
