@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from contract.vocab import (
     ADAPTATIONS,
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
     from training.evaluation.splits import Dataset
     from training.preprocess.convert import Conversion
+    from training.publish.chosen import ChosenRun
     from training.train.finetune import FinetuneOptions
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -413,3 +414,47 @@ def baseline_names(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown baselines {unknown}; have {list(BASELINES)}")
     return names
+
+
+def publish_chosen(
+    args: argparse.Namespace,
+    dataset: Dataset,
+    encoder_folder: Path,
+    *,
+    how: str,
+    options: FinetuneOptions,
+    unlabelled: ExpressionMatrix | None,
+    conversion: Conversion | None,
+    **extra: Any,
+) -> ChosenRun:
+    """`choose_and_export` with the options `finetune` and `tune` share; `how` is the card
+    description's words for the model, `extra` the command's own arguments (e.g. tune=)."""
+    from training.publish.chosen import choose_and_export
+
+    kind = "Classifier" if args.task == "classification" else "Regressor"
+    description = args.description or (
+        f"{kind} of {args.label_column!r} on {args.data.name}: {how} on the encoder "
+        f"{encoder_folder.parent.name}:{encoder_folder.name}, trained on "
+        f"{dataset.train.shape[0]} samples."
+        + ("" if conversion is None else " " + conversion.describe())
+    )
+    return choose_and_export(
+        dataset,
+        encoder_folder=encoder_folder,
+        label_column=args.label_column,
+        head_hidden=args.head_hidden,
+        head_dropout=args.head_dropout,
+        train_cfg=train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        task=args.task,
+        strategy=args.strategy,
+        candidates=args.candidates,
+        options=options,
+        progress=progress(args),
+        unlabelled=unlabelled,
+        domain_column=args.domain_column,
+        input_conversion=None if conversion is None else conversion.record(),
+        **extra,
+    )

@@ -90,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> ChosenRun:
     from training.export.store import resolve_version
-    from training.publish.chosen import choose_and_export
 
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read
@@ -110,29 +109,12 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
         if args.strategy == "auto"
         else f"a head ({args.strategy}{methods})"
     )
-    description = args.description or (
-        f"{'Classifier' if classify else 'Regressor'} of {args.label_column!r} on "
-        f"{args.data.name}: {how} on the encoder "
-        f"{encoder_folder.parent.name}:{encoder_folder.name}, "
-        f"trained on {dataset.train.shape[0]} samples."
-        + ("" if conversion is None else " " + conversion.describe())
-    )
-    return choose_and_export(
+    return cli.publish_chosen(
+        args,
         dataset,
-        encoder_folder=encoder_folder,
-        label_column=args.label_column,
-        head_hidden=args.head_hidden,
-        head_dropout=args.head_dropout,
-        train_cfg=cli.train_config(args),
-        name=args.name,
-        models_dir=args.models_dir,
-        description=description,
-        task=args.task,
-        strategy=args.strategy,
-        candidates=args.candidates,
+        encoder_folder,
+        how=how,
         options=options,
-        progress=cli.progress(args),
         unlabelled=unlabelled,
-        domain_column=args.domain_column,
-        input_conversion=None if conversion is None else conversion.record(),
+        conversion=conversion,
     )

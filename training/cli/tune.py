@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> ChosenRun:
     from training.choice.tune import TuneSettings
     from training.export.store import resolve_version
-    from training.publish.chosen import choose_and_export
 
     # bad values fail before any file is read
     settings = TuneSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
@@ -120,37 +119,20 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
         if args.strategy == "auto"
         else f"a head ({args.strategy}) with settings from a {args.trials}-trial search"
     )
-    description = args.description or (
-        f"{'Classifier' if args.task == 'classification' else 'Regressor'} of "
-        f"{args.label_column!r} on {args.data.name}: {how} on the encoder "
-        f"{encoder_folder.parent.name}:{encoder_folder.name}, trained on "
-        f"{dataset.train.shape[0]} samples."
-        + ("" if conversion is None else " " + conversion.describe())
-    )
 
     def trial(number: int, state: str, value: float | None) -> None:
         if not args.quiet:
             shown = "-" if value is None or math.isnan(value) else f"{value:.4f}"
             print(f"trial {number}: {state} {shown}", flush=True)
 
-    return choose_and_export(
+    return cli.publish_chosen(
+        args,
         dataset,
-        encoder_folder=encoder_folder,
-        label_column=args.label_column,
-        head_hidden=args.head_hidden,
-        head_dropout=args.head_dropout,
-        train_cfg=cli.train_config(args),
-        name=args.name,
-        models_dir=args.models_dir,
-        description=description,
-        task=args.task,
-        strategy=args.strategy,
-        candidates=args.candidates,
+        encoder_folder,
+        how=how,
         options=options,
-        progress=cli.progress(args),
         unlabelled=unlabelled,
-        domain_column=args.domain_column,
-        input_conversion=None if conversion is None else conversion.record(),
+        conversion=conversion,
         tune=settings,
         on_trial=trial,
     )

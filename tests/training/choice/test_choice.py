@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from contract.card import CandidateScore, InputScale, ModelCard
+from contract.card import CandidateScore, ModelCard
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.choice import candidates as cands
@@ -19,31 +19,11 @@ from training.choice.inner import inner_folds
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.nn.config import TrainConfig
-from training.nn.encoders import AutoencoderConfig
 from training.publish.chosen import ChosenRun, choose_and_export
-from training.publish.encoder import pretrain_and_export
 from training.publish.head import load_autoencoder
 from training.train.finetune import FinetuneOptions
 
 QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small encoder pretrained on synthetic counts (40 genes)."""
-    models = tmp_path_factory.mktemp("models")
-    m = make_synthetic(120, 40, n_classes=3, seed=5)
-    run = pretrain_and_export(
-        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
-        input_scale=InputScale.counts,
-        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
-        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
-        name="enc",
-        models_dir=models,
-        description="choice test encoder",
-        progress=False,
-    )
-    return run.folder
 
 
 def _target(n: int, seed: int, separation: float = 2.0) -> ExpressionMatrix:
@@ -244,22 +224,10 @@ def test_a_head_published_before_the_choice_gets_its_comparison_recorded(
     """tools/add_selection.py: the version's strategy against logistic regression on inner
     folds of exactly its training samples, written into its card; its files are untouched."""
     from tools.add_selection import add_selection
-    from training.publish.head import finetune_and_export
 
     target = _target(60, 16)
     data = hold_out("target", target, test_fraction=0.2, seed=0, stratify_by="label")
-    run = finetune_and_export(
-        data,
-        encoder_folder=encoder,
-        label_column="label",
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-        name="old",
-        models_dir=encoder.parent.parent,
-        description="published before the choice",
-        progress=False,
-    )
+    run = _head(encoder, data)
     assert ModelCard.read(run.folder).selection is None
     card = add_selection(run.folder, target, "label")
     assert card.selection is not None
@@ -271,8 +239,17 @@ def test_a_head_published_before_the_choice_gets_its_comparison_recorded(
     with pytest.raises(ValueError, match="already records a selection"):
         add_selection(run.folder, target, "label")
     other = hold_out("x", _target(60, 17), test_fraction=0.2, seed=0, stratify_by="label")
-    run2 = finetune_and_export(
-        other,
+    run2 = _head(encoder, other)
+    with pytest.raises(ValueError, match="not the data its card names"):
+        add_selection(run2.folder, target, "label")
+
+
+def _head(encoder: Path, data: Dataset) -> Any:
+    """A frozen head published the way versions were before the automatic choice."""
+    from training.publish.head import finetune_and_export
+
+    return finetune_and_export(
+        data,
         encoder_folder=encoder,
         label_column="label",
         head_hidden=(),
@@ -280,8 +257,6 @@ def test_a_head_published_before_the_choice_gets_its_comparison_recorded(
         train_cfg=QUICK,
         name="old",
         models_dir=encoder.parent.parent,
-        description="another",
+        description="published before the choice",
         progress=False,
     )
-    with pytest.raises(ValueError, match="not the data its card names"):
-        add_selection(run2.folder, target, "label")

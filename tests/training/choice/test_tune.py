@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from contract import defaults
-from contract.card import CandidateScore, InputScale, ModelCard, Spread, Tuning
+from contract.card import CandidateScore, ModelCard, Spread, Tuning
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.choice import candidates as cands
@@ -22,9 +22,7 @@ from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
-from training.nn.encoders import AutoencoderConfig
 from training.publish.chosen import ChosenRun, choose_and_export
-from training.publish.encoder import pretrain_and_export
 from training.publish.head import load_autoencoder
 from training.train.finetune import FinetuneOptions
 
@@ -59,23 +57,6 @@ def few_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three inner folds, not repeated: the search's logic, at a test's cost."""
     monkeypatch.setattr(defaults, "INNER_FOLDS", 3)
     monkeypatch.setattr(defaults, "INNER_SCORES", 3)
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small encoder pretrained on synthetic counts (40 genes)."""
-    m = make_synthetic(120, 40, n_classes=3, seed=5)
-    run = pretrain_and_export(
-        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
-        input_scale=InputScale.counts,
-        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
-        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
-        name="enc",
-        models_dir=tmp_path_factory.mktemp("models"),
-        description="tune test encoder",
-        progress=False,
-    )
-    return run.folder
 
 
 def _problem(encoder: Path, matrix: ExpressionMatrix) -> cands.Problem:
