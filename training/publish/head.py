@@ -33,7 +33,7 @@ from training.train.finetune import (
     finetune_classifier,
     finetune_regressor,
 )
-from training.train.loop import History, cpu_threads_for
+from training.train.loop import History
 
 
 @dataclass(frozen=True)
@@ -128,34 +128,33 @@ def finetune_and_export(
     options = options or FinetuneOptions()
     latent = autoencoder.config.latent
     result: FinetuneResult
-    with cpu_threads_for(pipeline.n_genes):  # small models: one thread (see loop.py)
-        if task == "classification":
-            n_classes = len(set(train.labels(label_column)))
-            result = finetune_classifier(
-                autoencoder.encoder,
-                pipeline,
-                train,
-                label_column,
-                ClassifierHeadConfig(latent, n_classes, head_hidden, head_dropout),
-                train_cfg,
-                strategy=options,
-                progress=progress,
-                unlabelled=unlabelled,
-                domain_column=domain_column,
-            )
-        else:
-            result = finetune_regressor(
-                autoencoder.encoder,
-                pipeline,
-                train,
-                label_column,
-                RegressorHeadConfig(latent, 1, head_hidden, head_dropout),
-                train_cfg,
-                strategy=options,
-                progress=progress,
-                unlabelled=unlabelled,
-                domain_column=domain_column,
-            )
+    if task == "classification":
+        n_classes = len(set(train.labels(label_column)))
+        result = finetune_classifier(
+            autoencoder.encoder,
+            pipeline,
+            train,
+            label_column,
+            ClassifierHeadConfig(latent, n_classes, head_hidden, head_dropout),
+            train_cfg,
+            strategy=options,
+            progress=progress,
+            unlabelled=unlabelled,
+            domain_column=domain_column,
+        )
+    else:
+        result = finetune_regressor(
+            autoencoder.encoder,
+            pipeline,
+            train,
+            label_column,
+            RegressorHeadConfig(latent, 1, head_hidden, head_dropout),
+            train_cfg,
+            strategy=options,
+            progress=progress,
+            unlabelled=unlabelled,
+            domain_column=domain_column,
+        )
     # the exported graph and checkpoint carry the encoder as fine-tuned (unchanged when frozen)
     autoencoder.encoder = result.encoder  # type: ignore[assignment]
     scores = _scores(task, autoencoder, result, pipeline, test, label_column)
