@@ -121,7 +121,9 @@ def choose_and_export(
     # the encoder's input transforms (e.g. counts → log1p of normalised values) apply as
     # they do when the service classifies
     transforms = card.input_transforms
-    matrix = align_matrix(dataset.matrix, card.panel, card.input_scale, transforms=transforms)[0]
+    matrix, done = align_matrix(dataset.matrix, card.panel, card.input_scale, transforms=transforms)
+    # what the data lacked, counted here: the heads below see the aligned matrix
+    n_missing = len(done.alignment.missing_genes)
     if unlabelled is not None:
         unlabelled = align_matrix(unlabelled, card.panel, card.input_scale, transforms=transforms)[
             0
@@ -176,7 +178,6 @@ def choose_and_export(
         pool.append(tuned.candidate())
         record = tuned.record
         forced = None if forced is None else cands.TUNED
-    n_missing = sum(1 for g in card.panel.ids if g not in set(dataset.matrix.gene_ids))
     choice = choose(
         problem,
         pool,
@@ -192,6 +193,7 @@ def choose_and_export(
             aligned,
             options=choice.winner.options,
             selection=choice.selection,
+            n_missing_genes=n_missing,
             **{**common, **own},
         )
         return ChosenRun(
@@ -201,7 +203,7 @@ def choose_and_export(
             run.labels,
             run.scores,
             run.n_test,
-            run.n_missing_genes,
+            n_missing,
             run.n_panel_genes,
             run.history,
         )

@@ -76,6 +76,7 @@ def finetune_and_export(
     domain_column: str | None = None,
     input_conversion: Mapping[str, Any] | None = None,
     selection: Selection | None = None,
+    n_missing_genes: int | None = None,
 ) -> HeadRun:
     """Load a published encoder, fine-tune a head on the training split, publish both.
 
@@ -115,12 +116,15 @@ def finetune_and_export(
     selection:
         The inner-CV comparison this strategy won or was compared in (`training.choice`); the
         card records it, and the winner's inner-CV score as a metric.
+    n_missing_genes:
+        The panel genes the caller's data lacked, when the caller aligned `dataset` already
+        (this function's own alignment then finds none missing).
     """
     encoder_card = ModelCard.read(encoder_folder)
     autoencoder = load_autoencoder(encoder_folder)
     pipeline = PreprocessPipeline.load(encoder_folder)
     matrix, done = align_matrix(dataset.matrix, encoder_card.panel, encoder_card.input_scale)
-    missing = done.alignment.missing_genes
+    n_missing = len(done.alignment.missing_genes) if n_missing_genes is None else n_missing_genes
     if unlabelled is not None:
         unlabelled = align_matrix(unlabelled, encoder_card.panel, encoder_card.input_scale)[0]
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
@@ -168,8 +172,8 @@ def finetune_and_export(
         "finetune_options": config_to_dict(result.options),
         "n_unlabelled": result.n_unlabelled,
         "history": result.history.summary(),
-        "missing_panel_genes": len(missing),
-        "panel_overlap": 1 - len(missing) / len(pipeline.gene_ids),
+        "missing_panel_genes": n_missing,
+        "panel_overlap": 1 - n_missing / len(pipeline.gene_ids),
     }
     if input_conversion is not None:
         extra["input_conversion"] = dict(input_conversion)
@@ -193,7 +197,7 @@ def finetune_and_export(
         result.history,
         scores,
         test.shape[0],
-        len(missing),
+        n_missing,
         len(pipeline.gene_ids),
     )
 
