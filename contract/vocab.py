@@ -138,3 +138,7 @@ MISSING_LABELS: frozenset[str] = frozenset({"", "nan", "NaN", "NA", "None", "<NA
 # the committed gene-set collections (contract.genesets, contract/resources/SOURCES.md)
 GeneSetCollectionName = Literal["go_bp", "progeny"]
 GENE_SET_COLLECTIONS: tuple[GeneSetCollectionName, ...] = get_args(GeneSetCollectionName)
+
+# the stage-name prefix of trainings inside the automatic choice's inner cross-validation (and a
+# tuning study): a job reports them as progress but keeps them off the published model's curve
+INNER_CV_STAGE = "inner CV · "

@@ -28,6 +28,7 @@ from app.db.repository import datasets, jobs
 from app.jobs import publication
 from app.jobs.errors import Interrupted, JobCancelled, JobFailure, LeaseLost
 from contract.errors import DataError
+from contract.vocab import INNER_CV_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ class Heartbeat(threading.Thread):
     def epoch(
         self, description: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float
     ) -> None:
-        self.curve.add(description, epoch + 1, train_loss, val_loss)
+        if not description.startswith(INNER_CV_STAGE):  # the choice's fits: no curve
+            self.curve.add(description, epoch + 1, train_loss, val_loss)
         self.progress = {
             "epoch": epoch + 1,
             "progress": min((epoch + 1) / max_epochs, 0.99),

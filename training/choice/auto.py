@@ -73,7 +73,7 @@ def choose(
     scored: list[CandidateScore] = []
     # the job's loss curve is the published model's, not the inner fits': only cancellation
     # checks reach the watcher here
-    with progress.batches_only(), cpu_threads_for(problem.pipeline.n_genes):
+    with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
         for i, candidate in enumerate(candidates):
             if on_candidate is not None:
                 on_candidate(candidate.name, i, len(candidates))

@@ -226,7 +226,7 @@ def _search(
 
     # the job's loss curve is the published model's: only cancellation checks reach it; small
     # models train on one CPU thread, as in the choice (`cpu_threads_for`)
-    with progress.batches_only(), cpu_threads_for(problem.pipeline.n_genes):
+    with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
         study.optimize(
             objective, n_trials=settings.trials, timeout=settings.timeout_s, callbacks=[ended]
         )

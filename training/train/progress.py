@@ -13,6 +13,8 @@ import contextvars
 from collections.abc import Iterator
 from typing import Protocol
 
+from contract.vocab import INNER_CV_STAGE
+
 
 class TrainingHook(Protocol):
     """What a training loop reports to its watcher."""
@@ -46,8 +48,8 @@ def current() -> TrainingHook | None:
     return _hook.get()
 
 
-class _BatchesOnly:
-    """Forwards `batch()` (cancellation checks) to a hook, and drops its epochs."""
+class _InnerStages:
+    """Forwards to a hook with every stage's name prefixed by `INNER_CV_STAGE`."""
 
     def __init__(self, hook: TrainingHook) -> None:
         self.hook = hook
@@ -58,16 +60,18 @@ class _BatchesOnly:
     def epoch(
         self, description: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float
     ) -> None:
-        return None
+        self.hook.epoch(INNER_CV_STAGE + description, epoch, max_epochs, train_loss, val_loss)
 
 
 @contextlib.contextmanager
-def batches_only() -> Iterator[None]:
-    """Inside this block the hook in effect (if any) hears only `batch()`: trainings that are
-    not the published model's (inner cross-validation) can be stopped but draw no curve."""
+def inner_stages() -> Iterator[None]:
+    """Inside this block the hook in effect (if any) hears every stage as `INNER_CV_STAGE` +
+    its name: trainings that are not the published model's (the choice's inner cross-validation,
+    a tuning study) show as progress and can be stopped, and a watcher keeps them off the
+    published model's loss curve by that prefix."""
     hook = _hook.get()
     if hook is None:
         yield
         return
-    with watching(_BatchesOnly(hook)):
+    with watching(_InnerStages(hook)):
         yield
