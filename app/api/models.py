@@ -54,6 +54,7 @@ def _version(m: LoadedModel, registry: ModelRegistry) -> ModelVersionRead:
         providers=m.backend.providers,
         aliases=sorted(a for a, v in aliases.items() if v == c.version),
         explain=c.explain if m.explainer is not None else None,
+        selection=c.selection,
     )
 
 

@@ -6,7 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.card import ExplainGraph, InputScale, Metric, ModelKind, ModelRef, TensorSpec
+from contract.card import (
+    ExplainGraph,
+    InputScale,
+    Metric,
+    ModelKind,
+    ModelRef,
+    Selection,
+    TensorSpec,
+)
 
 
 class ModelVersionRead(BaseModel):
@@ -26,6 +34,12 @@ class ModelVersionRead(BaseModel):
     explain: ExplainGraph | None = Field(
         default=None,
         description="Its explanation graph (classify?explain=N); null: it cannot explain.",
+    )
+    selection: Selection | None = Field(
+        default=None,
+        description="How it was chosen: every candidate's inner-CV score, the reason and the "
+        "warnings (e.g. a logistic regression that scored higher); null: published before the "
+        "automatic choice, or not by fine-tuning.",
     )
 
 

@@ -130,3 +130,32 @@ def test_a_model_whose_preprocessing_is_not_in_its_graph_is_refused(
         errors = {e["path"]: e["error"] for e in c.get("/readyz").json()["model_errors"]}
         assert "not fused into the graph" in errors[str(folder)]
         assert c.get("/v1/models/toy-encoder").status_code == 404
+
+
+def test_a_model_answers_how_it_was_chosen_with_its_warnings(
+    engine: Engine, models_dir: Path
+) -> None:
+    from contract.card import CandidateScore, ModelCard, Selection
+
+    folder = models_dir / "toy-classifier" / "2"
+    frozen = CandidateScore(name="frozen", kind="transfer", mean=0.6, sd=0.1, folds=[0.5, 0.7])
+    logistic = CandidateScore(name="logistic", kind="baseline", mean=0.9, sd=0.0, folds=[0.9, 0.9])
+    warning = "the classical baseline logistic scored balanced accuracy 0.900 ± 0.000"
+    selection = Selection(
+        metric="balanced_accuracy",
+        protocol="stratified 2-fold cross-validation of the 8 training samples",
+        candidates=[frozen, logistic],
+        winner="frozen",
+        forced=True,
+        reason="frozen was named by the caller",
+        warnings=[warning],
+    )
+    card = ModelCard.read(folder)
+    card.model_copy(update={"selection": selection}).write(folder)  # model.json is not hashed
+    settings = make_settings(engine.url.render_as_string(hide_password=False), models_dir)
+    with TestClient(create_app(settings)) as c:
+        chosen = c.get("/v1/models/toy-classifier", params={"version": 2}).json()["selection"]
+        plain = c.get("/v1/models/toy-classifier", params={"version": 1}).json()["selection"]
+    assert chosen["warnings"] == [warning]
+    assert [x["name"] for x in chosen["candidates"]] == ["frozen", "logistic"]
+    assert plain is None
