@@ -264,6 +264,9 @@ def test_fine_tune_and_watch_the_job_finish(driver: Chrome, server: LiveServer) 
     datasets.select_by_visible_text("lab cells (120 samples)")
     wait(driver, lambda d: "cell_type" in d.find_element(By.ID, "label-column").text)
     Select(form.find_element(By.NAME, "label_column")).select_by_value("cell_type")
+    strategy = Select(form.find_element(By.NAME, "strategy"))
+    assert strategy.first_selected_option.text == "auto"  # the default
+    strategy.select_by_value("frozen")  # a named strategy: a head, with its loss curve
     epochs = form.find_element(By.NAME, "hyperparameters.epochs")
     epochs.clear()
     epochs.send_keys("8")
@@ -283,6 +286,10 @@ def test_fine_tune_and_watch_the_job_finish(driver: Chrome, server: LiveServer) 
         job = api.get(f"/v1/finetune-jobs/{job_id}").json()
     assert len(job["curve"]) == job["metrics"]["epochs_run"]
     assert "balanced accuracy" in driver.find_element(By.ID, "job").text
+    # how it was chosen: frozen, compared with logistic regression on the same inner folds
+    choice = driver.find_element(By.ID, "choice-title").find_element(By.XPATH, "..").text
+    assert "frozen (published)" in choice
+    assert "logistic" in choice
     shot(driver, "job")
     driver.get(f"{server.base}/ui/jobs")
     wait(driver, ec.text_to_be_present_in_element((By.ID, "jobs"), "lab-celltype v1"))
