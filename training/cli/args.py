@@ -458,3 +458,26 @@ def publish_chosen(
         input_conversion=None if conversion is None else conversion.record(),
         **extra,
     )
+
+
+def encoder_training(
+    parser: argparse.ArgumentParser,
+    group: argparse._ArgumentGroup,
+    *,
+    lr_help: str = "encoder LR as a share of --lr",
+) -> None:
+    """The options `finetune` and `tune` share after --strategy: --candidates, --unfreeze-top,
+    --encoder-lr-scale (defaults from contract.defaults, as jobs have them), --unlabelled, the
+    methods and --counts-to-log."""
+    from contract import defaults as shared
+
+    candidates(group)
+    group.add_argument(
+        "--unfreeze-top", type=int, default=shared.UNFREEZE_TOP, help=d("partial: layers")
+    )
+    group.add_argument(
+        "--encoder-lr-scale", type=float, default=shared.ENCODER_LR_SCALE, help=d(lr_help)
+    )
+    unlabelled(parser)
+    methods(parser)
+    counts_to_log(parser)

@@ -48,14 +48,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "strategy is compared with logistic regression (ridge) and warned about when it "
         "loses (default: %(default)s)",
     )
-    cli.candidates(group)
-    group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
-    group.add_argument(
-        "--encoder-lr-scale", type=float, default=0.1, help=cli.d("encoder LR as a share of --lr")
-    )
-    cli.unlabelled(parser)
-    cli.methods(parser)
-    cli.counts_to_log(parser)
+    cli.encoder_training(parser, group)
 
 
 def run(args: argparse.Namespace) -> int:

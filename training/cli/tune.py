@@ -59,17 +59,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: search every strategy and choose among them and the baselines; a name: "
         "search that strategy's settings and publish it (default: %(default)s)",
     )
-    cli.candidates(group)
-    group.add_argument("--unfreeze-top", type=int, default=1, help=cli.d("partial: layers"))
-    group.add_argument(
-        "--encoder-lr-scale",
-        type=float,
-        default=0.1,
-        help=cli.d("encoder LR as a share of --lr (the first trial)"),
-    )
-    cli.unlabelled(parser)
-    cli.methods(parser)
-    cli.counts_to_log(parser)
+    cli.encoder_training(parser, group, lr_help="encoder LR as a share of --lr (the first trial)")
 
 
 def run(args: argparse.Namespace) -> int:
