@@ -1,9 +1,10 @@
 """Inner cross-validation on the training samples: the folds, and each candidate's fold scores.
 
 Small data get folds they can afford: at most `INNER_FOLDS`, never more than the smallest class
-has samples (2 per class gives 2-fold CV), repeated with new shuffles until there are at least
-`INNER_SCORES` fold scores when there are fewer than `INNER_REPEAT_BELOW` samples. No sample
-outside the given training rows is ever seen.
+has samples (2 per class gives 2-fold CV), repeated with new shuffles until there are as many
+fold scores as `INNER_SCORES` asks for that many samples (the fewer the samples, the noisier
+each fold's score, and the more of them a fair choice needs). No sample outside the given
+training rows is ever seen.
 """
 
 from __future__ import annotations
@@ -58,9 +59,8 @@ def inner_folds(problem: Problem, seed: int) -> InnerCV:
             raise ValueError(f"inner cross-validation of a regression needs ≥ 4 samples, have {n}")
         k = min(defaults.INNER_FOLDS, n // 2)
         how = "shuffled"
-    repeats = 1
-    if n < defaults.INNER_REPEAT_BELOW:
-        repeats = -(-defaults.INNER_SCORES // k)  # ceil: at least INNER_SCORES scores
+    wanted = next((scores for below, scores in defaults.INNER_SCORES if n < below), k)
+    repeats = -(-wanted // k)  # ceil: at least `wanted` scores
     folds: list[Fold] = []
     for r in range(repeats):
         if problem.task == "classification":

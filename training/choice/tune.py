@@ -39,8 +39,8 @@ from training.train.loop import cpu_threads_for
 # on other folds with other fits, that part of the optimism is gone; what remains (the
 # settings were still picked on these samples) the selection's reason says. (Nested CV, a search
 # per outer fold, would remove it and costs the search times the folds.) `inner_folds` repeats
-# with seeds seed + r for r < INNER_SCORES, so this offset never reuses one of the choice's
-# shuffles.
+# with seeds seed + r for r below the repeats INNER_SCORES asks for (at most a few dozen), so
+# this offset never reuses one of the choice's shuffles.
 FOLD_SEED_OFFSET = 1000
 
 HEAD_WIDTHS = (0, 32, 64, 128)  # 0: a linear head

@@ -79,7 +79,7 @@ def test_the_published_model_has_the_best_inner_cv_score(encoder: Path, tmp_path
     assert scores[card.selection.winner] == max(scores.values())
     assert not card.selection.forced
     assert card.selection.warnings == []
-    assert all(len(c.folds) == 10 for c in card.selection.candidates)  # 72 samples: 5 folds × 2
+    assert all(len(c.folds) == 30 for c in card.selection.candidates)  # 72 samples: 5 folds × 6
     assert card.selection.winner in card.selection.reason
     inner = [m for m in card.metrics if m.split == "inner_cv"]
     assert [m.name for m in inner] == ["balanced_accuracy"]
@@ -162,15 +162,15 @@ def test_two_samples_per_class_get_repeated_two_fold_cv(encoder: Path) -> None:
     lab = np.array(small.labels("label"))
     m = small.take(np.sort(np.concatenate([np.flatnonzero(lab == c)[:2] for c in set(lab)])))
     cv = inner_folds(_problem(encoder, m), seed=0)
-    assert len(cv.folds) == 10
+    assert len(cv.folds) == 30  # 6 samples: INNER_SCORES asks for 30 fold scores
     assert "2-fold" in cv.protocol
-    assert "repeated 5 times" in cv.protocol
+    assert "repeated 15 times" in cv.protocol
     for train_idx, _ in cv.folds:
         assert len(set(np.array(m.labels("label"))[train_idx])) == 3  # every class trains
     choice = choose(
         _problem(encoder, m), [cands.transfer(FinetuneOptions()), cands.baseline("logistic")]
     )
-    assert len(choice.selection.candidates[0].folds) == 10
+    assert len(choice.selection.candidates[0].folds) == 30
 
 
 def test_inner_cv_refuses_a_class_with_one_sample(encoder: Path) -> None:
@@ -233,7 +233,7 @@ def test_a_head_published_before_the_choice_gets_its_comparison_recorded(
     assert card.selection is not None
     assert [c.name for c in card.selection.candidates] == ["frozen", "logistic"]
     assert card.selection.forced
-    assert len(card.selection.candidates[0].folds) == 10  # 48 training samples: 5 folds × 2
+    assert len(card.selection.candidates[0].folds) == 30  # 48 training samples: 5 folds × 6
     assert ModelCard.read(run.folder) == card
     assert card.verify_files(run.folder) == []
     with pytest.raises(ValueError, match="already records a selection"):

@@ -56,7 +56,7 @@ GOOD = {
 def few_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three inner folds, not repeated: the search's logic, at a test's cost."""
     monkeypatch.setattr(defaults, "INNER_FOLDS", 3)
-    monkeypatch.setattr(defaults, "INNER_SCORES", 3)
+    monkeypatch.setattr(defaults, "INNER_SCORES", ((10**6, 3),))
 
 
 def _problem(encoder: Path, matrix: ExpressionMatrix) -> cands.Problem:
@@ -239,7 +239,7 @@ class Published:
 def published(encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(defaults, "INNER_FOLDS", 3)
-        patch.setattr(defaults, "INNER_SCORES", 3)
+        patch.setattr(defaults, "INNER_SCORES", ((10**6, 3),))
         fitted: set[str] = set()
         predicted: set[str] = set()
         real = inner.fit_predict

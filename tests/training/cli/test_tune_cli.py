@@ -61,7 +61,7 @@ def test_tune_publishes_the_choice_with_the_study_on_its_card(
     models: Path, table: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(defaults, "INNER_FOLDS", 3)
-    monkeypatch.setattr(defaults, "INNER_SCORES", 3)
+    monkeypatch.setattr(defaults, "INNER_SCORES", ((10**6, 3),))
     assert _tune(models, table, "--trials", "3", "--seed", "2") == 0
     out = capsys.readouterr().out
     card = ModelCard.read(models / "tuned" / "1")
