@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> Path:
-    from training.evaluation.protocol import ProtocolConfig, run_external, run_protocol
+    from training.evaluation.config import ProtocolConfig
+    from training.evaluation.protocol import run_external, run_protocol
     from training.preprocess.select import GeneSelection
     from training.reporting.report import write_report
     from training.train.loop import cpu_threads_for
