@@ -1,2 +1,1 @@
-"""Choosing a model on the training samples alone: candidates, inner cross-validation, the
-choice."""
+"""Choosing a model on the training samples alone: candidates, inner CV, the search, the choice."""

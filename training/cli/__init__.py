@@ -1,7 +1,8 @@
 """`genexfer train …` and `genexfer preprocess`: one module per command, its parser beside its run.
 
 Each command module holds NAME, HELP, DESCRIPTION, `arguments(parser)` and `run(args)` (see
-`args.Command`). Parsers import only the standard library and stdlib-only modules, so
+`args.Command`); the option groups they share are in `parsers`, what they make of the parsed
+arguments in `args`. Parsers import only the standard library and stdlib-only modules, so
 `genexfer --help` works where only the service is installed; torch loads when a command runs. The
 `genexfer` entry point (`app.cli`) finds `register` through the `genexfer.commands` entry-point
 group.

@@ -1,7 +1,9 @@
-"""What several `genexfer train` commands share: argument groups, reading --data, error guard.
+"""What several `genexfer train` commands make of their arguments: the data read, the training
+settings, the publish call; the command protocol and the error guard (their options:
+`training.cli.parsers`).
 
-Standard library only (plus the stdlib-only `training.train.defaults` and `training.nn.config`):
-torch loads when a command runs, so `genexfer --help` works where only the service is installed.
+Standard library only (plus the stdlib-only `training.nn.config`): torch loads when a command
+runs, so `genexfer --help` works where only the service is installed.
 """
 
 from __future__ import annotations
@@ -12,16 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
-from contract.vocab import (
-    ADAPTATIONS,
-    BASELINES,
-    ORIENTATIONS,
-    SEMI_SUPERVISION,
-    TASKS,
-    parse_candidate,
-)
+from contract.vocab import parse_candidate
 from training.nn.config import TrainConfig
-from training.train import defaults
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
@@ -29,8 +23,6 @@ if TYPE_CHECKING:
     from training.preprocess.convert import Conversion
     from training.publish.chosen import ChosenRun
     from training.train.finetune import FinetuneOptions
-
-DEVICES = ("cpu", "cuda", "auto")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,108 +49,6 @@ def add_command(commands: Subparsers, command: Command) -> None:
     parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
     command.arguments(parser)
     parser.set_defaults(func=command.run)
-
-
-def target(parser: argparse.ArgumentParser) -> None:
-    """What a head is trained for and where it goes: --label-column, --task, --labels,
-    --encoder, --name, --test-fraction."""
-    parser.add_argument(
-        "--label-column",
-        required=True,
-        help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
-        "classes, or the numbers to predict with --task regression",
-    )
-    parser.add_argument(
-        "--task", choices=TASKS, default="classification", help=d("what the head predicts")
-    )
-    parser.add_argument(
-        "--labels",
-        type=Path,
-        metavar="FILE",
-        help="CSV/TSV of per-sample metadata whose first column holds the sample ids",
-    )
-    parser.add_argument("--encoder", required=True, help="NAME or NAME:VERSION in --models-dir")
-    parser.add_argument("--name", required=True, help="model name to publish under")
-    parser.add_argument(
-        "--test-fraction",
-        type=float,
-        default=defaults.TEST_FRACTION,
-        help="share held out (stratified by label when classifying) for the card's metrics "
-        "(default: %(default)s)",
-    )
-
-
-def head(parser: argparse.ArgumentParser) -> None:
-    """--head-hidden, --head-dropout."""
-    group = parser.add_argument_group("head")
-    shown = show(defaults.HEAD_HIDDEN)
-    help_text = f"hidden widths, '' for a linear head (default: {shown!r})"
-    widths_option(group, "--head-hidden", defaults.HEAD_HIDDEN, help_text)
-    group.add_argument(
-        "--head-dropout", type=float, default=defaults.HEAD_DROPOUT, help=d("dropout")
-    )
-
-
-def unlabelled(parser: argparse.ArgumentParser) -> None:
-    """--unlabelled: more rows without a label."""
-    parser.add_argument(
-        "--unlabelled",
-        type=Path,
-        metavar="FILE",
-        help="more samples without a label (e.g. the new domain's), read like --data; rows of "
-        "--data without a label are used the same way",
-    )
-
-
-def common(parser: argparse.ArgumentParser) -> None:
-    """--models-dir, --seed, --quiet."""
-    parser.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help=d("model store to publish into")
-    )
-    parser.add_argument("--seed", type=int, default=0, help=d("seeds splits, init, batch order"))
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def data(parser: argparse.ArgumentParser, *, required: bool = True, layer: str = "X") -> None:
-    """--data, --layer, --orientation."""
-    parser.add_argument(
-        "--data", type=Path, required=required, metavar="FILE", help=".h5ad, .csv or .tsv (.gz ok)"
-    )
-    parser.add_argument("--layer", default=layer, help=d("h5ad matrix: X, raw or a layer name"))
-    parser.add_argument(
-        "--orientation",
-        choices=ORIENTATIONS,
-        default="samples_as_rows",
-        help=d("CSV/TSV layout; the first column holds the ids"),
-    )
-
-
-def optimisation(
-    parser: argparse.ArgumentParser,
-    base: TrainConfig,
-    *,
-    title: str = "optimisation",
-    epochs: bool = True,
-) -> None:
-    """--epochs (unless a command names its own), --batch-size, --lr, --weight-decay,
-    --val-fraction, --patience."""
-    group = parser.add_argument_group(title)
-    if epochs:
-        group.add_argument("--epochs", type=int, default=base.epochs, help=d("maximum epochs"))
-    group.add_argument("--batch-size", type=int, default=base.batch_size, help=d("minibatch size"))
-    group.add_argument("--lr", type=float, default=base.lr, help=d("AdamW learning rate"))
-    group.add_argument(
-        "--weight-decay", type=float, default=base.weight_decay, help=d("AdamW weight decay")
-    )
-    group.add_argument(
-        "--val-fraction",
-        type=float,
-        default=base.val_fraction,
-        help=d("share of the training split used for early stopping"),
-    )
-    group.add_argument(
-        "--patience", type=int, default=base.patience, help=d("epochs without improvement")
-    )
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:
@@ -214,102 +104,11 @@ def labelled(
     return matrix, rest
 
 
-def device_option(group: argparse._ActionsContainer) -> None:
-    """--device: where training runs."""
-    group.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="cpu",
-        help=d("auto: CUDA when present; cuda trains in float16 mixed precision"),
-    )
-
-
-def counts_to_log(parser: argparse.ArgumentParser) -> None:
-    """--counts-to-log and --target-sum: convert counts for a log-scale model."""
-    group = parser.add_argument_group("input scale")
-    group.add_argument(
-        "--counts-to-log",
-        action="store_true",
-        help="the data are counts and the model takes log values: normalise every sample to "
-        "--target-sum and take log1p first (recorded with the model); without it, values on "
-        "the wrong scale are refused",
-    )
-    group.add_argument(
-        "--target-sum", type=float, default=1e4, help=d("--counts-to-log: per-sample total")
-    )
-
-
 def conversion(args: argparse.Namespace) -> Conversion | None:
     """The --counts-to-log conversion, if asked for."""
     from training.preprocess.convert import Conversion
 
     return Conversion(args.target_sum) if args.counts_to_log else None
-
-
-def methods(parser: argparse.ArgumentParser) -> None:
-    """The fine-tuning methods: adaptation, semi-supervision, --min-epochs, --device."""
-    group = parser.add_argument_group(
-        "rows without a label (adaptation, semi-supervision) and early stopping"
-    )
-    group.add_argument(
-        "--adaptation",
-        choices=ADAPTATIONS,
-        default="none",
-        help="align the domains' embeddings: dann (adversarial, gradient reversal) or mmd; "
-        "needs a trainable encoder (--strategy partial, gradual or full) and rows without a "
-        "label or a --domain-column (default: %(default)s)",
-    )
-    group.add_argument(
-        "--adaptation-weight",
-        type=float,
-        default=defaults.ADAPTATION_WEIGHT,
-        help=d("λ: reversed-gradient scale (dann) or MMD weight"),
-    )
-    group.add_argument(
-        "--domain-column",
-        metavar="COL",
-        help="obs column naming each row's batch or lab, the domains adaptation aligns "
-        "(default: labelled rows vs rows without a label)",
-    )
-    group.add_argument(
-        "--semi-supervised",
-        choices=SEMI_SUPERVISION,
-        default="none",
-        help="learn from rows without a label: pseudo_label (confident predictions, "
-        "classification only) or consistency (agreement under masking noise) "
-        "(default: %(default)s)",
-    )
-    group.add_argument(
-        "--confidence",
-        type=float,
-        default=defaults.CONFIDENCE,
-        help=d("pseudo_label: top-probability threshold"),
-    )
-    group.add_argument(
-        "--semi-weight",
-        type=float,
-        default=defaults.SEMI_WEIGHT,
-        help=d("weight of the unlabelled rows' term"),
-    )
-    group.add_argument(
-        "--min-epochs",
-        type=int,
-        default=defaults.MIN_EPOCHS,
-        help=d("no early stop (and no best epoch) before this many epochs"),
-    )
-    device_option(group)
-
-
-def candidates(group: argparse._ActionsContainer) -> None:
-    """--candidates: what --strategy auto compares."""
-    group.add_argument(
-        "--candidates",
-        type=lambda text: [c for c in text.split(",") if c],
-        metavar="NAME[,NAME...]",
-        help="--strategy auto: the candidates to compare, each a strategy with optional "
-        "+dann/+mmd and +pseudo_label/+consistency, or a baseline's name (default: chosen "
-        "from the data)",
-    )
 
 
 def check_candidates(args: argparse.Namespace) -> None:
@@ -358,13 +157,6 @@ def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bo
     )
 
 
-def widths_option(
-    group: argparse._ActionsContainer, flag: str, default: tuple[int, ...], help: str
-) -> None:
-    """An option taking comma-separated layer widths (see `widths`)."""
-    group.add_argument(flag, type=widths, default=default, metavar="W[,W...]", help=help)
-
-
 def guard(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
     """Run `func`; bad input (files, ids, names) is the user's to fix: a message, no traceback."""
     try:
@@ -377,43 +169,6 @@ def guard(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
 def progress(args: argparse.Namespace) -> bool | None:
     """Progress bars: off with --quiet, else only on a terminal."""
     return False if args.quiet else None
-
-
-def d(text: str) -> str:
-    """Help text that shows the default."""
-    return text + " (default: %(default)s)"
-
-
-def show(widths: tuple[int, ...]) -> str:
-    """Widths as the command line takes them."""
-    return ",".join(str(w) for w in widths)
-
-
-def widths(text: str) -> tuple[int, ...]:
-    """'256,64' → (256, 64); '' → ()."""
-    try:
-        return tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    """'5,10,25' → (5, 10, 25); refuses empty and non-positive lists."""
-    values = widths(text)
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def baseline_names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of known classification baselines."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(set(names) - set(BASELINES))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown baselines {unknown}; have {list(BASELINES)}")
-    return names
 
 
 def publish_chosen(
@@ -458,26 +213,3 @@ def publish_chosen(
         input_conversion=None if conversion is None else conversion.record(),
         **extra,
     )
-
-
-def encoder_training(
-    parser: argparse.ArgumentParser,
-    group: argparse._ArgumentGroup,
-    *,
-    lr_help: str = "encoder LR as a share of --lr",
-) -> None:
-    """The options `finetune` and `tune` share after --strategy: --candidates, --unfreeze-top,
-    --encoder-lr-scale (defaults from contract.defaults, as jobs have them), --unlabelled, the
-    methods and --counts-to-log."""
-    from contract import defaults as shared
-
-    candidates(group)
-    group.add_argument(
-        "--unfreeze-top", type=int, default=shared.UNFREEZE_TOP, help=d("partial: layers")
-    )
-    group.add_argument(
-        "--encoder-lr-scale", type=float, default=shared.ENCODER_LR_SCALE, help=d(lr_help)
-    )
-    unlabelled(parser)
-    methods(parser)
-    counts_to_log(parser)

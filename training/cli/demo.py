@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.cli import args as cli
+from training.cli import parsers
 from training.nn.config import TrainConfig
 from training.train import defaults
 
@@ -36,7 +37,7 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train demo`."""
-    cli.common(parser)
+    parsers.common(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from contract.vocab import (
     PUBLIC_DATASETS,
 )
 from training.cli import args as cli
+from training.cli import parsers
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train evaluate`."""
-    cli.data(parser, required=False, layer="raw")
+    parsers.data(parser, required=False, layer="raw")
     parser.add_argument(
         "--dataset",
         choices=PUBLIC_DATASETS,
@@ -57,35 +58,37 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "label and batch columns); joined to --data, --source and --external by id",
     )
     parser.add_argument(
-        "--label-column", default="bulk_labels", help=cli.d("obs column of classes")
+        "--label-column", default="bulk_labels", help=parsers.d("obs column of classes")
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("reports/pbmc68k"), help=cli.d("output folder")
+        "--out", type=Path, default=Path("reports/pbmc68k"), help=parsers.d("output folder")
     )
     parser.add_argument(
         "--title",
         default="Transfer learning vs baselines on pbmc68k_reduced",
-        help=cli.d("report heading"),
+        help=parsers.d("report heading"),
     )
-    parser.add_argument("--min-cells", type=int, default=30, help=cli.d("smallest class evaluated"))
+    parser.add_argument(
+        "--min-cells", type=int, default=30, help=parsers.d("smallest class evaluated")
+    )
     parser.add_argument(
         "--shots",
-        type=cli.positive_ints,
+        type=parsers.positive_ints,
         default=(5, 10, 25),
         metavar="K[,K...]",
         help="labelled cells per class (default: 5,10,25)",
     )
-    parser.add_argument("--repeats", type=int, default=10, help=cli.d("seeded repeats per k"))
-    parser.add_argument("--folds", type=int, default=5, help=cli.d("CV folds, 0 to skip"))
+    parser.add_argument("--repeats", type=int, default=10, help=parsers.d("seeded repeats per k"))
+    parser.add_argument("--folds", type=int, default=5, help=parsers.d("CV folds, 0 to skip"))
     parser.add_argument(
         "--encoder-kind",
         choices=ENCODER_KINDS,
         default="dae",
-        help=cli.d("autoencoder: plain, denoising (masking) or variational"),
+        help=parsers.d("autoencoder: plain, denoising (masking) or variational"),
     )
     parser.add_argument(
         "--methods",
-        type=method_names,
+        type=parsers.method_names,
         default=("frozen", "scratch"),
         metavar="NAME[,NAME...]",
         help=f"methods to compare with the baselines, of {','.join(EVAL_METHODS)}; dann and "
@@ -123,7 +126,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "aligned to its genes and must be on its input scale)",
     )
     source.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help=cli.d("where --encoder is")
+        "--models-dir", type=Path, default=Path("models"), help=parsers.d("where --encoder is")
     )
     parser.add_argument(
         "--external",
@@ -134,41 +137,34 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baselines",
-        type=cli.baseline_names,
+        type=parsers.baseline_names,
         default=BASELINES,
         metavar="NAME[,NAME...]",
         help=f"baselines to run (default: all: {','.join(BASELINES)})",
     )
     parser.add_argument(
-        "--pretrain-epochs", type=int, default=60, help=cli.d("pretraining epoch cap")
+        "--pretrain-epochs", type=int, default=60, help=parsers.d("pretraining epoch cap")
     )
     parser.add_argument(
         "--finetune-epochs",
         type=int,
         default=defaults.FINETUNE.epochs,
-        help=cli.d("fine-tuning epoch cap (transfer and scratch network)"),
+        help=parsers.d("fine-tuning epoch cap (transfer and scratch network)"),
     )
     pretraining = dataclasses.replace(defaults.PRETRAIN, patience=10)
-    cli.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
+    parsers.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
     parser.add_argument(
         "--select-genes",
         type=int,
         metavar="N",
         help="keep the N most variable genes, fitted on each pretraining pool (default: all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help=cli.d("seeds every split and training"))
+    parser.add_argument(
+        "--seed", type=int, default=0, help=parsers.d("seeds every split and training")
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    cli.device_option(parser)
-    cli.counts_to_log(parser)
-
-
-def method_names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of evaluation methods."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(set(names) - set(EVAL_METHODS))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; have {list(EVAL_METHODS)}")
-    return names
+    parsers.device_option(parser)
+    parsers.counts_to_log(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> Path:
-    from training.evaluation.protocol import ProtocolConfig, run_external, run_protocol
+    from training.evaluation.config import ProtocolConfig
+    from training.evaluation.protocol import run_external, run_protocol
     from training.preprocess.select import GeneSelection
     from training.reporting.report import write_report
     from training.train.loop import cpu_threads_for

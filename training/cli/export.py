@@ -9,6 +9,7 @@ from typing import Any
 
 from contract.vocab import BASELINES, TASKS
 from training.cli import args as cli
+from training.cli import parsers
 from training.cli.pretrain import INPUT_SCALES
 from training.train import defaults
 
@@ -38,27 +39,29 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--task",
         choices=TASKS,
         default="classification",
-        help=cli.d("classes or numbers; regression baselines are the regressor of the same name"),
+        help=parsers.d(
+            "classes or numbers; regression baselines are the regressor of the same name"
+        ),
     )
-    cli.data(parser)
+    parsers.data(parser)
     parser.add_argument(
         "--label-column", required=True, help="obs/table column with the classes or the numbers"
     )
     parser.add_argument(
-        "--input-scale", choices=INPUT_SCALES, default="log", help=cli.d("what the values are")
+        "--input-scale", choices=INPUT_SCALES, default="log", help=parsers.d("what the values are")
     )
     parser.add_argument("--name", required=True, help="model name to publish under")
     parser.add_argument(
         "--test-fraction",
         type=float,
         default=defaults.TEST_FRACTION,
-        help=cli.d("share held out for the card's metrics"),
+        help=parsers.d("share held out for the card's metrics"),
     )
     parser.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help=cli.d("model store")
+        "--models-dir", type=Path, default=Path("models"), help=parsers.d("model store")
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help=cli.d("seeds the split and the estimator")
+        "--seed", type=int, default=0, help=parsers.d("seeds the split and the estimator")
     )
     parser.add_argument("--description", default="", help="card description (default: generated)")
 

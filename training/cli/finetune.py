@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from contract.vocab import STRATEGY_CHOICES
 from training.cli import args as cli
+from training.cli import parsers
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -30,11 +31,11 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train finetune`."""
-    cli.data(parser)
-    cli.target(parser)
-    cli.common(parser)
-    cli.optimisation(parser, defaults.FINETUNE)
-    cli.head(parser)
+    parsers.data(parser)
+    parsers.target(parser)
+    parsers.common(parser)
+    parsers.optimisation(parser, defaults.FINETUNE)
+    parsers.head(parser)
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("strategy")
     group.add_argument(
@@ -48,7 +49,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "strategy is compared with logistic regression (ridge) and warned about when it "
         "loses (default: %(default)s)",
     )
-    cli.encoder_training(parser, group)
+    parsers.encoder_training(parser, group)
 
 
 def run(args: argparse.Namespace) -> int:

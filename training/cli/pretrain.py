@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from contract.vocab import ENCODER_KINDS, SELECT_BY
 from training.cli import args as cli
+from training.cli import parsers
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train pretrain`."""
-    cli.data(parser)
+    parsers.data(parser)
     parser.add_argument(
         "--input-scale",
         choices=INPUT_SCALES,
@@ -46,28 +47,28 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of samples held out at random (default: %(default)s)",
     )
-    cli.common(parser)
-    cli.optimisation(parser, defaults.PRETRAIN)
+    parsers.common(parser)
+    parsers.optimisation(parser, defaults.PRETRAIN)
     model = parser.add_argument_group("model")
-    help_text = f"encoder hidden widths (default: {cli.show(defaults.ENCODER_HIDDEN)})"
-    cli.widths_option(model, "--hidden", defaults.ENCODER_HIDDEN, help_text)
+    help_text = f"encoder hidden widths (default: {parsers.show(defaults.ENCODER_HIDDEN)})"
+    parsers.widths_option(model, "--hidden", defaults.ENCODER_HIDDEN, help_text)
     model.add_argument(
-        "--latent", type=int, default=defaults.ENCODER_LATENT, help=cli.d("embedding width")
+        "--latent", type=int, default=defaults.ENCODER_LATENT, help=parsers.d("embedding width")
     )
     model.add_argument(
-        "--dropout", type=float, default=defaults.ENCODER_DROPOUT, help=cli.d("hidden dropout")
+        "--dropout", type=float, default=defaults.ENCODER_DROPOUT, help=parsers.d("hidden dropout")
     )
     model.add_argument(
         "--input-dropout",
         type=float,
         default=defaults.ENCODER_INPUT_DROPOUT,
-        help=cli.d("input dropout (denoising)"),
+        help=parsers.d("input dropout (denoising)"),
     )
     model.add_argument(
-        "--activation", default=defaults.ACTIVATION, help=cli.d("relu, gelu, elu or silu")
+        "--activation", default=defaults.ACTIVATION, help=parsers.d("relu, gelu, elu or silu")
     )
     model.add_argument(
-        "--clip", type=float, default=defaults.CLIP, help=cli.d("clip of the z-scores")
+        "--clip", type=float, default=defaults.CLIP, help=parsers.d("clip of the z-scores")
     )
     model.add_argument(
         "--select-genes",
@@ -80,7 +81,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--select-by",
         choices=SELECT_BY,
         default="variance",
-        help=cli.d("variance, or dispersion (Seurat's highly variable genes), on the log scale"),
+        help=parsers.d(
+            "variance, or dispersion (Seurat's highly variable genes), on the log scale"
+        ),
     )
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("encoder kind and streaming")
@@ -91,17 +94,17 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="ae: dense (with --input-dropout), dae: masking-noise denoising, "
         "vae: variational (default: %(default)s)",
     )
-    group.add_argument("--mask-rate", type=float, default=0.3, help=cli.d("dae: share masked"))
-    group.add_argument("--beta", type=float, default=1.0, help=cli.d("vae: KL weight"))
+    group.add_argument("--mask-rate", type=float, default=0.3, help=parsers.d("dae: share masked"))
+    group.add_argument("--beta", type=float, default=1.0, help=parsers.d("vae: KL weight"))
     group.add_argument(
         "--stream",
         action="store_true",
         help="read --data chunk by chunk (always for .npy and .parquet; "
         "backed for .h5ad), for sources larger than memory",
     )
-    group.add_argument("--chunk-rows", type=int, default=4096, help=cli.d("rows per chunk"))
+    group.add_argument("--chunk-rows", type=int, default=4096, help=parsers.d("rows per chunk"))
     group.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
-    cli.device_option(group)
+    parsers.device_option(group)
     group.add_argument(
         "--loss-plot",
         type=Path,

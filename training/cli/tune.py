@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from contract import defaults as shared
 from contract.vocab import STRATEGY_CHOICES
 from training.cli import args as cli
+from training.cli import parsers
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train tune`."""
-    cli.data(parser)
-    cli.target(parser)
-    cli.common(parser)
-    cli.optimisation(parser, defaults.FINETUNE, title="optimisation (the first trial)")
-    cli.head(parser)
+    parsers.data(parser)
+    parsers.target(parser)
+    parsers.common(parser)
+    parsers.optimisation(parser, defaults.FINETUNE, title="optimisation (the first trial)")
+    parsers.head(parser)
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("the search")
     group.add_argument(
@@ -59,7 +60,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: search every strategy and choose among them and the baselines; a name: "
         "search that strategy's settings and publish it (default: %(default)s)",
     )
-    cli.encoder_training(parser, group, lr_help="encoder LR as a share of --lr (the first trial)")
+    parsers.encoder_training(
+        parser, group, lr_help="encoder LR as a share of --lr (the first trial)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

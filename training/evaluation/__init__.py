@@ -1,1 +1,1 @@
-"""Honest evaluation: splits, metrics, baselines, the transfer-vs-baselines protocol, reports."""
+"""Honest evaluation: splits, metrics, baselines, methods, attribution, the transfer protocol."""

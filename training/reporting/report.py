@@ -1,8 +1,8 @@
 """The evaluation report: Markdown tables and PNG plots, every method against every baseline.
 
-`compare` pairs the models split by split, `why` writes the explanation from the numbers; this
-module lays them out with what each model saw, the per-batch table of a leave-one-batch-out run
-and the external validation.
+`compare` pairs the models split by split, `why` writes the explanation from the numbers,
+`tables` makes the Markdown tables and `plots` the PNGs; this module words the protocol and lays
+them all out in report.md, with summary.json, scores.json and external.json beside it.
 """
 
 from __future__ import annotations
@@ -12,26 +12,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from training.evaluation.attribution import ALL_CLASSES, Attribution
-from training.evaluation.methods import METHODS, method, with_references
-from training.evaluation.metrics import per_class_report
+from training.evaluation.methods import method, with_references
 from training.evaluation.protocol import ProtocolResult
 from training.reporting.compare import (
-    Paired,
     Summary,
     against_best,
     against_reference,
     baseline_pool,
-    by_name,
-    scores,
     setting_of,
     settings,
     summarise,
     transfer_methods,
 )
 from training.reporting.plots import first_method, plot_attribution, plot_history, plots, pooled
+from training.reporting.tables import (
+    attributed,
+    attribution_lines,
+    external_table,
+    metric_table,
+    paired_batches_table,
+    paired_table,
+    per_batch_table,
+    per_class_table,
+    seen_table,
+)
 from training.reporting.why import explain
 
 __all__ = ["plot_history", "summarise", "write_report"]
@@ -58,29 +62,44 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     models = _model_order(result, summary)
     best, references = against_best(result, summary), against_reference(result, summary)
     lines = [f"# {title}", "", data_note, "", "## Protocol", "", *_protocol_lines(result), ""]
-    lines += ["## What each model saw", "", *_seen(result), ""]
+    lines += ["## What each model saw", "", *seen_table(result), ""]
     lines += ["## Balanced accuracy (mean ± sd over splits)", ""]
-    lines += _table(summary, columns, models, "balanced_accuracy")
+    lines += metric_table(summary, columns, models, "balanced_accuracy")
     if "lobo" in summary:
-        lines += ["", "### Per held-out batch (balanced accuracy)", "", *_per_batch(result, models)]
-    lines += ["", "## Macro-F1", "", *_table(summary, columns, models, "macro_f1")]
-    lines += ["", "## AUROC (one-vs-rest, macro)", "", *_table(summary, columns, models, "auroc")]
+        lines += [
+            "",
+            "### Per held-out batch (balanced accuracy)",
+            "",
+            *per_batch_table(result, models),
+        ]
+    lines += ["", "## Macro-F1", "", *metric_table(summary, columns, models, "macro_f1")]
+    lines += [
+        "",
+        "## AUROC (one-vs-rest, macro)",
+        "",
+        *metric_table(summary, columns, models, "auroc"),
+    ]
     lines += [
         "",
         "## Against the best baseline (paired by split)",
         "",
-        *_paired(best, "best baseline"),
+        *paired_table(best, "best baseline"),
     ]
     if references:
         lines += ["", "## With and without the rows without a label (paired by split)", ""]
-        lines += _paired(references, "without them")
+        lines += paired_table(references, "without them")
         if "lobo" in summary:
-            lines += ["", *_paired_batches(result, references)]
+            lines += ["", *paired_batches_table(result, references)]
     lines += ["", "## Why", "", *[p + "\n" for p in explain(result, summary, best, references)]]
     if result.external:
-        lines += [f"## External validation: {result.external_name}", "", *_external(result), ""]
+        lines += [
+            f"## External validation: {result.external_name}",
+            "",
+            *external_table(result),
+            "",
+        ]
     pngs = plots(result, summary, columns, models, folder)
-    pngs += [plot_attribution(name, a, folder) for name, a in _ordered(result, models)]
+    pngs += [plot_attribution(name, a, folder) for name, a in attributed(result, models)]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] + [""]
     if result.attributions:
         lines += ["## What drives each model (cross-validation test samples)", ""]
@@ -88,7 +107,7 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
     first = first_method(result)
     if first is not None and (cfg.folds or cfg.protocol == "lobo"):
         lines += [f"## `{first}` per class (pooled test predictions, {pooled(result)})", ""]
-        lines += _per_class(result, first)
+        lines += per_class_table(result, first)
     if result.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in result.notes]]
     lines += ["", f"Configuration: `{json.dumps(_jsonable(result.config), sort_keys=True)}`", ""]
@@ -115,24 +134,6 @@ def write_report(result: ProtocolResult, folder: Path, *, title: str, data_note:
 def _model_order(result: ProtocolResult, summary: Summary) -> list[str]:
     present = {m for rows in summary.values() for m in rows} | set(result.external)
     return [m for m in (*transfer_methods(result), *baseline_pool(result)) if m in present]
-
-
-def _label(setting: str) -> str:
-    if setting == "cv":
-        return "k-fold CV"
-    return "held-out batches" if setting == "lobo" else f"{setting} per class"
-
-
-def _table(summary: Summary, columns: list[str], models: list[str], metric: str) -> list[str]:
-    lines = ["| model | " + " | ".join(_label(s) for s in columns) + " |"]
-    lines.append("|---|" + "---|" * len(columns))
-    for m in models:
-        cells = []
-        for s in columns:
-            value = summary[s].get(m, {}).get(metric)
-            cells.append("–" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def _protocol_lines(result: ProtocolResult) -> list[str]:
@@ -204,163 +205,7 @@ def _encoder_shape(result: ProtocolResult) -> str:
     return f"{cfg.encoder.upper()} {'→'.join(map(str, cfg.hidden))}→{cfg.latent}"
 
 
-def _seen(result: ProtocolResult) -> list[str]:
-    cfg = result.config
-    if cfg.protocol == "lobo":
-        labelled, unlabelled = "the other batches' rows", "the held-out batch's rows"
-    else:
-        labelled = "k per class" + (" (few-shot) or the other folds (CV)" if cfg.folds else "")
-        unlabelled = "the split's other non-test rows"
-    if result.external:
-        unlabelled += f"; for external validation, {result.external_name}'s rows"
-    lines = [
-        "| model | pretraining data | labelled data | data without labels |",
-        "|---|---|---|---|",
-    ]
-    for m in with_references(cfg.methods):
-        spec = METHODS[m]
-        pretrained = result.pretraining if spec.pretrained else "none (random weights)"
-        rows = f"{unlabelled} (labels hidden)" if spec.unlabelled else "none"
-        lines.append(f"| {m} | {pretrained} | {labelled} | {rows} |")
-    for b in cfg.baselines:
-        lines.append(f"| {b} | none | {labelled} | none |")
-    lines.append("")
-    text = "Every model's test rows are the split's test rows, never trained on with their labels."
-    if result.external:
-        text += " For external validation every model trains on all the target's labelled rows."
-    lines.append(text)
-    return lines
-
-
-def _paired(pairs: list[Paired], against: str) -> list[str]:
-    lines = [
-        f"| column | model | against ({against}) | mean difference ± sd | wins / ties / losses |",
-        "|---|---|---|---|---|",
-    ]
-    for p in pairs:
-        wins, ties, losses = p.record
-        lines.append(
-            f"| {_label(p.setting)} | {p.model} | {p.other} | {p.mean:+.3f} ± {p.sd:.3f} "
-            f"| {wins} / {ties} / {losses} |"
-        )
-    return lines
-
-
-def _per_batch(result: ProtocolResult, models: list[str]) -> list[str]:
-    table = {m: by_name(result, "lobo", scores(result, "lobo", m)) for m in models}
-    names = list(by_name(result, "lobo", scores(result, "lobo", models[0])))
-    lines = ["| held-out batch | classes (rows) | " + " | ".join(models) + " |"]
-    lines.append("|---|---|" + "---|" * len(models))
-    for batch in names:
-        counts = ", ".join(f"{c} {n}" for c, n in sorted(result.batches.get(batch, {}).items()))
-        cells = [f"{table[m][batch]:.3f}" if batch in table[m] else "–" for m in models]
-        lines.append(f"| {batch} | {counts} | " + " | ".join(cells) + " |")
-    means = [f"{np.mean(list(table[m].values())):.3f}" if table[m] else "–" for m in models]
-    lines.append("| mean | | " + " | ".join(means) + " |")
-    if result.config.repeats > 1:
-        lines += ["", f"Each cell is the mean over {result.config.repeats} seeded repeats."]
-    return lines
-
-
-def _paired_batches(result: ProtocolResult, pairs: list[Paired]) -> list[str]:
-    lobo = [p for p in pairs if p.setting == "lobo"]
-    if not lobo:
-        return []
-    gaps = [by_name(result, "lobo", p.diffs) for p in lobo]
-    head = "| held-out batch | " + " | ".join(f"{p.model} − {p.other}" for p in lobo) + " |"
-    lines = [head, "|---|" + "---|" * len(lobo)]
-    for batch in gaps[0]:
-        cells = [f"{g[batch]:+.3f}" if batch in g else "–" for g in gaps]
-        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| all splits: mean ± sd | "
-        + " | ".join(f"{p.mean:+.3f} ± {p.sd:.3f}" for p in lobo)
-        + " |"
-    )
-    return lines
-
-
-def _external(result: ProtocolResult) -> list[str]:
-    lines = [
-        "Every model trained on all the target's labelled rows of the evaluated classes, scored "
-        f"on {result.external_name} (aligned to the model's genes; only rows of those classes).",
-        "",
-        "| model | balanced accuracy | macro-F1 | AUROC | rows scored | gene overlap |",
-        "|---|---|---|---|---|---|",
-    ]
-    pool = [m for m in baseline_pool(result) if m in result.external]
-    best = max(pool, key=lambda m: result.external[m].metrics["balanced_accuracy"], default=None)
-    for m, r in result.external.items():
-        auroc = r.metrics.get("auroc")
-        lines.append(
-            f"| {m} | {r.metrics['balanced_accuracy']:.3f} | {r.metrics['macro_f1']:.3f} | "
-            f"{'–' if auroc is None else f'{auroc:.3f}'} | {r.n_scored} | {r.panel_overlap:.0%} |"
-        )
-    if best is not None:
-        top = result.external[best].metrics["balanced_accuracy"]
-        lines.append("")
-        lines.append(
-            f"Best baseline: {best} ({top:.3f}). "
-            + "; ".join(
-                f"{m} {result.external[m].metrics['balanced_accuracy'] - top:+.3f}"
-                for m in transfer_methods(result)
-                if m in result.external
-            )
-            + " (one external set: a difference, not a distribution)."
-        )
-    unknown = sorted({c for r in result.external.values() for c in r.unknown_classes})
-    if unknown:
-        lines.append(f"Classes the models never learnt, not scored: {', '.join(unknown)}.")
-    return lines
-
-
-def _per_class(result: ProtocolResult, model: str) -> list[str]:
-    protocol = "lobo" if result.config.protocol == "lobo" else "cv"
-    outs = [o for o in result.outcomes if o.protocol == protocol and o.model == model]
-    if not outs:
-        return [f"(no {pooled(result)} was run)"]
-    truth = [t for o in outs for t in o.y_true]
-    pred = [p for o in outs for p in o.y_pred]
-    report = per_class_report(truth, pred, result.classes)
-    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for c, r in report.items():
-        lines.append(
-            f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} "
-            f"| {int(r['support'])} |"
-        )
-    return lines
-
-
 def _jsonable(cfg: Any) -> Any:
     import dataclasses
 
     return dataclasses.asdict(cfg)
-
-
-TOP_GENES = 5
-_METHODS = {
-    "integrated_gradients": "integrated gradients of the predicted class's logit against the "
-    "training mean (mean |attribution| over the samples predicted as each class)",
-    "exact": "exact: (x − x0) ⊙ the linear model's coefficients through the linear "
-    "preprocessing, x0 the training mean (mean |attribution| per predicted class)",
-    "permutation_importance": "scikit-learn permutation importance on the first fold's test "
-    "samples (mean drop in balanced accuracy when the gene is shuffled; all classes together)",
-}
-
-
-def _ordered(result: ProtocolResult, models: list[str]) -> list[tuple[str, Attribution]]:
-    return [(m, result.attributions[m]) for m in models if m in result.attributions]
-
-
-def attribution_lines(result: ProtocolResult, models: list[str]) -> list[str]:
-    """Per model: how it was attributed, and its top genes per class with their mean values."""
-    lines: list[str] = []
-    for name, a in _ordered(result, models):
-        lines += [f"### {name}", "", f"Method: {_METHODS[a.method]}.", ""]
-        lines += ["| class | samples | top genes (mean value) |", "|---|---|---|"]
-        for label in a.means():
-            top = ", ".join(f"{g} ({v:.3g})" for g, v in a.top(label, TOP_GENES))
-            count = "–" if label == ALL_CLASSES else str(a.counts[label])
-            lines.append(f"| {label} | {count} | {top} |")
-        lines.append("")
-    return lines

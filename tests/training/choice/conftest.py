@@ -1,16 +1,18 @@
-"""A small published encoder for the choice and tuning tests."""
+"""A small published encoder for the choice and tuning tests, and a head chosen on it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from contract.card import InputScale
 from training.data.synthetic import make_synthetic
-from training.evaluation.splits import hold_out
+from training.evaluation.splits import Dataset, hold_out
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
+from training.publish.chosen import ChosenRun, choose_and_export
 from training.publish.encoder import pretrain_and_export
 
 
@@ -30,3 +32,22 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         progress=False,
     )
     return run.folder
+
+
+def publish_chosen(
+    encoder: Path, data: Dataset, models: Path, name: str, train_cfg: TrainConfig, **kw: Any
+) -> ChosenRun:
+    """A head chosen on `encoder` for `data` (linear, no dropout) and published as `name` into
+    `models`; `kw` goes to `choose_and_export` (the candidates, a strategy, a search)."""
+    return choose_and_export(
+        data,
+        encoder_folder=encoder,
+        label_column="label",
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=train_cfg,
+        name=name,
+        models_dir=models,
+        description="test",
+        **kw,
+    )

@@ -13,13 +13,13 @@ import pytest
 from contract.card import CandidateScore, ModelCard
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from tests.training.choice.conftest import publish_chosen
 from training.choice import candidates as cands
 from training.choice.auto import choose, reason, warnings
 from training.choice.inner import inner_folds
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.nn.config import TrainConfig
-from training.publish.chosen import ChosenRun, choose_and_export
 from training.publish.head import load_autoencoder
 from training.train.finetune import FinetuneOptions
 
@@ -28,24 +28,6 @@ QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience
 
 def _target(n: int, seed: int, separation: float = 2.0) -> ExpressionMatrix:
     return make_synthetic(n, 40, n_classes=3, separation=separation, seed=seed)
-
-
-def _publish(
-    encoder: Path, data: Dataset, models: Path, name: str, candidates: list[str], **kw: Any
-) -> ChosenRun:
-    return choose_and_export(
-        data,
-        encoder_folder=encoder,
-        label_column="label",
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-        name=name,
-        models_dir=models,
-        description="test",
-        candidates=candidates,
-        **kw,
-    )
 
 
 def _problem(
@@ -67,9 +49,8 @@ def _problem(
 
 def test_the_published_model_has_the_best_inner_cv_score(encoder: Path, tmp_path: Path) -> None:
     data = hold_out("target", _target(90, 11), test_fraction=0.2, seed=0, stratify_by="label")
-    run = _publish(
-        encoder, data, tmp_path, "chosen", ["frozen", "full", "logistic", "random_forest"]
-    )
+    candidates = ["frozen", "full", "logistic", "random_forest"]
+    run = publish_chosen(encoder, data, tmp_path, "chosen", QUICK, candidates=candidates)
     card = ModelCard.read(run.folder)
     assert card.selection is not None
     assert card.selection == run.selection
@@ -105,7 +86,9 @@ def test_a_baseline_that_wins_is_published_and_served_through_onnx(
     enc_genes = ModelCard.read(encoder).panel.ids
     m = ExpressionMatrix(X=m.X, sample_ids=m.sample_ids, gene_ids=enc_genes, obs=m.obs)
     data = hold_out("target", m, test_fraction=0.2, seed=0, stratify_by="label")
-    run = _publish(encoder, data, tmp_path, "baseline-wins", ["frozen", "logistic"])
+    run = publish_chosen(
+        encoder, data, tmp_path, "baseline-wins", QUICK, candidates=["frozen", "logistic"]
+    )
     assert run.kind == "baseline"
     assert run.selection.winner == "logistic"
     assert "no transfer strategy did better" in run.selection.reason
@@ -212,7 +195,9 @@ def test_regression_chooses_by_r2(encoder: Path, tmp_path: Path) -> None:
     obs = m.obs.assign(label=[f"{v:.5f}" for v in target])
     m = ExpressionMatrix(X=m.X, sample_ids=m.sample_ids, gene_ids=m.gene_ids, obs=obs)
     data = hold_out("target", m, test_fraction=0.2, seed=0, stratify_by=None)
-    run = _publish(encoder, data, tmp_path, "reg", ["frozen", "ridge"], task="regression")
+    run = publish_chosen(
+        encoder, data, tmp_path, "reg", QUICK, candidates=["frozen", "ridge"], task="regression"
+    )
     assert run.selection.metric == "r2"
     scores = {c.name: c.mean for c in run.selection.candidates}
     assert scores[run.selection.winner] == max(scores.values())

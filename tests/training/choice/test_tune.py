@@ -14,6 +14,7 @@ from contract import defaults
 from contract.card import CandidateScore, ModelCard, Spread, Tuning
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from tests.training.choice.conftest import publish_chosen
 from training.choice import candidates as cands
 from training.choice import inner
 from training.choice.auto import reason
@@ -22,7 +23,7 @@ from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
-from training.publish.chosen import ChosenRun, choose_and_export
+from training.publish.chosen import ChosenRun
 from training.publish.head import load_autoencoder
 from training.train.finetune import FinetuneOptions
 
@@ -258,16 +259,12 @@ def published(encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Publis
 
         patch.setattr(inner, "fit_predict", spy)
         data = hold_out("target", _target(60), test_fraction=0.25, seed=0, stratify_by="label")
-        run = choose_and_export(
+        run = publish_chosen(
+            encoder,
             data,
-            encoder_folder=encoder,
-            label_column="label",
-            head_hidden=(),
-            head_dropout=0.0,
-            train_cfg=QUICK,
-            name="tuned",
-            models_dir=tmp_path_factory.mktemp("published"),
-            description="test",
+            tmp_path_factory.mktemp("published"),
+            "tuned",
+            QUICK,
             candidates=["frozen", "logistic"],
             tune=TuneSettings(trials=2, seed=1),
         )
@@ -299,19 +296,8 @@ def test_the_tuned_candidate_is_scored_beside_the_others(published: Published) -
 
 def test_a_named_strategy_with_a_search_publishes_it_tuned(encoder: Path, tmp_path: Path) -> None:
     data = hold_out("target", _target(60), test_fraction=0.25, seed=0, stratify_by="label")
-    run = choose_and_export(
-        data,
-        encoder_folder=encoder,
-        label_column="label",
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-        name="tuned-full",
-        models_dir=tmp_path,
-        description="test",
-        strategy="full",
-        tune=TuneSettings(trials=2, seed=3),
-    )
+    tuning = TuneSettings(trials=2, seed=3)
+    run = publish_chosen(encoder, data, tmp_path, "tuned-full", QUICK, strategy="full", tune=tuning)
     assert run.selection.tuning is not None
     params = run.selection.tuning.best_params
     checkpoint = load_checkpoint(run.folder)

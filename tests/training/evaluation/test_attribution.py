@@ -18,7 +18,8 @@ from training.evaluation.attribution import (
 from training.evaluation.baselines import fit_baseline
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
-from training.reporting.report import attribution_lines, plot_attribution
+from training.reporting.plots import plot_attribution
+from training.reporting.tables import attribution_lines
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,10 @@ import pytest
 from contract.matrix import ExpressionMatrix
 from training.data.synthetic import make_synthetic
 from training.evaluation import methods as registry
+from training.evaluation.config import ProtocolConfig
 from training.evaluation.methods import Inputs, Method, method, register, with_references
 from training.evaluation.pretraining import Pretraining
-from training.evaluation.protocol import ProtocolConfig, run_external, run_protocol
+from training.evaluation.protocol import run_external, run_protocol
 from training.evaluation.splits import leave_one_batch_out
 from training.nn.config import TrainConfig
 from training.reporting.report import write_report

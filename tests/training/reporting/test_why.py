@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.evaluation.protocol import Outcome, ProtocolConfig, ProtocolResult
+from training.evaluation.config import ProtocolConfig
+from training.evaluation.protocol import Outcome, ProtocolResult
 from training.reporting.compare import (
     MARGIN,
     against_best,
