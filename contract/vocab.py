@@ -53,7 +53,7 @@ REGRESSION_BASELINES: tuple[RegressorBaseline, ...] = get_args(RegressorBaseline
 # from random weights; the automatic choice (the jobs' default, training.choice)
 EvalMethod = Literal[
     "frozen", "partial", "gradual", "full", "dann", "mmd", "pseudo_label", "consistency",
-    "scratch", "auto",
+    "scratch", "auto", "tuned",
 ]  # fmt: skip
 EVAL_METHODS: tuple[EvalMethod, ...] = get_args(EvalMethod)
 

@@ -199,10 +199,17 @@ def choose_and_predict(
     winner on all of them, and return the choice, the classes and `test`'s probabilities (for
     the evaluation protocol: the test rows take no part in the choice or the fit)."""
     choice = choose(problem, candidates, seed=seed)
+    classes, proba = refit_predict(choice.winner, problem, test, seed=seed)
+    return choice, classes, proba
+
+
+def refit_predict(
+    candidate: Candidate, problem: Problem, test: ExpressionMatrix, *, seed: int = 0
+) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """Fit `candidate` on every row of the problem; the classes and `test`'s probabilities."""
     both = dataclasses.replace(problem, matrix=stack_rows(problem.matrix, test))
     n = problem.matrix.shape[0]
     train_idx = np.arange(n, dtype=np.int64)
     test_idx = np.arange(n, n + test.shape[0], dtype=np.int64)
     with cpu_threads_for(problem.pipeline.n_genes):
-        classes, proba = fit_proba(choice.winner, both, train_idx, test_idx, seed=seed)
-    return choice, classes, proba
+        return fit_proba(candidate, both, train_idx, test_idx, seed=seed)
