@@ -315,13 +315,14 @@ def _tuned(inputs: Inputs) -> Fitted:
     over strategy, learning rates, weight decay, head and epochs by inner CV on the split's
     training rows only, its best settings refitted on all of them (the transfer model alone,
     without the choice against the baselines, so the report shows what tuning itself gains)."""
+    from contract import defaults as shared
     from training.choice.auto import refit_predict
     from training.choice.tune import TuneSettings, tune
 
     problem = _problem(inputs)
     seed = inputs.finetune.seed
     base = FinetuneOptions(device=inputs.device)
-    tuned = tune(problem, TuneSettings(seed=seed), base)
+    tuned = tune(problem, TuneSettings(trials=shared.TUNE_TRIALS, seed=seed), base)
     seen, proba = refit_predict(tuned.candidate(), problem, inputs.encoded.test, seed=seed)
     return _in_class_order(inputs, seen, proba), lambda _: None
 

@@ -226,3 +226,33 @@ def test_auto_is_evaluated_like_any_method_and_scores_as_well_as_its_best_candid
     assert 0.0 <= auto[0].metrics["balanced_accuracy"] <= 1.0
     report = write_report(result, tmp_path, title="t", data_note="d").read_text()
     assert "| auto |" in report
+
+
+def test_tuned_searches_on_the_training_rows_and_is_paired_with_the_best_baseline(
+    target: ExpressionMatrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tuned` runs an Optuna study per split (here 3 trials on 3 inner folds) on the split's
+    labelled rows only, and the report pairs it with the best baseline like every method."""
+    from contract import defaults
+    from training.choice import tune as tuning
+
+    monkeypatch.setattr(defaults, "TUNE_TRIALS", 3)
+    monkeypatch.setattr(defaults, "INNER_FOLDS", 3)
+    monkeypatch.setattr(defaults, "INNER_SCORES", ((10**6, 3),))
+    studied: list[int] = []
+    real = tuning.tune
+
+    def counted(problem: Any, settings: Any, *args: Any, **kwargs: Any) -> Any:
+        studied.append(problem.matrix.shape[0])
+        assert settings.trials == 3
+        return real(problem, settings, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "tune", counted)
+    cfg = dataclasses.replace(TINY, methods=("tuned",), shots=(8,), repeats=1)
+    result = run_protocol(target, cfg, progress=False)
+    tuned = [o for o in result.outcomes if o.model == "tuned"]
+    assert len(tuned) == 1 and 0.0 <= tuned[0].metrics["balanced_accuracy"] <= 1.0
+    assert studied == [8 * len(result.classes)]  # the k labelled cells per class, nothing else
+    report = write_report(result, tmp_path, title="t", data_note="d").read_text()
+    assert "| tuned |" in report
+    assert any(line.startswith("| k=8 per class | tuned |") for line in report.splitlines())
