@@ -47,7 +47,7 @@ RegressorBaseline = Literal[
 ]
 REGRESSION_BASELINES: tuple[RegressorBaseline, ...] = get_args(RegressorBaseline)
 
-# what `genexfer train evaluate` compares with the baselines (training.evaluation.methods): a
+# what `genexfer train evaluate` compares with the baselines (training.protocol.methods): a
 # fine-tuning strategy; DANN or MMD adaptation (full fine-tuning plus the target's rows without a
 # label); pseudo-labels or consistency on those rows (frozen plus them); the architecture trained
 # from random weights; the automatic choice (the jobs' default, training.choice)

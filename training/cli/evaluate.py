@@ -21,7 +21,7 @@ from training.train import defaults
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
-    from training.evaluation.pretraining import Kind, Pretraining
+    from training.protocol.pretraining import Kind, Pretraining
 
 NAME = "evaluate"
 HELP = "methods vs every baseline: few-shot curves, k-fold CV or leave-one-batch-out, report"
@@ -177,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> Path:
-    from training.evaluation.config import ProtocolConfig
-    from training.evaluation.protocol import run_external, run_protocol
     from training.preprocess.select import GeneSelection
+    from training.protocol.config import ProtocolConfig
+    from training.protocol.run import run_external, run_protocol
     from training.reporting.report import write_report
     from training.train.loop import cpu_threads_for
 
@@ -252,7 +252,7 @@ def _encoder_folder(args: argparse.Namespace) -> Path:
 
 
 def _pretraining(args: argparse.Namespace, scale: str) -> Pretraining:
-    from training.evaluation.pretraining import Pretraining
+    from training.protocol.pretraining import Pretraining
 
     if args.encoder is not None:
         return Pretraining.published(_encoder_folder(args))

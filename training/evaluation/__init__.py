@@ -1,1 +1,1 @@
-"""Honest evaluation: splits, metrics, baselines, methods, attribution, the transfer protocol."""
+"""Honest evaluation's parts: splits, metrics, baselines, external validation, attribution."""

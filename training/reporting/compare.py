@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.evaluation.methods import method, with_references
-from training.evaluation.protocol import Outcome, ProtocolResult
+from training.protocol.methods import method, with_references
+from training.protocol.run import Outcome, ProtocolResult
 
 METRICS = ("balanced_accuracy", "macro_f1", "auroc")
 # a paired gap within one point of balanced accuracy is a tie (per split) or a match (on average)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from training.evaluation.attribution import Attribution
-from training.evaluation.methods import METHODS
 from training.evaluation.metrics import confusion
-from training.evaluation.protocol import ProtocolResult
+from training.protocol.methods import METHODS
+from training.protocol.run import ProtocolResult
 from training.reporting.compare import Summary, transfer_methods
 from training.train.loop import History
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.methods import method, with_references
-from training.evaluation.protocol import ProtocolResult
+from training.protocol.methods import method, with_references
+from training.protocol.run import ProtocolResult
 from training.reporting.compare import (
     Summary,
     against_best,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from training.evaluation.attribution import ALL_CLASSES, Attribution
-from training.evaluation.methods import METHODS, with_references
 from training.evaluation.metrics import per_class_report
-from training.evaluation.protocol import ProtocolResult
+from training.protocol.methods import METHODS, with_references
+from training.protocol.run import ProtocolResult
 from training.reporting.compare import (
     Paired,
     Summary,

@@ -9,7 +9,7 @@ written unless its numbers are there.
 
 from __future__ import annotations
 
-from training.evaluation.protocol import ProtocolResult
+from training.protocol.run import ProtocolResult
 from training.reporting.compare import (
     MARGIN,
     Paired,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.evaluation.config import ProtocolConfig
-from training.evaluation.protocol import Outcome, ProtocolResult
+from training.protocol.config import ProtocolConfig
+from training.protocol.run import Outcome, ProtocolResult
 from training.reporting.compare import (
     MARGIN,
     against_best,

@@ -15,13 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.matrix import ExpressionMatrix
-from training.evaluation.config import ProtocolConfig
 from training.evaluation.splits import (
     few_shot_sample,
     kfold_splits,
     leave_one_batch_out,
     stratified_split,
 )
+from training.protocol.config import ProtocolConfig
 from training.train.apply import labelled_rows
 
 IntArray = npt.NDArray[np.int64]

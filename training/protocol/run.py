@@ -15,10 +15,10 @@ training rows and is scored on the same test rows:
 - external validation (`run_external`): every model trained on all the target's labelled
   rows and scored on a second dataset; its rows, labels hidden, are the rows without a label.
 
-Methods are registered in `training.evaluation.methods`; baselines are scikit-learn's on the
+Methods are registered in `training.protocol.methods`; baselines are scikit-learn's on the
 target's own genes, preprocessed as fitted on the split's non-test rows. `ProtocolConfig`
-(`training.evaluation.config`) says what runs, `training.evaluation.designs` makes the splits and
-`training.evaluation.inputs` what every model gets on one; this module runs them and keeps the
+(`training.protocol.config`) says what runs, `training.protocol.designs` makes the splits and
+`training.protocol.inputs` what every model gets on one; this module runs them and keeps the
 scores.
 """
 
@@ -33,8 +33,10 @@ from tqdm.auto import tqdm
 
 from contract.matrix import ExpressionMatrix
 from training.evaluation.attribution import Attribution
-from training.evaluation.config import ProtocolConfig
-from training.evaluation.designs import (
+from training.evaluation.external import ExternalResult, external_validation
+from training.evaluation.metrics import classification_metrics, predict_labels_from
+from training.protocol.config import ProtocolConfig
+from training.protocol.designs import (
     Split,
     batch_composition,
     evaluated_classes,
@@ -42,17 +44,15 @@ from training.evaluation.designs import (
     lobo_splits,
     row_labels,
 )
-from training.evaluation.external import ExternalResult, external_validation
-from training.evaluation.inputs import (
+from training.protocol.inputs import (
     baseline_pipeline,
     hide_labels,
     model_fits,
     split_encoder,
     split_inputs,
 )
-from training.evaluation.methods import METHODS, Fit, Rows, method, with_references
-from training.evaluation.metrics import classification_metrics, predict_labels_from
-from training.evaluation.pretraining import Pretrained, Pretraining, align_to
+from training.protocol.methods import METHODS, Fit, Rows, method, with_references
+from training.protocol.pretraining import Pretrained, Pretraining, align_to
 from training.train.loop import History
 
 

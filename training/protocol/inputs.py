@@ -11,11 +11,11 @@ import dataclasses
 
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.evaluation.config import ProtocolConfig
-from training.evaluation.designs import IntArray, Split
-from training.evaluation.methods import Fit, Inputs, Rows, baseline_fit, method, with_references
-from training.evaluation.pretraining import Pretrained, Pretraining
 from training.preprocess.select import fit_pipeline
+from training.protocol.config import ProtocolConfig
+from training.protocol.designs import IntArray, Split
+from training.protocol.methods import Fit, Inputs, Rows, baseline_fit, method, with_references
+from training.protocol.pretraining import Pretrained, Pretraining
 from training.train import defaults
 
 

@@ -12,13 +12,13 @@ import pytest
 
 from contract.matrix import ExpressionMatrix
 from training.data.synthetic import make_synthetic
-from training.evaluation import methods as registry
-from training.evaluation.config import ProtocolConfig
-from training.evaluation.methods import Inputs, Method, method, register, with_references
-from training.evaluation.pretraining import Pretraining
-from training.evaluation.protocol import run_external, run_protocol
 from training.evaluation.splits import leave_one_batch_out
 from training.nn.config import TrainConfig
+from training.protocol import methods as registry
+from training.protocol.config import ProtocolConfig
+from training.protocol.methods import Inputs, Method, method, register, with_references
+from training.protocol.pretraining import Pretraining
+from training.protocol.run import run_external, run_protocol
 from training.reporting.report import write_report
 
 TINY = ProtocolConfig(
@@ -251,7 +251,8 @@ def test_tuned_searches_on_the_training_rows_and_is_paired_with_the_best_baselin
     cfg = dataclasses.replace(TINY, methods=("tuned",), shots=(8,), repeats=1)
     result = run_protocol(target, cfg, progress=False)
     tuned = [o for o in result.outcomes if o.model == "tuned"]
-    assert len(tuned) == 1 and 0.0 <= tuned[0].metrics["balanced_accuracy"] <= 1.0
+    assert len(tuned) == 1
+    assert 0.0 <= tuned[0].metrics["balanced_accuracy"] <= 1.0
     assert studied == [8 * len(result.classes)]  # the k labelled cells per class, nothing else
     report = write_report(result, tmp_path, title="t", data_note="d").read_text()
     assert "| tuned |" in report

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from contract.matrix import ExpressionMatrix
-from training.evaluation.config import ProtocolConfig
 from training.evaluation.metrics import classification_metrics, confusion, per_class_report
-from training.evaluation.protocol import run_protocol
 from training.evaluation.splits import few_shot_sample, kfold_splits
 from training.nn.config import TrainConfig
+from training.protocol.config import ProtocolConfig
+from training.protocol.run import run_protocol
 from training.reporting.report import summarise, write_report
 
 pytestmark = pytest.mark.slow

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.evaluation.baselines import baseline_names
-from training.evaluation.methods import method, with_references
-from training.evaluation.pretraining import EncoderShape
 from training.nn.config import TrainConfig
 from training.preprocess.select import GeneSelection
+from training.protocol.methods import method, with_references
+from training.protocol.pretraining import EncoderShape
 from training.train import defaults
 
 
@@ -34,7 +34,7 @@ class ProtocolConfig:
     encoder, hidden, latent:
         The pretrained encoder's kind (``ae``, ``dae``, ``vae``) and widths.
     methods:
-        Registered methods to run (`training.evaluation.methods`); a method's reference (the
+        Registered methods to run (`training.protocol.methods`); a method's reference (the
         same without rows without a label) is added when missing.
     baselines:
         scikit-learn baselines to run.
