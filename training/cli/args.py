@@ -59,15 +59,29 @@ def add_command(commands: Subparsers, command: Command) -> None:
     parser.set_defaults(func=command.run)
 
 
-def target(parser: argparse.ArgumentParser) -> None:
+def target(parser: argparse.ArgumentParser, *, multi_task: bool = False) -> None:
     """What a head is trained for and where it goes: --label-column, --task, --labels,
-    --encoder, --name, --test-fraction."""
+    --encoder, --name, --test-fraction (`multi_task`: and --multi-task, in place of
+    --label-column and --task)."""
     parser.add_argument(
         "--label-column",
-        required=True,
+        required=not multi_task,
         help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
-        "classes, or the numbers to predict with --task regression",
+        "classes, or the numbers to predict with --task regression"
+        + (" (or give --multi-task)" if multi_task else ""),
     )
+    if multi_task:
+        parser.add_argument(
+            "--multi-task",
+            action="append",
+            type=task_spec,
+            metavar="COLUMN[:KIND[:WEIGHT]]",
+            help="multi-task: a label column with its kind (classification, the default, or "
+            "regression) and loss weight (default 1); repeat for each task, e.g. --multi-task "
+            "bulk_labels --multi-task G2M_score:regression:0.5. One encoder is fine-tuned with "
+            "a head per task on the weighted sum of their losses (a row missing a task's label "
+            "is masked for that task); needs a named --strategy",
+        )
     parser.add_argument(
         "--task", choices=TASKS, default="classification", help=d("what the head predicts")
     )
@@ -86,6 +100,27 @@ def target(parser: argparse.ArgumentParser) -> None:
         help="share held out (stratified by label when classifying) for the card's metrics "
         "(default: %(default)s)",
     )
+
+
+def task_spec(text: str) -> tuple[str, str, float]:
+    """'G2M_score:regression:0.5' → (column, kind, weight); the kind and weight may be left out
+    (classification, 1), and a column may itself hold ':' (read from the right)."""
+    column, kind, weight = text, "classification", 1.0
+    head, _, last = column.rpartition(":")
+    if head:
+        try:
+            weight = float(last)
+            column = head
+        except ValueError:
+            pass
+    head, _, last = column.rpartition(":")
+    if head and last in TASKS:
+        column, kind = head, last
+    if not column.strip(":") or column[0] == ":" or not 0 < weight < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected COLUMN[:classification|regression[:WEIGHT>0]], got {text!r}"
+        )
+    return column, kind, weight
 
 
 def head(parser: argparse.ArgumentParser) -> None:
@@ -201,10 +236,11 @@ def labelled(
     domain = (args.domain_column,) if args.domain_column else ()
     table = args.labels is None and args.orientation == "samples_as_rows"
     obs = None if args.labels is None else read_obs(args.labels)
-    matrix = read(args, obs_columns=(args.label_column, *domain) if table else ())
+    columns = label_columns(args)
+    matrix = read(args, obs_columns=(*columns, *domain) if table else ())
     if obs is not None:
         matrix = attach_obs(matrix, obs)
-    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), args.label_column)
+    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), columns)
     if args.unlabelled is not None:
         more = read(args, obs_columns=domain if table else (), path=args.unlabelled)
         if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
@@ -212,6 +248,19 @@ def labelled(
         more = prepared(more, scale, conversion)
         rest = more if rest is None else stack_rows(rest, more)
     return matrix, rest
+
+
+def has_every_label(matrix: ExpressionMatrix, column: str) -> bool:
+    """Whether every row of `matrix` has a value in `column`."""
+    from training.train.apply import labelled_rows
+
+    return bool(labelled_rows(matrix, column).all())
+
+
+def label_columns(args: argparse.Namespace) -> tuple[str, ...]:
+    """The label columns: each --multi-task's, else --label-column."""
+    tasks = getattr(args, "multi_task", None)
+    return tuple(t[0] for t in tasks) if tasks else (args.label_column,)
 
 
 def device_option(group: argparse._ActionsContainer) -> None:

@@ -106,7 +106,9 @@ def score_tasks(
             model = fit_baseline(name, X_train[fit_rows], y_fit, seed=seed)
             classes = [str(c) for c in model.classes_]
             p = baseline_proba(model, X_test[has])
-            theirs[column] = classification_metrics(truth, [classes[k] for k in p.argmax(1)])
+            theirs[column] = classification_metrics(
+                truth, [classes[k] for k in p.argmax(1)], p, classes
+            )
         else:
             values = np.asarray(truth, dtype=np.float64)
             ours[column] = regression_metrics(values, out[has])
