@@ -216,9 +216,9 @@ def finetune_multitask(
     )
     loss_fn = weighted_loss(cfg, [t.weight for t in tasks], weights)
     chance = sum(t.weight * c for t, c in zip(tasks, chances, strict=True))
-    task = _Task(y, split, loss_fn, [t.column for t in tasks], chance, None)
+    learn = _Task(y, split, loss_fn, [t.column for t in tasks], chance, None)
     rows = Unlabelled(unlabelled, domain_column)
-    fit = _finetune(encoder, cfg, pipeline, matrix, task, train_cfg, options, progress, rows)
+    fit = _finetune(encoder, cfg, pipeline, matrix, learn, train_cfg, options, progress, rows)
     head = fit.head
     assert isinstance(head, MultiTaskHead)
     for sub, (mean, std), spec in zip(head.heads, scales, tasks, strict=True):
@@ -257,7 +257,8 @@ def weighted_loss(
             else:
                 term = nn.functional.mse_loss(out[mask, where][:, 0], target[mask, t])
             total = total + task_weights[t] * term
-        return total
+        out_total: torch.Tensor = total
+        return out_total
 
     return loss_fn
 
