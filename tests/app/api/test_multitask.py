@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnx
 import pyarrow.csv as pacsv
@@ -162,3 +163,38 @@ def test_models_listing_shows_the_tasks(mc: TestClient) -> None:
     assert "tasks" not in mc.get("/v1/models/toy-classifier").json()
     listed = {m["name"]: m for m in mc.get("/v1/models").json()["models"]}
     assert listed["toy-multi"]["versions"][0]["tasks"][0]["labels"] == LABELS
+
+
+def test_the_python_client_frames_a_multi_task_answer(mc: TestClient) -> None:
+    from app.client.frames import answer_frame
+
+    answers = [mc.post("/v1/models/toy-multi/regress", json=BODY).json()]
+    frame = answer_frame("regress", answers)
+    assert list(frame.index) == ["S0", "S1", "S2"]
+    assert list(frame.columns) == [
+        "cell.label", "cell.p_a", "cell.p_b", "cell.p_c", "phase.label", "phase.p_G1",
+        "phase.p_S", "score",
+    ]  # fmt: skip
+    assert frame.attrs["model"] == {"name": "toy-multi", "version": 1}
+    assert (
+        frame.loc["S1", "score"]
+        == answers[0]["tasks"]["score"]["predictions"][1]["values"]["score"]
+    )
+
+
+def test_the_python_client_names_tasks(mc: TestClient) -> None:
+    import pandas as pd
+
+    from app.client import GeneXferClient
+
+    def through_the_app(request: httpx.Request) -> httpx.Response:
+        r = mc.request(
+            request.method, str(request.url), content=request.content, headers=request.headers
+        )
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+    client = GeneXferClient("http://testserver", transport=httpx.MockTransport(through_the_app))
+    data = pd.DataFrame(X, columns=GENES, index=["S0", "S1", "S2"])
+    frame = client.classify("toy-multi", data, tasks=["score"])
+    assert list(frame.columns) == ["score"]
+    assert list(frame.index) == ["S0", "S1", "S2"]
