@@ -75,6 +75,12 @@ def test_a_multi_task_job_publishes_one_served_version(
     assert list(r.json()["tasks"]) == ["bulk_labels", "phase", "G2M_score"]
     r = svc.post("/v1/models/lab-multi/regress?task=G2M_score", json=request)
     assert list(r.json()["tasks"]) == ["G2M_score"]
+    page = svc.get(f"/ui/parts/jobs/{job['id']}")
+    assert page.status_code == 200, page.text
+    assert "G2M_score · r2" in page.text
+    assert "baseline" in page.text
+    listing = svc.get("/ui/parts/jobs")
+    assert "bulk_labels, phase, G2M_score" in listing.text
 
 
 @pytest.mark.parametrize(
