@@ -3,9 +3,10 @@
 Shared by `genexfer train finetune --multi-task` and fine-tuning jobs with `tasks`. The named
 strategy is published (the automatic choice is single-task); each task's head is then scored
 on the held-out samples with that task's label beside a classical baseline fitted on the same
-training rows (logistic regression for a classification task, ridge for a regression one),
-and the card warns for every task the baseline beats: no lab is handed a model a logistic
-regression beats without being told.
+training rows (logistic regression for a classification task, ridge for a regression one) —
+on inner folds of the training samples when too few held-out samples have the label — and the
+card warns for every task the baseline beats: no lab is handed a model a logistic regression
+beats without being told.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Task
 from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics, regression_metrics
-from training.evaluation.splits import Dataset
+from training.evaluation.splits import Dataset, kfold_splits
 from training.export.graphs import CardInfo, export_multitask
 from training.export.store import model_ref
 from training.nn.config import TrainConfig, config_to_dict
 from training.nn.heads import MultiTaskHead
 from training.publish.head import held_out_note, load_autoencoder
+from training.train import progress as watch
 from training.train.apply import embed, labelled_rows
 from training.train.finetune import FinetuneOptions
 from training.train.loop import History
@@ -40,7 +42,9 @@ from training.train.multitask import FittedTask, TaskSpec, finetune_multitask
 # the baseline each task's head is compared with, and the score that decides
 BASELINE: dict[Task, str] = {"classification": "logistic", "regression": "ridge"}
 HEADLINE: dict[Task, str] = {"classification": "balanced_accuracy", "regression": "r2"}
-MIN_TEST = 2  # held-out rows with a task's label below which it is not compared
+MIN_TEST = 2  # held-out rows with a task's label below which it is compared on inner folds
+INNER_FOLDS = 3  # the inner cross-validation of those tasks (on the training samples only)
+HELD_OUT, INNER_CV = "test", "inner_cv"
 
 
 @dataclass(frozen=True)
@@ -119,21 +123,75 @@ def score_tasks(
     return ours, theirs
 
 
+def inner_scores(
+    encoder: nn.Module,
+    pipeline: PreprocessPipeline,
+    train: ExpressionMatrix,
+    tasks: Sequence[TaskSpec],
+    train_cfg: TrainConfig,
+    *,
+    head_hidden: tuple[int, ...],
+    head_dropout: float,
+    options: FinetuneOptions,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Each task's mean scores, and its baseline's, over `INNER_FOLDS` random folds of the
+    training samples (a multi-task model fitted on each fold's rest; folds where a task cannot
+    be fitted or scored are left out of its mean)."""
+    n = train.shape[0]
+    if n < 2 * INNER_FOLDS:
+        return {}, {}
+    folds = kfold_splits(["all"] * n, INNER_FOLDS, train_cfg.seed)
+    ours: dict[str, list[dict[str, float]]] = {}
+    theirs: dict[str, list[dict[str, float]]] = {}
+    with watch.inner_stages():
+        for fit_idx, score_idx in folds:
+            fit_rows, score_rows = train.take(fit_idx), train.take(score_idx)
+            try:
+                result = finetune_multitask(
+                    encoder, pipeline, fit_rows, tasks, train_cfg, head_hidden=head_hidden,
+                    head_dropout=head_dropout, strategy=options, progress=False,
+                )  # fmt: skip
+                o, t = score_tasks(
+                    result.fit.encoder, result.head, pipeline, fit_rows, score_rows,
+                    result.tasks, train_cfg.seed,
+                )  # fmt: skip
+            except ValueError:  # a fold without a task's label or second class
+                continue
+            for column, values in o.items():
+                ours.setdefault(column, []).append(values)
+                theirs.setdefault(column, []).append(t[column])
+
+    def mean(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+        return {c: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for c, rs in runs.items()}
+
+    return mean(ours), mean(theirs)
+
+
 def warnings_for(
-    task: FittedTask, ours: Mapping[str, float] | None, theirs: Mapping[str, float] | None
+    task: FittedTask,
+    ours: Mapping[str, float] | None,
+    theirs: Mapping[str, float] | None,
+    where: str = HELD_OUT,
 ) -> list[str]:
-    """The card's warning when the task's baseline scored higher (or could not be compared)."""
+    """The card's warning when the task's baseline scored higher (or could not be compared);
+    `where` the scores come from: the held-out samples or the inner folds."""
     kind = task.spec.kind
     metric, name = HEADLINE[kind], BASELINE[kind]
     if ours is None or theirs is None:
         return [
             f"not compared with {name} regression: fewer than {MIN_TEST} held-out samples "
-            f"have a {task.spec.column!r} label"
+            f"have a {task.spec.column!r} label, and {INNER_FOLDS}-fold inner cross-validation "
+            "of the training samples could not score it"
         ]
+    on = (
+        "on the held-out samples"
+        if where == HELD_OUT
+        else f"in {INNER_FOLDS}-fold inner cross-validation of the training samples"
+    )
     if theirs[metric] > ours[metric]:
         return [
-            f"{name} regression on the same training samples scored higher on the held-out "
-            f"samples ({metric} {theirs[metric]:.3f} vs {ours[metric]:.3f} for this task's head)"
+            f"{name} regression on the same training samples scored higher {on} ({metric} "
+            f"{theirs[metric]:.3f} vs {ours[metric]:.3f} for this task's head)"
         ]
     return []
 
@@ -174,6 +232,7 @@ def multitask_and_export(
     aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
     train, test = aligned.train, aligned.test
     options = options or FinetuneOptions()
+    original = autoencoder.encoder  # the inner folds start from it too
     result = finetune_multitask(
         autoencoder.encoder,
         pipeline,
@@ -191,6 +250,18 @@ def multitask_and_export(
     ours, theirs = score_tasks(
         autoencoder.encoder, result.head, pipeline, train, test, result.tasks, train_cfg.seed
     )
+    where = dict.fromkeys(ours, HELD_OUT)
+    if len(ours) < len(tasks):  # too few held-out labels: those tasks on inner folds
+        inner, inner_base = inner_scores(
+            original, pipeline, train, tasks, train_cfg,
+            head_hidden=head_hidden, head_dropout=head_dropout, options=options,
+        )  # fmt: skip
+        for column in set(inner) - set(ours):
+            ours[column], theirs[column], where[column] = (
+                inner[column],
+                inner_base[column],
+                INNER_CV,
+            )
     cards = [
         ModelTask(
             name=t.spec.column,
@@ -199,7 +270,12 @@ def multitask_and_export(
             weight=t.spec.weight,
             outputs=task_outputs(t.spec.column, t.spec.kind),
             n_labelled=t.n_labelled,
-            warnings=warnings_for(t, ours.get(t.spec.column), theirs.get(t.spec.column)),
+            warnings=warnings_for(
+                t,
+                ours.get(t.spec.column),
+                theirs.get(t.spec.column),
+                where.get(t.spec.column, HELD_OUT),
+            ),
         )
         for t in result.tasks
     ]
@@ -215,13 +291,19 @@ def multitask_and_export(
         "the training samples with its label, on the encoder's preprocessing; scored on the "
         "same held-out samples."
     )
+    inner_protocol = (
+        f"Too few held-out samples with this task's label: {INNER_FOLDS}-fold cross-validation "
+        "of the training samples (random folds, seeded), a multi-task model and the baseline "
+        "fitted on each fold's rest and scored on the fold; the mean over folds."
+    )
     metrics = [
-        Metric(name=f"{task}.{k}", value=v, split="test", protocol=protocol)
+        Metric(name=f"{task}.{k}", value=v, split=where[task],
+               protocol=protocol if where[task] == HELD_OUT else inner_protocol)
         for task, values in ours.items()
         for k, v in values.items()
     ] + [
-        Metric(name=f"{task}.{BASELINE[_kind(tasks, task)]}.{k}", value=v, split="test",
-               protocol=baseline_protocol)
+        Metric(name=f"{task}.{BASELINE[_kind(tasks, task)]}.{k}", value=v, split=where[task],
+               protocol=baseline_protocol if where[task] == HELD_OUT else inner_protocol)
         for task, values in theirs.items()
         for k, v in values.items()
     ]  # fmt: skip

@@ -229,3 +229,46 @@ def test_card_tasks_are_checked_and_single_task_cards_unchanged() -> None:
                   outputs=["c.logits", "c.probabilities"])  # fmt: skip
     with pytest.raises(ValidationError, match="outputs"):
         ModelTask(name="g", kind="regression", labels=["g"], weight=1.0, outputs=["g.values"])
+
+
+def test_without_held_out_samples_each_task_is_compared_on_inner_folds(encoder: Path) -> None:
+    m = _data(90, seed=4)
+    data = hold_out("toy", m, test_fraction=0.0, seed=0, stratify_by=None)
+    run = multitask_and_export(
+        data,
+        encoder_folder=encoder,
+        tasks=TASKS,
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name="multi-inner",
+        models_dir=encoder.parent.parent,
+        description="multi-task, nothing held out",
+        options=FinetuneOptions("frozen"),
+        progress=False,
+    )
+    card = ModelCard.read(run.folder)
+    assert run.n_test == 0
+    assert set(run.scores) == {"label", "phase", "score"}
+    splits = {x.split for x in card.metrics}
+    assert splits == {"inner_cv"}
+    assert "3-fold cross-validation" in card.metrics[0].protocol
+    for task in card.tasks:
+        kind = "balanced_accuracy" if task.kind == "classification" else "r2"
+        loses = run.baseline_scores[task.name][kind] > run.scores[task.name][kind]
+        assert bool(task.warnings) == loses, task
+        assert all("inner cross-validation" in w for w in task.warnings)
+
+
+def test_a_task_that_cannot_be_scored_is_said_so() -> None:
+    from training.publish.multitask import FittedTask, warnings_for
+
+    task = FittedTask(TaskSpec("score", "regression"), ["score"], 3)
+    (warning,) = warnings_for(task, None, None)
+    assert warning.startswith("not compared with ridge regression")
+    better = warnings_for(task, {"r2": 0.1}, {"r2": 0.3})
+    assert better == [
+        "ridge regression on the same training samples scored higher on the held-out samples "
+        "(r2 0.300 vs 0.100 for this task's head)"
+    ]
+    assert warnings_for(task, {"r2": 0.3}, {"r2": 0.1}) == []
