@@ -92,6 +92,8 @@ def test_a_multi_task_job_publishes_one_served_version(
         ({"tasks": [*TASKS, {"column": "phase"}]}, "repeated"),
         ({"tasks": [{"column": "bulk_labels", "kind": "regression"}]}, "needs a number"),
         ({"semi_supervised": {"method": "consistency"}}, "single-task"),
+        ({"tune": {"trials": 2}}, "single-task"),
+        ({"candidates": ["frozen"]}, "candidates are compared by strategy 'auto'"),
     ],
 )
 def test_bad_multi_task_jobs_are_refused_at_submission(

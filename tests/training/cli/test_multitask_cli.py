@@ -86,6 +86,8 @@ OTHERS = ["--multi-task", "phase", "--multi-task", "score:regression"]
         (["--multi-task", "cell_type", *OTHERS, "--multi-task", "phase", "--strategy", "full"],
          "repeated"),
         ([], "give --label-column"),
+        (["--multi-task", "cell_type", "--strategy", "full", "--candidates", "frozen"],
+         "single-task"),
     ],
 )  # fmt: skip
 def test_multi_task_refusals(

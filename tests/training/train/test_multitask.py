@@ -272,3 +272,46 @@ def test_a_task_that_cannot_be_scored_is_said_so() -> None:
         "(r2 0.300 vs 0.100 for this task's head)"
     ]
     assert warnings_for(task, {"r2": 0.3}, {"r2": 0.1}) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tasks": (), "kinds": (), "widths": ()}, "one entry per task"),
+        ({"tasks": ("a", "b"), "kinds": ("classification",), "widths": (2,)}, "one entry"),
+        ({"tasks": ("a", "a"), "kinds": ("regression",) * 2, "widths": (1, 1)}, "unique"),
+        ({"tasks": ("a",), "kinds": ("ordinal",), "widths": (2,)}, "not 'ordinal'"),
+        ({"tasks": ("a",), "kinds": ("classification",), "widths": (1,)}, "n_classes at least 2"),
+    ],
+)
+def test_multitask_head_config_bounds(fields: dict[str, tuple[object, ...]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MultiTaskHeadConfig(n_in=4, **fields)  # type: ignore[arg-type]
+
+
+def test_a_classification_task_needs_two_classes(encoder: Path) -> None:
+    from contract.align import align_matrix
+
+    m = _data(60)
+    m.obs["one"] = "x"
+    aligned = align_matrix(m, ModelCard.read(encoder).panel, InputScale.counts)[0]
+    ae = load_autoencoder(encoder)
+    pipe = PreprocessPipeline.load(encoder)
+    with pytest.raises(ValueError, match="needs 2 classes"):
+        finetune_multitask(ae.encoder, pipe, aligned, [TaskSpec("label"), TaskSpec("one")], QUICK)
+
+
+def test_export_refuses_tasks_that_are_not_the_heads(tmp_path: Path) -> None:
+    from contract.card import task_outputs
+    from training.export.graphs import export_multitask
+
+    head = MultiTaskHead(
+        MultiTaskHeadConfig(n_in=4, tasks=("a",), kinds=("regression",), widths=(1,))
+    )
+    other = ModelTask(name="b", kind="regression", labels=["b"], weight=1.0,
+                      outputs=task_outputs("b", "regression"))  # fmt: skip
+    with pytest.raises(ValueError, match="differ from the head's"):
+        export_multitask(
+            None, head, None, [other], name="x", models_dir=tmp_path,  # type: ignore[arg-type]
+            info=None, reference=np.zeros((1, 4), np.float32), parent=None,  # type: ignore[arg-type]
+        )  # fmt: skip
