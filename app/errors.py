@@ -18,7 +18,8 @@ AppError (500)
 │   ├── InvalidExpressionData     bad values; names the samples and genes at fault
 │   ├── InsufficientGeneOverlap   too few of the model's genes present
 │   ├── WrongInputScale           counts sent to a log model, and the like
-│   └── CannotExplain             explain= asked of a model without an explanation graph
+│   ├── CannotExplain             explain= asked of a model without an explanation graph
+│   └── UnknownTask               task= names no task of the model (names the model's tasks)
 ├── ServiceUnavailable (503)      e.g. the database cannot be reached (always with Retry-After)
 └── RequestTimeout (504)
 
@@ -135,6 +136,11 @@ class InvalidRequest(AppError):
     status = 422
     slug = "invalid-request"
     title = "Invalid request"
+
+
+class UnknownTask(InvalidRequest):
+    slug = "unknown-task"
+    title = "The model has no such task"
 
 
 class KeyReused(InvalidRequest):

@@ -17,6 +17,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.idmap import IdType
+from contract.vocab import Task
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -31,6 +32,7 @@ class ModelKind(StrEnum):
     classifier = "classifier"
     regressor = "regressor"
     pipeline = "pipeline"
+    multitask = "multitask"  # one encoder, a head per task (`ModelCard.tasks`)
 
 
 class InputScale(StrEnum):
@@ -308,6 +310,43 @@ class Selection(_Frozen):
         return self
 
 
+def task_outputs(task: str, kind: Task) -> list[str]:
+    """A multi-task graph's outputs for one task: a classifier's ``<task>.logits`` and
+    ``<task>.probabilities`` (the single-task names, prefixed), a regressor's
+    ``<task>.prediction``."""
+    names = ("logits", "probabilities") if kind == "classification" else ("prediction",)
+    return [f"{task}.{n}" for n in names]
+
+
+class ModelTask(_Frozen):
+    """One task of a multi-task model: its label column, what it predicts and its outputs."""
+
+    name: str = Field(min_length=1, description="The task's name: the obs column it learned.")
+    kind: Task
+    labels: list[str] = Field(
+        min_length=1,
+        description="Class names in output order (classification), or the one target's name.",
+    )
+    weight: float = Field(gt=0, description="Its loss's weight in the fine-tuning objective.")
+    outputs: list[str] = Field(description="Its graph outputs (`task_outputs`).")
+    n_labelled: int = Field(default=0, ge=0, description="Training rows with this label.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What a user must know about this task, e.g. a logistic or ridge "
+        "regression scored higher on the same held-out samples.",
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if self.kind == "classification" and len(self.labels) < 2:
+            raise ValueError(f"classification task {self.name!r} needs at least 2 classes")
+        if self.kind == "regression" and self.labels != [self.name]:
+            raise ValueError(f"regression task {self.name!r} has its own name as its one label")
+        if self.outputs != task_outputs(self.name, self.kind):
+            raise ValueError(f"task {self.name!r} outputs {task_outputs(self.name, self.kind)}")
+        return self
+
+
 class ModelCard(_Frozen):
     schema_version: int = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -327,6 +366,12 @@ class ModelCard(_Frozen):
     labels: list[str] | None = Field(
         default=None,
         description="Class names (classifier) or target names (regressor), in output order.",
+    )
+    tasks: list[ModelTask] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="A multi-task model's tasks, in output order (empty, and left out of "
+        "model.json, for every other kind).",
     )
     head: HeadGraph | None = None
     explain: ExplainGraph | None = Field(
@@ -363,6 +408,7 @@ class ModelCard(_Frozen):
                 raise ValueError(
                     "a regressor card needs a 'prediction' output and one label per target"
                 )
+        self._check_tasks()
         if self.head is not None and self.head.file not in self.files:
             raise ValueError(f"files must list the head graph {self.head.file}")
         if self.explain is not None:
@@ -372,6 +418,28 @@ class ModelCard(_Frozen):
                 if name not in self.files:
                     raise ValueError(f"files must list the explanation's {name}")
         return self
+
+    def _check_tasks(self) -> None:
+        if (self.kind is ModelKind.multitask) != bool(self.tasks):
+            raise ValueError("a multitask card needs tasks, and only a multitask card has them")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        widths = {o.name: o.shape[-1] for o in self.outputs}
+        for task in self.tasks:
+            n = len(task.labels) if task.kind == "classification" else 1
+            for output in task.outputs:
+                if widths.get(output) != n:
+                    raise ValueError(f"task {task.name!r} needs an output {output!r} of width {n}")
+
+    def task(self, name: str) -> ModelTask:
+        """The task called `name`; KeyError naming the tasks there are."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(
+            f"{self.name} has no task {name!r}; its tasks: {[t.name for t in self.tasks]}"
+        )
 
     @model_validator(mode="after")
     def _transform_scales(self) -> Self:

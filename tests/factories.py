@@ -31,8 +31,10 @@ from contract.card import (
     InputTransform,
     ModelCard,
     ModelKind,
+    ModelTask,
     TensorSpec,
     sha256_file,
+    task_outputs,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,6 +139,77 @@ def write_model(
     )
     card.write(folder)
     assert (folder / CARD_FILE).is_file()
+    return folder
+
+
+MULTI_TASKS: dict[str, list[str] | None] = {"cell": LABELS, "phase": ["G1", "S"], "score": None}
+
+
+def write_multitask_model(
+    *,
+    root: Path,
+    name: str,
+    genes: list[str],
+    tasks: dict[str, list[str] | None] | None = None,
+    version: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write models/<name>/<version>/ with a real linear multi-task ONNX graph and its card:
+    per task `t` with classes, expression @ W_t → `t.logits` and softmax `t.probabilities`;
+    per task with None, expression @ w_t → `t.prediction`. Weights W_t are the initializers,
+    in task order."""
+    tasks = MULTI_TASKS if tasks is None else tasks
+    folder = root / name / str(version)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    nodes, outputs, inits, specs, cards = [], [], [], [], []
+    for task, classes in tasks.items():
+        kind = "classification" if classes else "regression"
+        width = len(classes) if classes else 1
+        w = numpy_helper.from_array(
+            rng.normal(size=(len(genes), width)).astype(np.float32), name=f"W_{task}"
+        )
+        inits.append(w)
+        names = task_outputs(task, kind)  # type: ignore[arg-type]
+        nodes.append(helper.make_node("MatMul", ["expression", f"W_{task}"], [names[0]]))
+        if classes:
+            nodes.append(helper.make_node("Softmax", [names[0]], [names[1]], axis=1))
+        for out in names:
+            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", width]))
+            specs.append(TensorSpec(name=out, shape=["batch", width]))
+        cards.append(
+            ModelTask(
+                name=task,
+                kind=kind,  # type: ignore[arg-type]
+                labels=classes or [task],
+                weight=1.0,
+                outputs=names,
+            )
+        )
+    graph = helper.make_graph(
+        nodes,
+        "multitask",
+        [helper.make_tensor_value_info("expression", TensorProto.FLOAT, ["batch", len(genes)])],
+        outputs,
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, folder / ONNX_FILE)
+    ModelCard(
+        name=name,
+        version=version,
+        kind=ModelKind.multitask,
+        description="test multi-task model",
+        created_at=datetime.now(UTC),
+        input_scale=InputScale.log,
+        panel=GenePanel(ids=genes, fill_values=[0.0] * len(genes)),
+        inputs=[TensorSpec(name="expression", shape=["batch", len(genes)])],
+        outputs=specs,
+        tasks=cards,
+        files={ONNX_FILE: sha256_file(folder / ONNX_FILE)},
+    ).write(folder)
     return folder
 
 

@@ -48,6 +48,7 @@ def _version(m: LoadedModel, registry: ModelRegistry) -> ModelVersionRead:
         input_scale=c.input_scale,
         n_genes=c.n_genes,
         labels=c.labels,
+        tasks=c.tasks,
         outputs=c.outputs,
         metrics=c.metrics,
         parent=c.parent,

@@ -20,7 +20,7 @@ from app.db.writer import PredictionWriter
 from app.errors import NotAcceptable, documented
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
-from app.schemas.predict import Answer, ClassifyOut, EmbedOut, RegressOut
+from app.schemas.predict import Answer, ClassifyOut, EmbedOut, MultiTaskOut, RegressOut
 from app.services import predict
 from contract.card import InputScale
 from contract.vocab import GeneSetCollectionName
@@ -54,13 +54,22 @@ GeneSetsQuery = Annotated[
         "this committed collection (hypergeometric test, Benjamini-Hochberg q).",
     ),
 ]
+TaskQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="A multi-task model: answer only these tasks (repeat for several; "
+        "GET /v1/models/{name} lists them). Left out: every task. A name the model lacks is a "
+        "422 listing its tasks.",
+    ),
+]
 PROBLEMS = documented(
     e404="No such model or version",
     e406="The Accept header names no format we answer in",
     e413="Too many samples or too large a body",
     e415="A Content-Type or Content-Encoding we do not read",
     e422="Malformed body, bad values (the samples and genes are named), too few genes, "
-    "values on the wrong scale, or an explanation the model cannot give",
+    "values on the wrong scale, an explanation the model cannot give, or a task= the model "
+    "lacks",
 )
 _TABLE = {"schema": {"type": "string", "format": "binary"}}
 BODY: dict[str, Any] = {
@@ -194,8 +203,9 @@ async def classify(
     input_scale: ScaleQuery = None,
     explain: ExplainQuery = None,
     gene_sets: GeneSetsQuery = None,
+    task: TaskQuery = None,
 ) -> Response:
-    """classify, with the explanation options."""
+    """classify, with the explanation options and a multi-task model's task choice."""
     return await _serve(
         predict.classify,
         request,
@@ -208,26 +218,61 @@ async def classify(
         metrics=metrics,
         request_id=request_id,
         input_scale=input_scale,
-        options={"explain": explain, "gene_sets": gene_sets},
+        options={"explain": explain, "gene_sets": gene_sets, "tasks": task},
+    )
+
+
+async def regress(
+    name: str,
+    request: Request,
+    registry: RegistryDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    writer: WriterDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    version: VersionQuery = None,
+    input_scale: ScaleQuery = None,
+    task: TaskQuery = None,
+) -> Response:
+    """regress, with a multi-task model's task choice."""
+    return await _serve(
+        predict.regress,
+        request,
+        name,
+        version,
+        registry=registry,
+        caller=caller,
+        settings=settings,
+        writer=writer,
+        metrics=metrics,
+        request_id=request_id,
+        input_scale=input_scale,
+        options={"tasks": task},
     )
 
 
 router.post(
     "/{name}/classify",
-    response_model=ClassifyOut,
+    response_model=ClassifyOut | MultiTaskOut,
     summary="Classify expression profiles (optionally explained)",
     responses=RESPONSES,
     openapi_extra=BODY,
 )(classify)
 
-for _task, _model, _summary in (
-    (predict.regress, RegressOut, "Predict continuous values (a regressor's targets)"),
-    (predict.embed, EmbedOut, "Embed expression profiles with an encoder"),
-):
-    router.post(
-        f"/{{name}}/{_task.__name__}",
-        response_model=_model,
-        summary=_summary,
-        responses=RESPONSES,
-        openapi_extra=BODY,
-    )(_endpoint(_task))
+router.post(
+    "/{name}/regress",
+    response_model=RegressOut | MultiTaskOut,
+    summary="Predict continuous values (a regressor's targets, or every task of a multi-task "
+    "model)",
+    responses=RESPONSES,
+    openapi_extra=BODY,
+)(regress)
+
+router.post(
+    "/{name}/embed",
+    response_model=EmbedOut,
+    summary="Embed expression profiles with an encoder",
+    responses=RESPONSES,
+    openapi_extra=BODY,
+)(_endpoint(predict.embed))

@@ -26,7 +26,7 @@ from app.api.ui_models import served
 from app.codecs import negotiate as formats
 from app.errors import InvalidRequest, PayloadTooLarge, Unauthorized
 from app.schemas.jobs import DatasetRead, JobRead
-from app.schemas.predict import Answer, EmbedOut, RegressOut
+from app.schemas.predict import Answer, EmbedOut, MultiTaskOut, RegressOut
 from app.security import presented_key, require, verify_key
 from app.services import datasets, jobs, predictions, uploads
 from app.ui import plots
@@ -175,8 +175,13 @@ async def predict_part(
         declared_scale=_scale(input_scale),
     )
     answer = result.answer
+    # a multi-task model is not run here (uploads.TASKS has no kind for it)
     rows: list[Any] = (
-        answer.embeddings if isinstance(answer, EmbedOut) else list(answer.predictions)
+        answer.embeddings
+        if isinstance(answer, EmbedOut)
+        else []
+        if isinstance(answer, MultiTaskOut)
+        else list(answer.predictions)
     )
     card = registry.get(answer.model.name, answer.model.version, viewer=caller).card
     # a class has one colour on every page: its place among the model's labels

@@ -116,8 +116,10 @@ class GeneXferClient:
 
         `data`: a DataFrame (samples × genes, sample ids in the index), an AnnData, or a numpy
         matrix with ``genes=[...]`` (and ``sample_ids=[...]``). Also ``version=``,
-        ``input_scale=`` (declare the scale), ``genes=``, ``sample_ids=``. The frame's `attrs`
-        hold the model, each chunk's gene overlap and any input transform the service applied.
+        ``input_scale=`` (declare the scale), ``genes=``, ``sample_ids=``, and for a multi-task
+        model ``tasks=[...]`` (default: every task; columns `<task>.label`, `<task>.p_<class>`,
+        and a regression task's value under its name). The frame's `attrs` hold the model, each
+        chunk's gene overlap and any input transform the service applied.
         """
         return self._infer("classify", model, data, **how)
 
@@ -161,10 +163,13 @@ class GeneXferClient:
         input_scale: Scale | None = None,
         genes: Sequence[str] | None = None,
         sample_ids: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         samples = frames.samples_of(data, genes, sample_ids)
         params: dict[str, Any] = dict(extra or {})
+        if tasks is not None:
+            params["task"] = list(tasks)
         if version is not None:
             params["version"] = version
         if input_scale is not None:

@@ -114,9 +114,12 @@ def answer_frame(task: str, answers: list[dict[str, Any]]) -> pd.DataFrame:
     """The rows of every chunk's answer as one DataFrame indexed by sample id.
 
     classify: `label` then one `p_<class>` column per class; regress: one column per target;
-    embed: `e0`, `e1`, …. `attrs` keeps each chunk's `gene_overlap`, the `model` and the
-    `transform_applied`.
+    embed: `e0`, `e1`, …; a multi-task model (classify or regress alike): per classification
+    task `<task>.label` and `<task>.p_<class>`, per regression task a column named after it.
+    `attrs` keeps each chunk's `gene_overlap`, the `model` and the `transform_applied`.
     """
+    if answers and "tasks" in answers[0]:
+        return _with_attrs(_tasks_frame(answers), answers)
     key = "embeddings" if task == "embed" else "predictions"
     records = [row for answer in answers for row in answer[key]]
     ids = pd.Index([r["id"] for r in records], name="sample_id")
@@ -131,6 +134,10 @@ def answer_frame(task: str, answers: list[dict[str, Any]]) -> pd.DataFrame:
         values = np.asarray([r["embedding"] for r in records], dtype=np.float32)
         frame = pd.DataFrame(values.reshape(len(records), width), index=ids)
         frame.columns = [f"e{k}" for k in range(width)]
+    return _with_attrs(frame, answers)
+
+
+def _with_attrs(frame: pd.DataFrame, answers: list[dict[str, Any]]) -> pd.DataFrame:
     if answers:
         frame.attrs["model"] = answers[-1]["model"]
         frame.attrs["gene_overlap"] = [a["gene_overlap"] for a in answers]
@@ -139,6 +146,21 @@ def answer_frame(task: str, answers: list[dict[str, Any]]) -> pd.DataFrame:
         )
         frame.attrs["request_ids"] = [a["request_id"] for a in answers]
     return frame
+
+
+def _tasks_frame(answers: list[dict[str, Any]]) -> pd.DataFrame:
+    """Multi-task answers as one row per sample, a column group per task."""
+    parts: list[pd.DataFrame] = []
+    for name in answers[0]["tasks"]:
+        records = [r for a in answers for r in a["tasks"][name]["predictions"]]
+        ids = pd.Index([r["id"] for r in records], name="sample_id")
+        if answers[0]["tasks"][name]["kind"] == "classification":
+            part = pd.DataFrame({f"{name}.label": [r["label"] for r in records]}, index=ids)
+            probs = pd.DataFrame([r["probabilities"] for r in records], index=ids)
+            parts.append(part.join(probs.add_prefix(f"{name}.p_")))
+        else:
+            parts.append(pd.DataFrame({name: [r["values"][name] for r in records]}, index=ids))
+    return pd.concat(parts, axis=1)
 
 
 def explanation_frame(answers: list[dict[str, Any]]) -> pd.DataFrame:

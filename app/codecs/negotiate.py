@@ -23,7 +23,7 @@ from app.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from app.schemas.predict import Answer, ClassifyOut, RegressOut
+from app.schemas.predict import Answer, ClassifyOut, MultiTaskOut, RegressOut, SamplePrediction
 
 JSON = "application/json"
 CSV, TSV = "text/csv", "text/tab-separated-values"
@@ -117,10 +117,29 @@ def _table(out: Answer) -> pa.Table:
         for target in targets:
             columns[target] = [p.values[target] for p in out.predictions]
         return pa.table(columns)
+    if isinstance(out, MultiTaskOut):
+        return _tasks_table(out)
     width = len(out.embeddings[0].embedding) if out.embeddings else 0
     columns = {"sample_id": [e.id for e in out.embeddings]}
     for k in range(width):
         columns[f"e{k}"] = [e.embedding[k] for e in out.embeddings]
+    return pa.table(columns)
+
+
+def _tasks_table(out: MultiTaskOut) -> pa.Table:
+    """A row per sample; per classification task `<task>.label` and `<task>.p_<class>`, per
+    regression task a column named after it."""
+    columns: dict[str, list[Any]] = {}
+    for name, answer in out.tasks.items():
+        rows = answer.predictions
+        columns.setdefault("sample_id", [p.id for p in rows])
+        for p in rows:
+            if isinstance(p, SamplePrediction):
+                columns.setdefault(f"{name}.label", []).append(p.label)
+                for label, value in p.probabilities.items():
+                    columns.setdefault(f"{name}.p_{label}", []).append(value)
+            else:
+                columns.setdefault(name, []).append(p.values[name])
     return pa.table(columns)
 
 

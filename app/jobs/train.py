@@ -6,6 +6,7 @@ Imported only by a job runner (it needs the 'train' extra: torch).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +17,27 @@ from app.jobs.errors import JobFailure
 from contract import defaults
 from contract.matrix import ExpressionMatrix
 from training.choice.tune import TuneSettings
-from training.evaluation.splits import hold_out
+from training.evaluation.splits import Dataset, hold_out
 from training.nn.config import TrainConfig
 from training.publish.chosen import choose_and_export
+from training.publish.multitask import multitask_and_export
 from training.train import finetune, progress
-from training.train.apply import split_unlabelled
+from training.train.apply import labelled_rows, split_unlabelled
 from training.train.loop import resolve_device
+from training.train.multitask import TaskSpec
 from training.train.progress import TrainingHook
 
 
 def to_matrix(
-    parsed: ParsedDataset, label_column: str, domain_column: str | None
+    parsed: ParsedDataset, label_column: str | Sequence[str], domain_column: str | None
 ) -> ExpressionMatrix:
     """The uploaded samples with their own gene names; training aligns them to the panel once."""
-    for column in (label_column, domain_column):
-        if column is not None and column not in parsed.labels:
+    wanted = [label_column] if isinstance(label_column, str) else list(label_column)
+    wanted += [] if domain_column is None else [domain_column]
+    for column in wanted:
+        if column not in parsed.labels:
             raise JobFailure(f"the dataset has no label column {column!r}")
-    columns = {c: parsed.labels[c] for c in (label_column, domain_column) if c is not None}
+    columns = {c: parsed.labels[c] for c in wanted}
     obs = pd.DataFrame(columns, index=parsed.sample_ids)
     return ExpressionMatrix(
         X=parsed.X, sample_ids=parsed.sample_ids, gene_ids=parsed.gene_ids, obs=obs
@@ -57,21 +62,25 @@ def run(
     task = params["task"]
     encoder = params["encoder"]
     folder = models_dir / encoder["name"] / str(encoder["version"])
-    label_column = params["label_column"]
+    tasks = params.get("tasks")  # absent from jobs submitted before multi-task existed
+    label_column = params["label_column"] if not tasks else tasks[0]["column"]
+    columns = [t["column"] for t in tasks] if tasks else [label_column]
     adaptation, semi = params["adaptation"], params["semi_supervised"]
-    matrix = to_matrix(load_npz(Path(path)), label_column, adaptation["domain_column"])
+    matrix = to_matrix(load_npz(Path(path)), columns, adaptation["domain_column"])
     try:
-        matrix, unlabelled = split_unlabelled(matrix, label_column)
+        matrix, unlabelled = split_unlabelled(matrix, columns)
     except ValueError as exc:  # no row has a label
         raise JobFailure(str(exc)) from exc
     hp, validation = params["hyperparameters"], params["validation"]
+    first_kind = tasks[0]["kind"] if tasks else task
+    stratify = first_kind == "classification" and bool(labelled_rows(matrix, label_column).all())
     dataset = hold_out(
         f"dataset {params['dataset_id']}",
         matrix,
         test_fraction=validation["test_fraction"],
         seed=hp["seed"],
-        stratify_by=label_column if task == "classification" else None,
-        min_class=defaults.MIN_HELD_OUT_CLASS,
+        stratify_by=label_column if stratify else None,
+        min_class=defaults.MIN_HELD_OUT_CLASS if stratify else 0,
     )
     train_cfg = TrainConfig(
         epochs=hp["epochs"],
@@ -95,6 +104,10 @@ def run(
         min_epochs=hp["min_epochs"],
         device=where.type,
     )
+    if tasks:
+        return _multitask(
+            job_id, params, tasks, dataset, folder, train_cfg, options, unlabelled, models_dir, hook
+        )
     what = "classifier" if task == "classification" else "regressor"
     description = params.get("description") or (
         f"{label_column} {what} on {encoder['name']}/{encoder['version']} by job {job_id}"
@@ -144,4 +157,63 @@ def run(
             best_epoch=history.best_epoch,
             best_val_loss=history.best_val_loss,
         )
+    return params["output_name"], int(result.folder.name), metrics
+
+
+def _multitask(
+    job_id: uuid.UUID,
+    params: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    dataset: Dataset,
+    folder: Path,
+    train_cfg: TrainConfig,
+    options: finetune.FinetuneOptions,
+    unlabelled: ExpressionMatrix | None,
+    models_dir: Path,
+    hook: TrainingHook,
+) -> tuple[str, int, dict[str, Any]]:
+    """A multi-task job: the named strategy, a head per task, published as one version."""
+    specs = [TaskSpec(t["column"], t["kind"], t["weight"]) for t in tasks]
+    encoder = params["encoder"]
+    description = params.get("description") or (
+        f"multi-task model of {', '.join(t.column for t in specs)} on {encoder['name']}/"
+        f"{encoder['version']} by job {job_id}"
+    )
+    hp = params["hyperparameters"]
+    with progress.watching(hook):
+        try:
+            result = multitask_and_export(
+                dataset,
+                encoder_folder=folder,
+                tasks=specs,
+                head_hidden=tuple(hp["head_hidden"]),
+                head_dropout=hp["head_dropout"],
+                train_cfg=train_cfg,
+                name=params["output_name"],
+                models_dir=models_dir,
+                description=description,
+                options=options,
+                progress=False,
+                job=str(job_id),
+                unlabelled=unlabelled,
+                domain_column=params["adaptation"]["domain_column"],
+            )
+        except (ValueError, KeyError) as exc:  # the data cannot train these tasks
+            raise JobFailure(str(exc)) from exc
+    history = result.history
+    metrics: dict[str, Any] = {
+        "test": result.scores,
+        "baseline": result.baseline_scores,
+        "n_test": result.n_test,
+        "held_out": dataset.protocol,
+        "n_unlabelled": 0 if unlabelled is None else unlabelled.shape[0],
+        "published": {"candidate": options.strategy, "kind": "multitask"},
+        "tasks": [t.model_dump(mode="json") for t in result.tasks],
+        "warnings": [f"{t.name}: {w}" for t in result.tasks for w in t.warnings],
+        "missing_panel_genes": result.n_missing_genes,
+        "device": options.device,
+        "epochs_run": len(history.train_loss),
+        "best_epoch": history.best_epoch,
+        "best_val_loss": history.best_val_loss,
+    }
     return params["output_name"], int(result.folder.name), metrics

@@ -138,13 +138,38 @@ class Tune(BaseModel):
     )
 
 
+class TaskIn(BaseModel):
+    """One task of a multi-task job: a label column, its kind and its loss weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: Text = Field(min_length=1, max_length=256)
+    kind: Task = "classification"
+    weight: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encoder: EncoderRef
     dataset_id: uuid.UUID
-    label_column: Text = Field(min_length=1)
+    label_column: Text | None = Field(
+        default=None,
+        min_length=1,
+        description="The label column of a single-task job (give it, or tasks).",
+    )
     task: Task = "classification"
+    tasks: list[TaskIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Multi-task, in place of label_column and task: one encoder fine-tuned "
+        "with a head per task on the weighted sum of their losses (a sample missing a task's "
+        "label is masked for that task, not dropped), published as one graph with an output "
+        "per task. Needs a named strategy (the automatic choice is single-task); each task is "
+        "compared with logistic (ridge) regression on the held-out samples and the card warns "
+        "where the baseline scores higher.",
+    )
     strategy: StrategyChoice = Field(
         default="auto",
         description="auto: inner cross-validation on the training samples over the transfer "

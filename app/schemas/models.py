@@ -12,6 +12,7 @@ from contract.card import (
     Metric,
     ModelKind,
     ModelRef,
+    ModelTask,
     Selection,
     TensorSpec,
 )
@@ -26,6 +27,12 @@ class ModelVersionRead(BaseModel):
     input_scale: InputScale
     n_genes: int
     labels: list[str] | None
+    tasks: list[ModelTask] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="A multi-task model's tasks (kind, classes, weight, outputs, warnings); "
+        "left out for every other kind. classify and regress answer them all, or task=.",
+    )
     outputs: list[TensorSpec]
     metrics: list[Metric]
     parent: ModelRef | None

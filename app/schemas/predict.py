@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.schemas.text import Text
+from contract.vocab import Task
 
 SampleId = Annotated[Text, Field(min_length=1, max_length=256)]
 GeneId = Annotated[Text, Field(min_length=1, max_length=128)]
@@ -191,4 +192,32 @@ class RegressOut(BaseModel):
     predictions: list[SampleValues]
 
 
-Answer = ClassifyOut | EmbedOut | RegressOut
+class SampleTasks(BaseModel):
+    """One sample's answer from every task asked of a multi-task model (the call's record)."""
+
+    id: str
+    tasks: dict[str, dict[str, Any]]
+
+
+class TaskAnswer(BaseModel):
+    kind: Task
+    predictions: list[SamplePrediction] | list[SampleValues] = Field(
+        description="classification: each sample's label and class probabilities; regression: "
+        "each sample's predicted value (keyed by the task's name)."
+    )
+
+
+class MultiTaskOut(BaseModel):
+    """A multi-task model's answer (from classify or regress alike), grouped per task."""
+
+    request_id: str
+    model: ModelUsed
+    gene_overlap: GeneOverlap
+    transform_applied: str | None = TRANSFORM_APPLIED
+    tasks: dict[str, TaskAnswer] = Field(
+        description="Every task asked for (all of the model's, or those named by task=), in "
+        "the model's order."
+    )
+
+
+Answer = ClassifyOut | EmbedOut | RegressOut | MultiTaskOut

@@ -47,15 +47,20 @@ def create(
     encoder = registry.get(body.encoder.name, body.encoder.version, viewer=caller)
     if encoder.card.kind is not ModelKind.encoder:
         raise InvalidRequest(f"{encoder.card.name} is a {encoder.card.kind}, not an encoder")
-    if body.label_column not in dataset.label_counts:
-        raise InvalidRequest(
-            f"dataset {dataset.id} has no label column {body.label_column!r}; "
-            f"it has {sorted(dataset.label_counts)}"
-        )
-    counts = labelled(dataset.label_counts[body.label_column])
-    if body.task == "regression":
-        _check_numeric(counts, body.label_column)
-    check_size(dataset, body.label_column, counts, body.task)
+    if body.tasks is not None:
+        _check_tasks(body, dataset)
+    else:
+        if body.label_column is None:
+            raise InvalidRequest("give label_column (one task) or tasks (several)")
+        if body.label_column not in dataset.label_counts:
+            raise InvalidRequest(
+                f"dataset {dataset.id} has no label column {body.label_column!r}; "
+                f"it has {sorted(dataset.label_counts)}"
+            )
+        counts = labelled(dataset.label_counts[body.label_column])
+        if body.task == "regression":
+            _check_numeric(counts, body.label_column)
+        check_size(dataset, body.label_column, counts, body.task)
     _check_methods(body, dataset.label_counts)
     _check_scale(Path(dataset.path), encoder.card)
     params = body.model_dump(mode="json")
@@ -85,6 +90,41 @@ def create(
 def labelled(counts: dict[str, int]) -> dict[str, int]:
     """A label column's counts without the rows that have no label (they train unlabelled)."""
     return {v: n for v, n in counts.items() if v.strip() not in MISSING_LABELS}
+
+
+def _check_tasks(body: JobCreate, dataset: Dataset) -> None:
+    """A multi-task job: its columns are the dataset's (422 naming those that are not), each
+    once, each big enough for its kind, with a named strategy and no single-task options."""
+    assert body.tasks is not None
+    if body.label_column is not None:
+        raise InvalidRequest("label_column and tasks exclude each other: name every task in tasks")
+    columns = [t.column for t in body.tasks]
+    missing = [c for c in columns if c not in dataset.label_counts]
+    if missing:
+        raise InvalidRequest(
+            f"dataset {dataset.id} has no label column {', '.join(map(repr, missing))}; it has "
+            f"{sorted(dataset.label_counts)}",
+            missing_columns=missing,
+            label_columns=sorted(dataset.label_counts),
+        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InvalidRequest(f"each label column may be one task only; repeated: {repeated}")
+    if body.strategy == "auto":
+        raise InvalidRequest(
+            "the automatic choice is single-task: a multi-task job needs a named strategy "
+            "(frozen, partial, gradual or full)"
+        )
+    if body.semi_supervised.method != "none" or body.tune is not None:
+        raise InvalidRequest(
+            "semi-supervision and tune are single-task: a multi-task job masks each task's "
+            "missing labels instead"
+        )
+    for t in body.tasks:
+        counts = labelled(dataset.label_counts[t.column])
+        if t.kind == "regression":
+            _check_numeric(counts, t.column)
+        check_size(dataset, t.column, counts, t.kind)
 
 
 def _check_methods(body: JobCreate, columns: dict[str, dict[str, int]]) -> None:

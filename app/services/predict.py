@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from app.codecs.payloads import Expression
 from app.db.writer import PredictionWriter
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, UnknownTask
 from app.inference.backend import Array
 from app.inference.registry import LoadedModel
 from app.schemas.predict import (
@@ -25,14 +25,17 @@ from app.schemas.predict import (
     EmbedOut,
     GeneOverlap,
     ModelUsed,
+    MultiTaskOut,
     RegressOut,
     SampleEmbedding,
     SamplePrediction,
+    SampleTasks,
     SampleValues,
+    TaskAnswer,
 )
 from app.services import explain as explanations
 from contract.align import MAX_LISTED, Alignment, PanelInput, to_panel
-from contract.card import InputScale, ModelKind
+from contract.card import InputScale, ModelCard, ModelKind, ModelTask
 from contract.genes import Harmonised
 from contract.scale import refuse_negative
 from contract.vocab import GeneSetCollectionName
@@ -81,7 +84,7 @@ async def _run(
     return await model.batcher.run(done.values), done
 
 
-Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding)
+Row = TypeVar("Row", SamplePrediction, SampleValues, SampleEmbedding, SampleTasks)
 Extend = Callable[[dict[str, Array], PanelInput, list[dict[str, Any]]], Awaitable[None]]
 
 
@@ -154,10 +157,19 @@ async def classify(
     declared_scale: InputScale | None = None,
     explain: int | None = None,
     gene_sets: GeneSetCollectionName | None = None,
-) -> ClassifyOut:
+    tasks: list[str] | None = None,
+) -> ClassifyOut | MultiTaskOut:
     """Class probabilities and the most likely label for every sample; with `explain` the genes
-    that most drove each label (and, with `gene_sets`, the sets they are enriched in)."""
+    that most drove each label (and, with `gene_sets`, the sets they are enriched in). A
+    multi-task model answers every task, or those named in `tasks`."""
     card = model.card
+    chosen = chosen_tasks(card, tasks)
+    if chosen is not None:
+        if explain is not None or gene_sets is not None:
+            raise InvalidRequest(f"{card.name} is a multi-task model; it cannot explain (yet)")
+        return await _multitask(
+            writer, model, expr, request_id, min_overlap, declared_scale, "classify", chosen
+        )
     if card.kind is not ModelKind.classifier or card.labels is None:
         raise InvalidRequest(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
@@ -203,9 +215,16 @@ async def regress(
     request_id: str,
     min_overlap: float,
     declared_scale: InputScale | None = None,
-) -> RegressOut:
-    """The predicted value of every target for every sample."""
+    tasks: list[str] | None = None,
+) -> RegressOut | MultiTaskOut:
+    """The predicted value of every target for every sample; a multi-task model answers every
+    task, or those named in `tasks`."""
     card = model.card
+    chosen = chosen_tasks(card, tasks)
+    if chosen is not None:
+        return await _multitask(
+            writer, model, expr, request_id, min_overlap, declared_scale, "regress", chosen
+        )
     if card.kind is not ModelKind.regressor or card.labels is None:
         hint = (
             f" (use /v1/models/{card.name}/classify)" if card.kind is ModelKind.classifier else ""
@@ -224,6 +243,82 @@ async def regress(
         task="regress", rows=rows, row_type=SampleValues, keep=True,
     )  # fmt: skip
     return RegressOut(**envelope, predictions=predictions)
+
+
+def chosen_tasks(card: ModelCard, names: list[str] | None) -> list[ModelTask] | None:
+    """The multi-task model's tasks asked for (all without `names`), in the model's order; None
+    for a single-task model. 422 naming an unknown task (and the model's tasks)."""
+    have = [t.name for t in card.tasks]
+    if not card.tasks:
+        if names:
+            raise UnknownTask(
+                f"{card.name} is a {card.kind} model with no tasks to name; leave task= out",
+                unknown=names,
+                tasks=have,
+            )
+        return None
+    if not names:
+        return list(card.tasks)
+    unknown = [n for n in dict.fromkeys(names) if n not in have]
+    if unknown:
+        raise UnknownTask(
+            f"{card.name} has no task {', '.join(map(repr, unknown))}; its tasks: "
+            f"{', '.join(have)}",
+            unknown=unknown,
+            tasks=have,
+        )
+    return [t for t in card.tasks if t.name in names]
+
+
+async def _multitask(
+    writer: PredictionWriter,
+    model: LoadedModel,
+    expr: Expression,
+    request_id: str,
+    min_overlap: float,
+    declared: InputScale | None,
+    call: str,
+    chosen: list[ModelTask],
+) -> MultiTaskOut:
+    """Every chosen task's answer: labels and probabilities, or values; recorded per sample."""
+
+    def rows(outputs: dict[str, Array]) -> list[dict[str, Any]]:
+        per_task: list[list[dict[str, Any]]] = []
+        for task in chosen:
+            if task.kind == "classification":
+                probabilities = outputs[f"{task.name}.probabilities"]
+                best = probabilities.argmax(axis=1).tolist()
+                per_task.append(
+                    [
+                        {
+                            "label": task.labels[k],
+                            "probabilities": dict(zip(task.labels, row, strict=True)),
+                        }
+                        for k, row in zip(best, probabilities.tolist(), strict=True)
+                    ]
+                )
+            else:
+                values = outputs[f"{task.name}.prediction"][:, 0].tolist()
+                per_task.append([{"values": {task.name: v}} for v in values])
+        return [
+            {
+                "id": sample_id,
+                "tasks": {t.name: answers[i] for t, answers in zip(chosen, per_task, strict=True)},
+            }
+            for i, sample_id in enumerate(expr.sample_ids)
+        ]
+
+    samples, envelope = await _answer(
+        writer, model, expr, request_id, min_overlap, declared,
+        task=call, rows=rows, row_type=SampleTasks, keep=True,
+    )  # fmt: skip
+    grouped = {
+        t.name: TaskAnswer.model_validate(
+            {"kind": t.kind, "predictions": [{"id": s.id, **s.tasks[t.name]} for s in samples]}
+        )
+        for t in chosen
+    }
+    return MultiTaskOut(**envelope, tasks=grouped)
 
 
 async def embed(

@@ -91,10 +91,11 @@ def labelled(
     domain = (args.domain_column,) if args.domain_column else ()
     table = args.labels is None and args.orientation == "samples_as_rows"
     obs = None if args.labels is None else read_obs(args.labels)
-    matrix = read(args, obs_columns=(args.label_column, *domain) if table else ())
+    columns = label_columns(args)
+    matrix = read(args, obs_columns=(*columns, *domain) if table else ())
     if obs is not None:
         matrix = attach_obs(matrix, obs)
-    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), args.label_column)
+    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), columns)
     if args.unlabelled is not None:
         more = read(args, obs_columns=domain if table else (), path=args.unlabelled)
         if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
@@ -102,6 +103,19 @@ def labelled(
         more = prepared(more, scale, conversion)
         rest = more if rest is None else stack_rows(rest, more)
     return matrix, rest
+
+
+def has_every_label(matrix: ExpressionMatrix, column: str) -> bool:
+    """Whether every row of `matrix` has a value in `column`."""
+    from training.train.apply import labelled_rows
+
+    return bool(labelled_rows(matrix, column).all())
+
+
+def label_columns(args: argparse.Namespace) -> tuple[str, ...]:
+    """The label columns: each --multi-task's, else --label-column."""
+    tasks = getattr(args, "multi_task", None)
+    return tuple(t[0] for t in tasks) if tasks else (args.label_column,)
 
 
 def conversion(args: argparse.Namespace) -> Conversion | None:

@@ -12,6 +12,7 @@ from training.train import defaults
 
 if TYPE_CHECKING:
     from training.publish.chosen import ChosenRun
+    from training.publish.multitask import MultitaskRun
 
 
 NAME = "finetune"
@@ -25,14 +26,19 @@ DESCRIPTION = (
     "of MODELS_DIR/NAME, its parent the encoder: outputs 'logits' and 'probabilities' "
     "(classification) or 'prediction' on the target's own scale (regression), plus the "
     "head alone as head.onnx (input 'embedding'). The data must be on the encoder's "
-    "input scale (see its model.json)."
+    "input scale (see its model.json). With --multi-task (repeated) in place of "
+    "--label-column: one encoder with a head per task, trained on the weighted sum of the "
+    "tasks' losses, published as one graph with outputs '<task>.logits' and "
+    "'<task>.probabilities' (classification) or '<task>.prediction' (regression); each task "
+    "is compared with logistic (ridge) regression on the held-out samples and the card warns "
+    "where that baseline scores higher."
 )
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train finetune`."""
     parsers.data(parser)
-    parsers.target(parser)
+    parsers.target(parser, multi_task=True)
     parsers.common(parser)
     parsers.optimisation(parser, defaults.FINETUNE)
     parsers.head(parser)
@@ -54,6 +60,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune a head on --encoder with --data and publish the classifier or regressor."""
+    if args.multi_task:
+        return _run_multitask(args)
     result = cli.guard(_finetune, args)
     if result is None:
         return 1
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> ChosenRun:
     from training.export.store import resolve_version
 
+    if args.label_column is None:
+        raise ValueError("give --label-column (one task) or --multi-task (several)")
     classify = args.task == "classification"
     options = cli.finetune_options(args)  # bad values fail before any file is read
     cli.check_candidates(args)
@@ -111,4 +121,83 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
         options=options,
         unlabelled=unlabelled,
         conversion=conversion,
+    )
+
+
+def _run_multitask(args: argparse.Namespace) -> int:
+    result = cli.guard(_multitask, args)
+    if result is None:
+        return 1
+    overlap = 1 - result.n_missing_genes / result.n_panel_genes
+    print(
+        f"panel overlap {overlap:.1%} ({result.n_panel_genes - result.n_missing_genes}"
+        f" of {result.n_panel_genes} encoder genes in the data)"
+    )
+    print(f"early stopping on the {result.history.validation}")
+    for note in result.history.notes:
+        print(f"note: {note}")
+    for task in result.tasks:
+        print(f"task {task.name} ({task.kind}, weight {task.weight:g}, {task.n_labelled} labelled)")
+        for key, value in result.scores.get(task.name, {}).items():
+            base = result.baseline_scores[task.name].get(key, float("nan"))
+            print(f"  held-out {key} {value:.4f} (baseline {base:.4f})")
+        for warning in task.warnings:
+            print(f"  WARNING: {warning}")
+    print(f"published {result.folder}")
+    return 0
+
+
+def _multitask(args: argparse.Namespace) -> MultitaskRun:
+    from training.evaluation.splits import hold_out
+    from training.export.store import resolve_version
+    from training.publish.multitask import multitask_and_export
+    from training.train.multitask import TaskSpec
+
+    if args.label_column is not None:
+        raise ValueError(
+            "--label-column and --multi-task exclude each other: name every task with --multi-task"
+        )
+    if args.strategy == "auto":
+        raise ValueError(
+            "the automatic choice is single-task: a multi-task fine-tune needs a "
+            "named --strategy (frozen, partial, gradual or full)"
+        )
+    tasks = [TaskSpec(column, kind, weight) for column, kind, weight in args.multi_task]
+    options = cli.finetune_options(args)
+    if args.candidates:
+        raise ValueError("--candidates are compared by --strategy auto, which is single-task")
+    conversion = cli.conversion(args)
+    encoder_folder = resolve_version(args.models_dir, args.encoder)
+    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
+    first = tasks[0]
+    full = first.kind == "classification" and cli.has_every_label(matrix, first.column)
+    dataset = hold_out(
+        args.data.name,
+        matrix,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        stratify_by=first.column if full else None,
+    )
+    names = ", ".join(f"{t.column!r} ({t.kind}, weight {t.weight:g})" for t in tasks)
+    description = args.description or (
+        f"Multi-task model of {names} on {args.data.name}: one {args.strategy} encoder "
+        f"{encoder_folder.parent.name}:{encoder_folder.name} with a head per task, trained on "
+        f"{dataset.train.shape[0]} samples."
+        + ("" if conversion is None else " " + conversion.describe())
+    )
+    return multitask_and_export(
+        dataset,
+        encoder_folder=encoder_folder,
+        tasks=tasks,
+        head_hidden=args.head_hidden,
+        head_dropout=args.head_dropout,
+        train_cfg=cli.train_config(args),
+        name=args.name,
+        models_dir=args.models_dir,
+        description=description,
+        options=options,
+        progress=cli.progress(args),
+        unlabelled=unlabelled,
+        domain_column=args.domain_column,
+        input_conversion=None if conversion is None else conversion.record(),
     )

@@ -23,15 +23,29 @@ from training.train import defaults
 DEVICES = ("cpu", "cuda", "auto")
 
 
-def target(parser: argparse.ArgumentParser) -> None:
+def target(parser: argparse.ArgumentParser, *, multi_task: bool = False) -> None:
     """What a head is trained for and where it goes: --label-column, --task, --labels,
-    --encoder, --name, --test-fraction."""
+    --encoder, --name, --test-fraction (`multi_task`: and --multi-task, in place of
+    --label-column and --task)."""
     parser.add_argument(
         "--label-column",
-        required=True,
+        required=not multi_task,
         help="obs column (h5ad), table column (samples-as-rows CSV) or --labels column: the "
-        "classes, or the numbers to predict with --task regression",
+        "classes, or the numbers to predict with --task regression"
+        + (" (or give --multi-task)" if multi_task else ""),
     )
+    if multi_task:
+        parser.add_argument(
+            "--multi-task",
+            action="append",
+            type=task_spec,
+            metavar="COLUMN[:KIND[:WEIGHT]]",
+            help="multi-task: a label column with its kind (classification, the default, or "
+            "regression) and loss weight (default 1); repeat for each task, e.g. --multi-task "
+            "bulk_labels --multi-task G2M_score:regression:0.5. One encoder is fine-tuned with "
+            "a head per task on the weighted sum of their losses (a row missing a task's label "
+            "is masked for that task); needs a named --strategy",
+        )
     parser.add_argument(
         "--task", choices=TASKS, default="classification", help=d("what the head predicts")
     )
@@ -50,6 +64,27 @@ def target(parser: argparse.ArgumentParser) -> None:
         help="share held out (stratified by label when classifying) for the card's metrics "
         "(default: %(default)s)",
     )
+
+
+def task_spec(text: str) -> tuple[str, str, float]:
+    """'G2M_score:regression:0.5' → (column, kind, weight); the kind and weight may be left out
+    (classification, 1), and a column may itself hold ':' (read from the right)."""
+    column, kind, weight = text, "classification", 1.0
+    head, _, last = column.rpartition(":")
+    if head:
+        try:
+            weight = float(last)
+            column = head
+        except ValueError:
+            pass
+    head, _, last = column.rpartition(":")
+    if head and last in TASKS:
+        column, kind = head, last
+    if not column.strip(":") or column[0] == ":" or not 0 < weight < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected COLUMN[:classification|regression[:WEIGHT>0]], got {text!r}"
+        )
+    return column, kind, weight
 
 
 def head(parser: argparse.ArgumentParser) -> None:

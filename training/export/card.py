@@ -23,6 +23,7 @@ from contract.card import (
     ModelCard,
     ModelKind,
     ModelRef,
+    ModelTask,
     Selection,
     TensorSpec,
     TrainingData,
@@ -78,6 +79,7 @@ def publish_version(
     extra_versions: Mapping[str, str] | None = None,
     input_transforms: Sequence[InputTransform] | None = None,
     explain: ExplainGraph | None = None,
+    tasks: Sequence[ModelTask] = (),
 ) -> Path:
     """Save the preprocessing, hash the staged files, write their card and publish the folder.
 
@@ -100,6 +102,8 @@ def publish_version(
         Other scales the model accepts and the steps that made its input scale from each (how
         the training data were made); None: the parent's, for a head on an encoder (same
         input, same preprocessing), else none.
+    tasks:
+        A multi-task model's tasks (kind ``multitask``); none for every other kind.
     """
     transforms = (
         list(input_transforms)
@@ -129,6 +133,7 @@ def publish_version(
             inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
             outputs=outputs,
             labels=labels,
+            tasks=list(tasks),
             head=head,
             explain=explain,
             preprocessing=pipeline.to_card(),

@@ -28,6 +28,7 @@ from contract.card import (
     InputTransform,
     ModelKind,
     ModelRef,
+    ModelTask,
     TensorSpec,
 )
 from contract.preprocess.pipeline import PreprocessPipeline
@@ -37,6 +38,7 @@ from training.export.explain import explanation_or_none
 from training.export.onnx import INPUT_NAME, export_onnx, verify_onnx
 from training.export.store import check_model_name, staging_folder
 from training.nn.checkpoint import save_checkpoint
+from training.nn.heads import MultiTaskHead
 from training.nn.variants import Autoencoder
 from training.preprocess.fused import pipeline_module
 
@@ -48,6 +50,7 @@ __all__ = [
     "EncoderGraph",
     "export_classifier",
     "export_encoder",
+    "export_multitask",
     "export_regressor",
 ]
 
@@ -257,17 +260,7 @@ def _export_with_head(
     )
     with staging_folder(models_dir / name) as staging:
         written = _fused(staging, graph, pipeline, outputs, reference)
-        # the head alone, checked on the embeddings of the same real and random inputs
-        head_path = staging / HEAD_FILE
-        names = [o.name for o in outputs]
-        export_onnx(top, latent, head_path, names, input_name=EMBEDDING)
-        with torch.no_grad():
-            embedded = [
-                encoder(torch.from_numpy(x)).numpy() for x in parity_inputs(pipeline, reference)
-            ]
-        noise = np.random.default_rng(1).normal(size=(8, latent)).astype(np.float32)
-        verify_onnx(head_path, top, names, [*embedded, noise], input_name=EMBEDDING)
-        written.append(head_path)
+        written.append(_head_alone(staging, top, encoder, latent, pipeline, outputs, reference))
         explain = None
         if how.softmax:  # a classifier: integrated gradients of its logits, beside it
             model = [encoder.preprocess, encoder.encoder, head]
@@ -289,6 +282,98 @@ def _export_with_head(
             parent=parent,
             head=head_spec,
             explain=explain,
+        )
+
+
+def _head_alone(
+    staging: Path,
+    top: nn.Module,
+    encoder: EncoderGraph,
+    latent: int,
+    pipeline: PreprocessPipeline,
+    outputs: list[TensorSpec],
+    reference: Array,
+) -> Path:
+    """Export the head alone as head.onnx, checked on the embeddings of the same real and random
+    inputs as the fused graph; returns its path."""
+    head_path = staging / HEAD_FILE
+    names = [o.name for o in outputs]
+    export_onnx(top, latent, head_path, names, input_name=EMBEDDING)
+    with torch.no_grad():
+        embedded = [
+            encoder(torch.from_numpy(x)).numpy() for x in parity_inputs(pipeline, reference)
+        ]
+    noise = np.random.default_rng(1).normal(size=(8, latent)).astype(np.float32)
+    verify_onnx(head_path, top, names, [*embedded, noise], input_name=EMBEDDING)
+    return head_path
+
+
+class MultiTaskTop(nn.Module):
+    """A multi-task head split into its tasks' outputs: per classification task (logits,
+    probabilities), per regression task its prediction, in task order."""
+
+    def __init__(self, head: MultiTaskHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out: list[torch.Tensor] = []
+        for sub, kind in zip(self.head.heads, self.head.config.kinds, strict=True):
+            values: torch.Tensor = sub(embedding)
+            out += [values, torch.softmax(values, dim=-1)] if kind == "classification" else [values]
+        return tuple(out)
+
+
+def export_multitask(
+    autoencoder: Autoencoder,
+    head: MultiTaskHead,
+    pipeline: PreprocessPipeline,
+    tasks: Sequence[ModelTask],
+    *,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    parent: ModelRef | None,
+) -> Path:
+    """Export ``preprocess → encoder → every task's head`` as one graph with an output per task
+    (`contract.card.task_outputs`: ``<task>.logits`` and ``<task>.probabilities`` for a
+    classification task, ``<task>.prediction`` for a regression one), each verified against torch.
+
+    Parameters are those of `export_classifier`, with `tasks` the card's tasks in the head's order.
+    """
+    if [t.name for t in tasks] != list(head.config.tasks):
+        raise ValueError(
+            f"tasks {[t.name for t in tasks]} differ from the head's {head.config.tasks}"
+        )
+    outputs = [
+        TensorSpec(name=o, shape=["batch", w])
+        for task, w in zip(tasks, head.config.widths, strict=True)
+        for o in task.outputs
+    ]
+    check_model_name(name)
+    top = MultiTaskTop(head).eval()
+    encoder = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
+    graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
+    latent = autoencoder.config.latent
+    head_spec = HeadGraph(
+        inputs=[TensorSpec(name=EMBEDDING, shape=["batch", latent])], outputs=outputs
+    )
+    with staging_folder(models_dir / name) as staging:
+        written = _fused(staging, graph, pipeline, outputs, reference)
+        written.append(_head_alone(staging, top, encoder, latent, pipeline, outputs, reference))
+        written += save_checkpoint(staging, {"autoencoder": autoencoder, "head": head}, info.extra)
+        return publish_version(
+            staging,
+            written,
+            name=name,
+            kind=ModelKind.multitask,
+            pipeline=pipeline,
+            outputs=outputs,
+            info=info,
+            parent=parent,
+            head=head_spec,
+            tasks=tasks,
         )
 
 

@@ -16,6 +16,8 @@ from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import (
     ClassifierHead,
     ClassifierHeadConfig,
+    MultiTaskHead,
+    MultiTaskHeadConfig,
     RegressorHead,
     RegressorHeadConfig,
 )
@@ -37,6 +39,7 @@ _ARCHITECTURES: dict[str, tuple[type[Any], type[nn.Module]]] = {
     "DenoisingAutoencoderConfig": (DenoisingAutoencoderConfig, DenoisingAutoencoder),
     "VariationalAutoencoderConfig": (VariationalAutoencoderConfig, VariationalAutoencoder),
     "RegressorHeadConfig": (RegressorHeadConfig, RegressorHead),
+    "MultiTaskHeadConfig": (MultiTaskHeadConfig, MultiTaskHead),
 }
 
 

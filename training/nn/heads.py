@@ -108,3 +108,78 @@ class RegressorHead(MLPHead):
 
     def __init__(self, config: RegressorHeadConfig) -> None:
         super().__init__(config)
+
+
+@dataclass(frozen=True)
+class MultiTaskHeadConfig:
+    """Shape of a MultiTaskHead: one classifier or regressor head per task on one embedding.
+
+    Flat (no nested configs) so a checkpoint rebuilds it like any other head.
+
+    Parameters
+    ----------
+    n_in:
+        Embedding width (the encoder's latent size).
+    tasks:
+        Task names (the obs columns), in output order.
+    kinds:
+        ``classification`` or ``regression``, one per task.
+    widths:
+        Each task's output width: its number of classes, or 1 for a regression target.
+    hidden, dropout, activation:
+        As for `ClassifierHeadConfig`, shared by every task's head.
+    """
+
+    n_in: int
+    tasks: tuple[str, ...]
+    kinds: tuple[str, ...]
+    widths: tuple[int, ...]
+    hidden: tuple[int, ...] = ()
+    dropout: float = 0.0
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if not self.tasks or not len(self.tasks) == len(self.kinds) == len(self.widths):
+            raise ValueError("tasks, kinds and widths need one entry per task, at least one")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"task names must be unique, got {list(self.tasks)}")
+        for kind in self.kinds:
+            if kind not in ("classification", "regression"):
+                raise ValueError(f"a task is classification or regression, not {kind!r}")
+        self.heads()  # each head's own bounds
+
+    def heads(self) -> list[ClassifierHeadConfig | RegressorHeadConfig]:
+        """Each task's head config, in task order."""
+        return [
+            ClassifierHeadConfig(self.n_in, w, self.hidden, self.dropout, self.activation)
+            if kind == "classification"
+            else RegressorHeadConfig(self.n_in, w, self.hidden, self.dropout, self.activation)
+            for kind, w in zip(self.kinds, self.widths, strict=True)
+        ]
+
+    @property
+    def n_out(self) -> int:
+        """The concatenated outputs' width."""
+        return sum(self.widths)
+
+    def slices(self) -> list[slice]:
+        """Where each task's outputs sit in the concatenated output."""
+        ends = [sum(self.widths[: i + 1]) for i in range(len(self.widths))]
+        return [slice(end - w, end) for end, w in zip(ends, self.widths, strict=True)]
+
+
+class MultiTaskHead(nn.Module):
+    """A head per task on one shared embedding; outputs concatenated in task order, shape
+    (batch, config.n_out) (`MultiTaskHeadConfig.slices` says which columns are whose)."""
+
+    def __init__(self, config: MultiTaskHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.heads = nn.ModuleList(
+            ClassifierHead(c) if isinstance(c, ClassifierHeadConfig) else RegressorHead(c)
+            for c in config.heads()
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Every task's outputs side by side."""
+        return torch.cat([head(z) for head in self.heads], dim=1)

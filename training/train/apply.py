@@ -37,14 +37,19 @@ def labelled_rows(matrix: ExpressionMatrix, column: str) -> npt.NDArray[np.bool_
 
 
 def split_unlabelled(
-    matrix: ExpressionMatrix, column: str
+    matrix: ExpressionMatrix, column: str | Sequence[str]
 ) -> tuple[ExpressionMatrix, ExpressionMatrix | None]:
-    """The rows with a label in `column`, and those without (``None`` when every row has one)."""
-    has = labelled_rows(matrix, column)
+    """The rows with a label in `column` (several columns: in any of them), and those without
+    (``None`` when every row has one)."""
+    columns = [column] if isinstance(column, str) else list(column)
+    has = np.zeros(matrix.shape[0], dtype=bool)
+    for name in columns:
+        has |= labelled_rows(matrix, name)
     if has.all():
         return matrix, None
     if not has.any():
-        raise ValueError(f"no row has a value in the label column {column!r}")
+        what = repr(columns[0]) if len(columns) == 1 else f"any of {columns}"
+        raise ValueError(f"no row has a value in the label column {what}")
     return matrix.take(has), matrix.take(~has)
 
 

@@ -34,7 +34,7 @@ from contract.vocab import (
 from training.methods.staged import Unlabelled, fit_encoder
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
-from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
+from training.nn.heads import ClassifierHeadConfig, MultiTaskHeadConfig, RegressorHeadConfig
 from training.train import defaults
 from training.train.apply import embed, labelled_rows, numeric_target
 from training.train.loop import DEVICES, History, LossFn, resolve_device, seeded, train_loop
@@ -268,7 +268,7 @@ def _refuse_unlabelled_rows(matrix: ExpressionMatrix, column: str) -> None:
 
 def _finetune(
     encoder: nn.Module,
-    head_cfg: ClassifierHeadConfig | RegressorHeadConfig,
+    head_cfg: ClassifierHeadConfig | RegressorHeadConfig | MultiTaskHeadConfig,
     pipeline: PreprocessPipeline,
     matrix: ExpressionMatrix,
     task: _Task,
