@@ -110,7 +110,7 @@ def _names(items: Any, longest: int) -> bool:
     if set(map(type, items)) != {str}:
         return False
     lengths = list(map(len, items))
-    return 0 < min(lengths) and max(lengths) <= longest
+    return min(lengths) > 0 and max(lengths) <= longest
 
 
 def _fast_json(body: bytes, max_samples: int) -> Expression | None:

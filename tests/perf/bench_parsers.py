@@ -54,7 +54,9 @@ def card_for(n_genes: int, root: Path) -> ModelCard:
     benchmark model), without torch: the test factories' linear model."""
     from tests.factories import write_model
 
-    folder = write_model(root=root, name=f"parse-{n_genes}", genes=GENES[:n_genes], labels=["a", "b"])
+    folder = write_model(
+        root=root, name=f"parse-{n_genes}", genes=GENES[:n_genes], labels=["a", "b"]
+    )
     return ModelCard.read(folder)
 
 
@@ -153,7 +155,8 @@ def main() -> None:
             limit, service = limit_path(fmt, parse), service_path(fmt, body, card, index)
             expected = np.asarray(limit()).reshape(samples, n_genes)
             got = service()
-            assert got.dtype == np.float32 and np.array_equal(got, expected), fmt
+            assert got.dtype == np.float32, fmt
+            assert np.array_equal(got, expected), fmt
             if args.profile == fmt:
                 profiler = cProfile.Profile()
                 profiler.runcall(service)

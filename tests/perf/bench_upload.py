@@ -41,7 +41,8 @@ def in_process(body: bytes, folder: Path) -> tuple[float, float, list[str]]:
         max_values=MAX_BYTES,
     )
     parsed_s = time.perf_counter() - start
-    assert parsed.X.shape == (N_SAMPLES, N_GENES) and list(parsed.labels) == ["cell_type"]
+    assert parsed.X.shape == (N_SAMPLES, N_GENES)
+    assert list(parsed.labels) == ["cell_type"]
     save_npz(parsed, folder / "in-process.npz")
     return parsed_s, time.perf_counter() - start - parsed_s, parsed.sample_ids[:3]
 

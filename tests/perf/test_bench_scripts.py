@@ -93,6 +93,8 @@ def test_bench_parsers_service_paths_give_the_limits_matrix(tmp_path: Path) -> N
     for fmt, (body, _, _, parse) in formats.items():
         limit = np.asarray(bench_parsers.limit_path(fmt, parse)()).reshape(4, 30)
         got = bench_parsers.service_path(fmt, body, card, index)()
-        assert got.dtype == np.float32 and np.array_equal(got, limit), fmt
+        assert got.dtype == np.float32, fmt
+        assert np.array_equal(got, limit), fmt
     times = bench_parsers.measure(lambda: None, lambda: None, 3)
-    assert sorted(times) == ["lc", "lw", "sc", "sw"] and all(len(v) == 3 for v in times.values())
+    assert sorted(times) == ["lc", "lw", "sc", "sw"]
+    assert all(len(v) == 3 for v in times.values())

@@ -163,5 +163,7 @@ def test_gene_names_the_fast_path_does_not_vouch_for_go_to_the_strict_one(
     assert payloads._fast_json(body, 10) is None
     with pytest.raises((InvalidRequest, InvalidExpressionData)):
         decode_json(body, max_samples=10)
-    assert payloads._names([], 128) and payloads._names(["a", "x" * 128], 128)
-    assert not payloads._names("AB", 128) and not payloads._names(None, 128)
+    assert payloads._names([], 128)
+    assert payloads._names(["a", "x" * 128], 128)
+    assert not payloads._names("AB", 128)
+    assert not payloads._names(None, 128)
