@@ -61,6 +61,7 @@ check: lint typecheck test
 bench: $(VENV)/.dev
 	GENEXFER_PYTHON=$(BIN)/python bash tests/perf/peers/setup.sh
 	$(BIN)/python -m tests.perf.bench
+	$(BIN)/python -m tests.perf.bench_parsers
 	$(BIN)/python tests/perf/bench_finetune.py --repeats 3
 	$(BIN)/python tests/perf/bench_upload.py --repeats 3
 	$(BIN)/python tests/perf/bench_read_csv.py

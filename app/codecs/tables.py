@@ -37,7 +37,8 @@ def decode_delimited(body: bytes, *, delimiter: str, max_samples: int) -> Expres
     inference, which names the cells at fault.
     """
     what = "CSV" if delimiter == "," else "TSV"
-    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
+    end = body.find(b"\n")
+    first_line = (body if end < 0 else body[:end]).rstrip(b"\r")  # a slice: no copy of the body
     names = [n.strip().strip('"') for n in first_line.decode("utf-8", "replace").split(delimiter)]
     fast = _typed(body, delimiter, names, max_samples)
     if fast is not None:
@@ -88,17 +89,20 @@ def _typed(body: bytes, delimiter: str, names: list[str], max_samples: int) -> E
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    genes = table.drop_columns([names[0]])
-    if table.num_rows == 0 or any(c.null_count for c in genes.columns):
-        return None  # empty cells: named by the inferring path
+    if table.num_rows == 0:
+        return None
     ids = [_text(v) for v in table.column(0).to_pylist()]
     check_count(len(ids), max_samples)
     if not all(ids):
         return None
+    batch = table.drop_columns([names[0]]).combine_chunks().to_batches()[0]
+    try:  # the tensor refuses null cells: one check over the matrix, not one per column
+        tensor = batch.to_tensor(row_major=True)
+    except pa.ArrowTypeError:
+        return None  # empty cells: named by the inferring path
     check_ids(ids)
-    batch = genes.combine_chunks().to_batches()[0]
     with np.errstate(over="ignore"):  # beyond float32: inf, named by check_finite
-        values = np.asarray(batch.to_tensor(row_major=True).to_numpy(), dtype=np.float32)
+        values = np.asarray(tensor.to_numpy(), dtype=np.float32)
     return check_finite(Expression(ids, names[1:], values))
 
 

@@ -4,15 +4,16 @@ project's own verified export path (so the service loads exactly what training p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from contract.card import InputScale, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.export.graphs import CardInfo, export_classifier
-from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
-from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+
+if TYPE_CHECKING:  # torch is imported by build/export only: the parse benchmarks need none
+    from training.nn.encoders import DenseAutoencoder
+    from training.nn.heads import ClassifierHead
 
 NAME = "bench-classifier"
 N_GENES, HIDDEN, LATENT, N_CLASSES = 20_000, 1024, 256, 10
@@ -22,6 +23,11 @@ LABELS = [f"class{i}" for i in range(N_CLASSES)]
 
 def build(seed: int = 0, n_genes: int = N_GENES) -> tuple[DenseAutoencoder, ClassifierHead]:
     """The same weights for every caller (the textbook server rebuilds them from the seed)."""
+    import torch
+
+    from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
+    from training.nn.heads import ClassifierHead, ClassifierHeadConfig
+
     torch.manual_seed(seed)
     autoencoder = DenseAutoencoder(
         AutoencoderConfig(n_genes=n_genes, hidden=(HIDDEN,), latent=LATENT, dropout=0.0)
@@ -43,6 +49,8 @@ def name_of(n_genes: int) -> str:
 
 def export(models_dir: Path, n_genes: int = N_GENES) -> Path:
     """Publish models_dir/<name_of(n_genes)>/1 and return its folder."""
+    from training.export.graphs import CardInfo, export_classifier
+
     autoencoder, head = build(n_genes=n_genes)
     pipeline = PreprocessPipeline(
         input_scale=InputScale.log,

@@ -77,3 +77,24 @@ def test_results_blocks_are_replaced_and_stay_before_the_serving_table(tmp_path:
     fresh = tmp_path / "new.md"
     write_block(fresh, "x", "body")
     assert "<!-- x:start -->\nbody\n<!-- x:end -->" in fresh.read_text()
+
+
+def test_bench_parsers_service_paths_give_the_limits_matrix(tmp_path: Path) -> None:
+    import numpy as np
+
+    from contract.align import PanelIndex
+    from tests.perf import bench_parsers
+    from tests.perf.bench import text_formats
+
+    card = bench_parsers.card_for(30, tmp_path)
+    index = PanelIndex.of(card.panel)
+    formats = text_formats(4, 30)
+    assert list(formats) == ["/v1 JSON matrix", "/v1 JSON records", "v2 JSON", "/v1 CSV"]
+    for fmt, (body, _, _, parse) in formats.items():
+        limit = np.asarray(bench_parsers.limit_path(fmt, parse)()).reshape(4, 30)
+        got = bench_parsers.service_path(fmt, body, card, index)()
+        assert got.dtype == np.float32, fmt
+        assert np.array_equal(got, limit), fmt
+    times = bench_parsers.measure(lambda: None, lambda: None, 3)
+    assert sorted(times) == ["lc", "lw", "sc", "sw"]
+    assert all(len(v) == 3 for v in times.values())

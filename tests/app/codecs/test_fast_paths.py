@@ -126,3 +126,44 @@ def test_csv_typed_path_and_its_fallback() -> None:
         tables.decode_delimited(b"id,A,B\nS1,1,2\nS1,3,4\n", delimiter=",", max_samples=10)
     assert tables.block_size(57 << 20, 20_001) >= 28 << 20
     assert tables.block_size(17 << 20, 766) <= 9 << 20
+
+
+def test_csv_null_cells_anywhere_in_a_many_block_table_are_named() -> None:
+    genes = [f"G{j}" for j in range(50)]
+    rows = [",".join([f"S{i}", *(str(i + j) for j in range(50))]) for i in range(12_000)]
+    rows[11_900] = rows[11_900].replace(",11949", ",NA")  # a late block's cell, read as null
+    body = ("id," + ",".join(genes) + "\n" + "\n".join(rows) + "\n").encode()
+    assert len(body) > 2 * tables.block_size(1, 51)  # more than one block wherever 2+ cores
+    assert tables._typed(body, ",", ["id", *genes], 20_000) is None
+    with pytest.raises(InvalidExpressionData) as err:
+        tables.decode_delimited(body, delimiter=",", max_samples=20_000)
+    assert (err.value.extra["samples"], err.value.extra["genes"]) == (["S11900"], ["G49"])
+    # an empty cell and a duplicate id: the duplicate is named first, as before
+    body = b"id,A,B\nS1,1,\nS1,3,4\n"
+    with pytest.raises(InvalidExpressionData, match="duplicate"):
+        tables.decode_delimited(body, delimiter=",", max_samples=10)
+
+
+def test_csv_header_without_a_newline_or_rows_is_refused() -> None:
+    for body in (b"id,A,B\n", b"id,A,B\r\n"):
+        with pytest.raises(InvalidExpressionData, match="at least one of each"):
+            tables.decode_delimited(body, delimiter=",", max_samples=10)
+    with pytest.raises(InvalidRequest, match="not readable CSV"):  # pyarrow: no row at all
+        tables.decode_delimited(b"id,A,B", delimiter=",", max_samples=10)
+
+
+@pytest.mark.parametrize(
+    "genes",
+    [["A", ""], ["A", "x" * 129], ["A", 3], ["A", None], ["A", ["B"]]],
+)
+def test_gene_names_the_fast_path_does_not_vouch_for_go_to_the_strict_one(
+    genes: list[object],
+) -> None:
+    body = json.dumps({"genes": genes, "sample_ids": ["S1"], "values": [[1, 2]]}).encode()
+    assert payloads._fast_json(body, 10) is None
+    with pytest.raises((InvalidRequest, InvalidExpressionData)):
+        decode_json(body, max_samples=10)
+    assert payloads._names([], 128)
+    assert payloads._names(["a", "x" * 128], 128)
+    assert not payloads._names("AB", 128)
+    assert not payloads._names(None, 128)
