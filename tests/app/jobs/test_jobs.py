@@ -378,7 +378,7 @@ def test_a_job_with_two_labelled_samples_per_class_runs(
     assert "no samples held out" in job["metrics"]["held_out"]
     selection = job["metrics"]["selection"]
     assert "2-fold" in selection["protocol"]
-    assert all(len(c["folds"]) == 10 for c in selection["candidates"])
+    assert all(len(c["folds"]) == 30 for c in selection["candidates"])  # 2-fold × 15
     card = json.loads((service_models / "lab-celltype" / "1" / "model.json").read_text())
     inner = [m for m in card["metrics"] if m["split"] == "inner_cv"]
     assert [m["name"] for m in inner] == ["balanced_accuracy"]
