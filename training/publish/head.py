@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from contract.align import align_matrix
 from contract.card import Metric, ModelCard, Selection
@@ -55,6 +55,37 @@ def load_autoencoder(encoder_folder: Path) -> Autoencoder:
     if not isinstance(loaded, DenseAutoencoder | DenoisingAutoencoder | VariationalAutoencoder):
         raise ValueError(f"{encoder_folder}: the checkpoint holds no autoencoder")
     return loaded
+
+
+class EncoderAndData(NamedTuple):
+    """A published encoder loaded for fine-tuning, and the data aligned to its gene panel."""
+
+    card: ModelCard
+    autoencoder: Autoencoder
+    pipeline: PreprocessPipeline
+    dataset: Dataset  # aligned to the panel and input scale, same split
+    unlabelled: ExpressionMatrix | None  # aligned likewise
+    n_missing_genes: int  # the panel genes the data lacked
+
+
+def load_and_align(
+    encoder_folder: Path,
+    dataset: Dataset,
+    unlabelled: ExpressionMatrix | None,
+    n_missing_genes: int | None,
+) -> EncoderAndData:
+    """Load the encoder published in `encoder_folder` (card, autoencoder, preprocessing) and
+    align `dataset` and `unlabelled` to its panel and input scale; `n_missing_genes`, when the
+    caller aligned the data already, stands for the genes this alignment finds missing."""
+    card = ModelCard.read(encoder_folder)
+    autoencoder = load_autoencoder(encoder_folder)
+    pipeline = PreprocessPipeline.load(encoder_folder)
+    matrix, done = align_matrix(dataset.matrix, card.panel, card.input_scale)
+    n_missing = len(done.alignment.missing_genes) if n_missing_genes is None else n_missing_genes
+    if unlabelled is not None:
+        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale)[0]
+    aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
+    return EncoderAndData(card, autoencoder, pipeline, aligned, unlabelled, n_missing)
 
 
 def finetune_and_export(
@@ -120,14 +151,9 @@ def finetune_and_export(
         The panel genes the caller's data lacked, when the caller aligned `dataset` already
         (this function's own alignment then finds none missing).
     """
-    encoder_card = ModelCard.read(encoder_folder)
-    autoencoder = load_autoencoder(encoder_folder)
-    pipeline = PreprocessPipeline.load(encoder_folder)
-    matrix, done = align_matrix(dataset.matrix, encoder_card.panel, encoder_card.input_scale)
-    n_missing = len(done.alignment.missing_genes) if n_missing_genes is None else n_missing_genes
-    if unlabelled is not None:
-        unlabelled = align_matrix(unlabelled, encoder_card.panel, encoder_card.input_scale)[0]
-    aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
+    encoder_card, autoencoder, pipeline, aligned, unlabelled, n_missing = load_and_align(
+        encoder_folder, dataset, unlabelled, n_missing_genes
+    )
     train, test = aligned.train, aligned.test
     options = options or FinetuneOptions()
     latent = autoencoder.config.latent

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from contract.align import align_matrix
-from contract.card import Metric, ModelCard, ModelTask, task_outputs
+from contract.card import Metric, ModelTask, task_outputs
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Task
@@ -32,7 +31,7 @@ from training.export.graphs import CardInfo, export_multitask
 from training.export.store import model_ref
 from training.nn.config import TrainConfig, config_to_dict
 from training.nn.heads import MultiTaskHead
-from training.publish.head import held_out_note, load_autoencoder
+from training.publish.head import held_out_note, load_and_align
 from training.train import progress as watch
 from training.train.apply import embed, labelled_rows
 from training.train.finetune import FinetuneOptions
@@ -222,14 +221,9 @@ def multitask_and_export(
     obs column, its kind and loss weight) in place of the label column and task, and
     `options` a named strategy (frozen by default).
     """
-    encoder_card = ModelCard.read(encoder_folder)
-    autoencoder = load_autoencoder(encoder_folder)
-    pipeline = PreprocessPipeline.load(encoder_folder)
-    matrix, done = align_matrix(dataset.matrix, encoder_card.panel, encoder_card.input_scale)
-    n_missing = len(done.alignment.missing_genes) if n_missing_genes is None else n_missing_genes
-    if unlabelled is not None:
-        unlabelled = align_matrix(unlabelled, encoder_card.panel, encoder_card.input_scale)[0]
-    aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
+    encoder_card, autoencoder, pipeline, aligned, unlabelled, n_missing = load_and_align(
+        encoder_folder, dataset, unlabelled, n_missing_genes
+    )
     train, test = aligned.train, aligned.test
     options = options or FinetuneOptions()
     original = autoencoder.encoder  # the inner folds start from it too
