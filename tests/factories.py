@@ -142,6 +142,29 @@ def write_model(
     return folder
 
 
+def published_encoder(*, models_dir: Path, description: str) -> Path:
+    """The version folder of a small encoder 'enc' pretrained on synthetic counts (120 samples,
+    40 genes, latent 4) and published into `models_dir` (heads published on it go beside it)."""
+    from training.data.synthetic import make_synthetic
+    from training.evaluation.splits import hold_out
+    from training.nn.config import TrainConfig
+    from training.nn.encoders import AutoencoderConfig
+    from training.publish.encoder import pretrain_and_export
+
+    m = make_synthetic(120, 40, n_classes=3, seed=5)
+    run = pretrain_and_export(
+        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
+        input_scale=InputScale.counts,
+        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
+        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
+        name="enc",
+        models_dir=models_dir,
+        description=description,
+        progress=False,
+    )
+    return run.folder
+
+
 MULTI_TASKS: dict[str, list[str] | None] = {"cell": LABELS, "phase": ["G1", "S"], "score": None}
 
 

@@ -7,31 +7,19 @@ from typing import Any
 
 import pytest
 
-from contract.card import InputScale
-from training.data.synthetic import make_synthetic
-from training.evaluation.splits import Dataset, hold_out
+from tests.factories import published_encoder
+from training.evaluation.splits import Dataset
 from training.nn.config import TrainConfig
-from training.nn.encoders import AutoencoderConfig
 from training.publish.chosen import ChosenRun, choose_and_export
-from training.publish.encoder import pretrain_and_export
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small encoder pretrained on synthetic counts (40 genes), in a models folder of its own
     (heads published on it go beside it)."""
-    m = make_synthetic(120, 40, n_classes=3, seed=5)
-    run = pretrain_and_export(
-        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
-        input_scale=InputScale.counts,
-        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
-        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
-        name="enc",
-        models_dir=tmp_path_factory.mktemp("models"),
-        description="choice test encoder",
-        progress=False,
+    return published_encoder(
+        models_dir=tmp_path_factory.mktemp("models"), description="choice test encoder"
     )
-    return run.folder
 
 
 def publish_chosen(

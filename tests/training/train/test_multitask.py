@@ -15,15 +15,14 @@ from pydantic import ValidationError
 from contract.card import HEAD_FILE, ONNX_FILE, InputScale, ModelCard, ModelKind, ModelTask
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from tests.factories import published_encoder
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import hold_out
 from training.export.graphs import MultiTaskTop
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
-from training.nn.encoders import AutoencoderConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.preprocess.fused import pipeline_module
-from training.publish.encoder import pretrain_and_export
 from training.publish.head import load_autoencoder
 from training.publish.multitask import multitask_and_export, task_outputs_of
 from training.train.finetune import FinetuneOptions
@@ -52,18 +51,9 @@ TASKS = [TaskSpec("label"), TaskSpec("phase"), TaskSpec("score", "regression", 0
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    m = make_synthetic(120, 40, n_classes=3, seed=5)
-    run = pretrain_and_export(
-        hold_out("source", m, test_fraction=0.0, seed=0, stratify_by=None),
-        input_scale=InputScale.counts,
-        model_cfg=AutoencoderConfig(n_genes=40, hidden=(16,), latent=4),
-        train_cfg=TrainConfig(epochs=3, batch_size=32, seed=0),
-        name="enc",
-        models_dir=tmp_path_factory.mktemp("models"),
-        description="multitask test encoder",
-        progress=False,
+    return published_encoder(
+        models_dir=tmp_path_factory.mktemp("models"), description="multitask test encoder"
     )
-    return run.folder
 
 
 def test_weighted_loss_masks_a_missing_label_for_that_task_only() -> None:
