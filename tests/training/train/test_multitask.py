@@ -15,16 +15,17 @@ from pydantic import ValidationError
 from contract.card import HEAD_FILE, ONNX_FILE, InputScale, ModelCard, ModelKind, ModelTask
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from contract.vocab import Strategy
 from tests.factories import published_encoder
 from training.data.synthetic import make_synthetic
-from training.evaluation.splits import hold_out
+from training.evaluation.splits import Dataset, hold_out
 from training.export.graphs import MultiTaskTop
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.preprocess.fused import pipeline_module
 from training.publish.head import load_autoencoder
-from training.publish.multitask import multitask_and_export, task_outputs_of
+from training.publish.multitask import MultitaskRun, multitask_and_export, task_outputs_of
 from training.train.finetune import FinetuneOptions
 from training.train.multitask import TaskSpec, finetune_multitask, weighted_loss
 
@@ -53,6 +54,31 @@ TASKS = [TaskSpec("label"), TaskSpec("phase"), TaskSpec("score", "regression", 0
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return published_encoder(
         models_dir=tmp_path_factory.mktemp("models"), description="multitask test encoder"
+    )
+
+
+def _publish(
+    encoder: Path,
+    data: Dataset,
+    name: str,
+    description: str,
+    strategy: Strategy,
+    head_hidden: tuple[int, ...] = (),
+) -> MultitaskRun:
+    """The TASKS fine-tuned on `encoder` with `strategy` for `data` (no dropout, QUICK) and
+    published as `name` beside the encoder."""
+    return multitask_and_export(
+        data,
+        encoder_folder=encoder,
+        tasks=TASKS,
+        head_hidden=head_hidden,
+        head_dropout=0.0,
+        train_cfg=QUICK,
+        name=name,
+        models_dir=encoder.parent.parent,
+        description=description,
+        options=FinetuneOptions(strategy),
+        progress=False,
     )
 
 
@@ -99,19 +125,7 @@ def test_rows_missing_one_label_are_kept(encoder: Path) -> None:
 def test_publish_round_trip_each_output_matches_torch(encoder: Path) -> None:
     m = _data()
     data = hold_out("toy", m, test_fraction=0.25, seed=0, stratify_by="label")
-    run = multitask_and_export(
-        data,
-        encoder_folder=encoder,
-        tasks=TASKS,
-        head_hidden=(8,),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-        name="multi",
-        models_dir=encoder.parent.parent,
-        description="multi-task test",
-        options=FinetuneOptions("partial"),
-        progress=False,
-    )
+    run = _publish(encoder, data, "multi", "multi-task test", "partial", head_hidden=(8,))
     card = ModelCard.read(run.folder)
     assert card.kind is ModelKind.multitask
     assert card.labels is None
@@ -224,19 +238,7 @@ def test_card_tasks_are_checked_and_single_task_cards_unchanged() -> None:
 def test_without_held_out_samples_each_task_is_compared_on_inner_folds(encoder: Path) -> None:
     m = _data(90, seed=4)
     data = hold_out("toy", m, test_fraction=0.0, seed=0, stratify_by=None)
-    run = multitask_and_export(
-        data,
-        encoder_folder=encoder,
-        tasks=TASKS,
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-        name="multi-inner",
-        models_dir=encoder.parent.parent,
-        description="multi-task, nothing held out",
-        options=FinetuneOptions("frozen"),
-        progress=False,
-    )
+    run = _publish(encoder, data, "multi-inner", "multi-task, nothing held out", "frozen")
     card = ModelCard.read(run.folder)
     assert run.n_test == 0
     assert set(run.scores) == {"label", "phase", "score"}
