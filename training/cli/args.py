@@ -157,9 +157,15 @@ def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     )
 
 
-def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bool) -> Dataset:
+def held_out(
+    args: argparse.Namespace,
+    matrix: ExpressionMatrix,
+    *,
+    stratify: bool,
+    column: str | None = None,
+) -> Dataset:
     """`matrix` (from --data) with --test-fraction held out, seeded by --seed (`stratify`: by
-    --label-column)."""
+    `column`, by default --label-column)."""
     from training.evaluation.splits import hold_out
 
     return hold_out(
@@ -167,7 +173,23 @@ def held_out(args: argparse.Namespace, matrix: ExpressionMatrix, *, stratify: bo
         matrix,
         test_fraction=args.test_fraction,
         seed=args.seed,
-        stratify_by=args.label_column if stratify else None,
+        stratify_by=(column or args.label_column) if stratify else None,
+    )
+
+
+def card_description(
+    args: argparse.Namespace,
+    subject: str,
+    model: str,
+    dataset: Dataset,
+    conversion: Conversion | None,
+) -> str:
+    """--description, or the card's own: `subject` (what the model predicts) on --data, by
+    `model` (which encoder, how), the training samples' count and any input conversion."""
+    given: str | None = args.description
+    return given or (
+        f"{subject} on {args.data.name}: {model}, trained on {dataset.train.shape[0]} samples."
+        + ("" if conversion is None else " " + conversion.describe())
     )
 
 
@@ -201,11 +223,12 @@ def publish_chosen(
     from training.publish.chosen import choose_and_export
 
     kind = "Classifier" if args.task == "classification" else "Regressor"
-    description = args.description or (
-        f"{kind} of {args.label_column!r} on {args.data.name}: {how} on the encoder "
-        f"{encoder_folder.parent.name}:{encoder_folder.name}, trained on "
-        f"{dataset.train.shape[0]} samples."
-        + ("" if conversion is None else " " + conversion.describe())
+    description = card_description(
+        args,
+        f"{kind} of {args.label_column!r}",
+        f"{how} on the encoder {encoder_folder.parent.name}:{encoder_folder.name}",
+        dataset,
+        conversion,
     )
     return choose_and_export(
         dataset,

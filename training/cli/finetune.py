@@ -13,6 +13,7 @@ from training.train import defaults
 if TYPE_CHECKING:
     from training.publish.chosen import ChosenRun
     from training.publish.multitask import MultitaskRun
+    from training.train.loop import History
 
 
 NAME = "finetune"
@@ -65,17 +66,11 @@ def run(args: argparse.Namespace) -> int:
     result = cli.guard(_finetune, args)
     if result is None:
         return 1
-    overlap = 1 - result.n_missing_genes / result.n_panel_genes
-    print(
-        f"panel overlap {overlap:.1%} ({result.n_panel_genes - result.n_missing_genes}"
-        f" of {result.n_panel_genes} encoder genes in the data)"
-    )
+    _print_panel_overlap(result)
     if result.n_missing_genes:
         print(f"note: {result.n_missing_genes} panel genes were missing and filled")
     if result.history is not None:
-        print(f"early stopping on the {result.history.validation}")
-        for note in result.history.notes:
-            print(f"note: {note}")
+        _print_stopping(result.history)
     for key, value in result.scores.items():
         print(f"held-out {key} {value:.4f}")
     selection = result.selection
@@ -88,6 +83,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"WARNING: {warning}")
     print(f"published {result.folder}")
     return 0
+
+
+def _print_panel_overlap(result: ChosenRun | MultitaskRun) -> None:
+    overlap = 1 - result.n_missing_genes / result.n_panel_genes
+    print(
+        f"panel overlap {overlap:.1%} ({result.n_panel_genes - result.n_missing_genes}"
+        f" of {result.n_panel_genes} encoder genes in the data)"
+    )
+
+
+def _print_stopping(history: History) -> None:
+    print(f"early stopping on the {history.validation}")
+    for note in history.notes:
+        print(f"note: {note}")
 
 
 def _finetune(args: argparse.Namespace) -> ChosenRun:
@@ -128,14 +137,8 @@ def _run_multitask(args: argparse.Namespace) -> int:
     result = cli.guard(_multitask, args)
     if result is None:
         return 1
-    overlap = 1 - result.n_missing_genes / result.n_panel_genes
-    print(
-        f"panel overlap {overlap:.1%} ({result.n_panel_genes - result.n_missing_genes}"
-        f" of {result.n_panel_genes} encoder genes in the data)"
-    )
-    print(f"early stopping on the {result.history.validation}")
-    for note in result.history.notes:
-        print(f"note: {note}")
+    _print_panel_overlap(result)
+    _print_stopping(result.history)
     for task in result.tasks:
         print(f"task {task.name} ({task.kind}, weight {task.weight:g}, {task.n_labelled} labelled)")
         for key, value in result.scores.get(task.name, {}).items():
@@ -148,7 +151,6 @@ def _run_multitask(args: argparse.Namespace) -> int:
 
 
 def _multitask(args: argparse.Namespace) -> MultitaskRun:
-    from training.evaluation.splits import hold_out
     from training.export.store import resolve_version
     from training.publish.multitask import multitask_and_export
     from training.train.multitask import TaskSpec
@@ -171,19 +173,15 @@ def _multitask(args: argparse.Namespace) -> MultitaskRun:
     matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
     first = tasks[0]
     full = first.kind == "classification" and cli.has_every_label(matrix, first.column)
-    dataset = hold_out(
-        args.data.name,
-        matrix,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        stratify_by=first.column if full else None,
-    )
+    dataset = cli.held_out(args, matrix, stratify=full, column=first.column)
     names = ", ".join(f"{t.column!r} ({t.kind}, weight {t.weight:g})" for t in tasks)
-    description = args.description or (
-        f"Multi-task model of {names} on {args.data.name}: one {args.strategy} encoder "
-        f"{encoder_folder.parent.name}:{encoder_folder.name} with a head per task, trained on "
-        f"{dataset.train.shape[0]} samples."
-        + ("" if conversion is None else " " + conversion.describe())
+    description = cli.card_description(
+        args,
+        f"Multi-task model of {names}",
+        f"one {args.strategy} encoder {encoder_folder.parent.name}:{encoder_folder.name} "
+        "with a head per task",
+        dataset,
+        conversion,
     )
     return multitask_and_export(
         dataset,
