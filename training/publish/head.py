@@ -193,16 +193,8 @@ def finetune_and_export(
     metrics += selection_metrics(selection)
     extra: dict[str, Any] = {
         "task": task,
-        "train_config": config_to_dict(train_cfg),
-        "strategy": result.strategy,
-        "finetune_options": config_to_dict(result.options),
-        "n_unlabelled": result.n_unlabelled,
-        "history": result.history.summary(),
-        "missing_panel_genes": n_missing,
-        "panel_overlap": 1 - n_missing / len(pipeline.gene_ids),
+        **finetune_record(train_cfg, result, n_missing, len(pipeline.gene_ids), input_conversion),
     }
-    if input_conversion is not None:
-        extra["input_conversion"] = dict(input_conversion)
     export = export_classifier if task == "classification" else export_regressor
     folder = export(
         autoencoder,
@@ -226,6 +218,30 @@ def finetune_and_export(
         n_missing,
         len(pipeline.gene_ids),
     )
+
+
+def finetune_record(
+    train_cfg: TrainConfig,
+    fit: FinetuneResult,
+    n_missing_genes: int,
+    n_panel_genes: int,
+    input_conversion: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What a fine-tuned version's card records of its training (its `extra`, after the task):
+    the settings, strategy and methods, the history, the panel genes the data lacked and what
+    was done to the values before they came here (when anything was)."""
+    record: dict[str, Any] = {
+        "train_config": config_to_dict(train_cfg),
+        "strategy": fit.strategy,
+        "finetune_options": config_to_dict(fit.options),
+        "n_unlabelled": fit.n_unlabelled,
+        "history": fit.history.summary(),
+        "missing_panel_genes": n_missing_genes,
+        "panel_overlap": 1 - n_missing_genes / n_panel_genes,
+    }
+    if input_conversion is not None:
+        record["input_conversion"] = dict(input_conversion)
+    return record
 
 
 def selection_metrics(selection: Selection | None) -> list[Metric]:

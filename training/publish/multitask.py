@@ -29,9 +29,9 @@ from training.evaluation.metrics import classification_metrics, regression_metri
 from training.evaluation.splits import Dataset, kfold_splits
 from training.export.graphs import CardInfo, export_multitask
 from training.export.store import model_ref
-from training.nn.config import TrainConfig, config_to_dict
+from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead
-from training.publish.head import held_out_note, load_and_align
+from training.publish.head import finetune_record, held_out_note, load_and_align
 from training.train import progress as watch
 from training.train.apply import embed, labelled_rows
 from training.train.finetune import FinetuneOptions
@@ -304,16 +304,10 @@ def multitask_and_export(
     extra: dict[str, Any] = {
         "task": "multitask",
         "tasks": [{"column": t.column, "kind": t.kind, "weight": t.weight} for t in tasks],
-        "train_config": config_to_dict(train_cfg),
-        "strategy": result.fit.strategy,
-        "finetune_options": config_to_dict(result.fit.options),
-        "n_unlabelled": result.fit.n_unlabelled,
-        "history": result.fit.history.summary(),
-        "missing_panel_genes": n_missing,
-        "panel_overlap": 1 - n_missing / len(pipeline.gene_ids),
+        **finetune_record(
+            train_cfg, result.fit, n_missing, len(pipeline.gene_ids), input_conversion
+        ),
     }
-    if input_conversion is not None:
-        extra["input_conversion"] = dict(input_conversion)
     columns = ", ".join(t.column for t in tasks)
     folder = export_multitask(
         autoencoder,
