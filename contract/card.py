@@ -17,6 +17,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.idmap import IdType
+from contract.modality import ModalityInput
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -348,6 +349,11 @@ class ModelCard(_Frozen):
         description="The inner-CV comparison this model won (or, with a named strategy, was "
         "compared in), with its warnings.",
     )
+    modalities: list[ModalityInput] | None = Field(
+        default=None,
+        description="A multi-omics model's added inputs, after 'expression', in input order "
+        "(contract.modality); null: expression only.",
+    )
     library_versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="File name → sha256, model.onnx included.")
 
@@ -371,6 +377,14 @@ class ModelCard(_Frozen):
             for name in (self.explain.file, self.explain.baseline_file):
                 if name not in self.files:
                     raise ValueError(f"files must list the explanation's {name}")
+        return self
+
+    @model_validator(mode="after")
+    def _modality_inputs(self) -> Self:
+        if self.modalities is not None:
+            names = [i.name for i in self.inputs]
+            if names[1:] != [m.name for m in self.modalities] or len(set(names)) != len(names):
+                raise ValueError(f"inputs {names} do not follow expression with the modalities")
         return self
 
     @model_validator(mode="after")
