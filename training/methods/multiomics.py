@@ -24,6 +24,7 @@ from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig
 from training.nn.multiomics import (
+    MAX_MODALITIES,
     ModalityScaler,
     ModalityScaling,
     MultiOmicsCore,
@@ -134,6 +135,8 @@ def finetune_multiomics(
     shape = shape or MultiOmicsShape()
     if options.adaptation != "none" or options.semi_supervised != "none":
         raise ValueError("multi-omics fine-tuning supports no adaptation or semi-supervision yet")
+    if len(data.names) > MAX_MODALITIES:
+        raise ValueError(f"at most {MAX_MODALITIES} modalities besides expression")
     if data.expression.gene_ids != pipeline.gene_ids:
         raise ValueError("expression must be aligned to the encoder's panel (align_matrix)")
     names = data.expression.labels(label_column)

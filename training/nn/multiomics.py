@@ -182,3 +182,52 @@ def presence_flags(packed: torch.Tensor, n_genes: int, widths: Sequence[int]) ->
         cols.append(start + w)
         start += w + 1
     return packed[:, cols]
+
+
+# torch.export binds a graph's inputs by its forward's signature, and a *modalities tuple is
+# one input there: the exported module takes each modality as its own named argument
+MAX_MODALITIES = 4
+
+
+class _One(nn.Module):
+    def __init__(self, graph: MultiOmicsGraph) -> None:
+        super().__init__()
+        self.inner = graph
+
+    def forward(self, expression: torch.Tensor, m1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.inner(expression, m1)
+
+
+class _Two(_One):
+    def forward(  # type: ignore[override]
+        self, expression: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return self.inner(expression, m1, m2)
+
+
+class _Three(_One):
+    def forward(  # type: ignore[override]
+        self, expression: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, m3: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return self.inner(expression, m1, m2, m3)
+
+
+class _Four(_One):
+    def forward(  # type: ignore[override]
+        self,
+        expression: torch.Tensor,
+        m1: torch.Tensor,
+        m2: torch.Tensor,
+        m3: torch.Tensor,
+        m4: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        return self.inner(expression, m1, m2, m3, m4)
+
+
+def exportable(graph: MultiOmicsGraph) -> nn.Module:
+    """`graph` behind a forward with one argument per input, as torch.export needs."""
+    n = len(graph.scalers)
+    if not 1 <= n <= MAX_MODALITIES:
+        raise ValueError(f"a multi-omics graph takes 1 to {MAX_MODALITIES} modalities, not {n}")
+    wrapper: nn.Module = (_One, _Two, _Three, _Four)[n - 1](graph)
+    return wrapper.eval()

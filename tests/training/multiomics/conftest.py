@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from contract.card import TrainingData
+from contract.align import align_matrix
+from contract.card import ModelCard, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.multiomics import MultiOmics, make_multiomics
 from training.export.graphs import CardInfo, export_encoder
+from training.methods.multiomics import MultiOmicsResult, finetune_multiomics
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
+from training.publish.head import load_autoencoder
 from training.train.pretrain import pretrain
 
 
@@ -37,3 +40,17 @@ def omics_encoder(omics: MultiOmics, tmp_path_factory: pytest.TempPathFactory) -
     info = CardInfo(description="test encoder", training_data=data)
     export_encoder(ae, pipe, name="omics-enc", models_dir=models, info=info, reference=expr.X)
     return models
+
+
+@pytest.fixture(scope="session")
+def omics_trained(
+    omics: MultiOmics, omics_encoder: Path
+) -> tuple[MultiOmicsResult, MultiOmics, PreprocessPipeline]:
+    """A frozen-encoder multi-omics classifier trained for a few epochs on `omics`."""
+    folder = omics_encoder / "omics-enc" / "1"
+    card = ModelCard.read(folder)
+    expr, _ = align_matrix(omics.expression, card.panel, card.input_scale)
+    data, pipe = MultiOmics(expr, omics.modalities), PreprocessPipeline.load(folder)
+    encoder = load_autoencoder(folder).encoder
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
+    return finetune_multiomics(encoder, pipe, data, "label", cfg), data, pipe
