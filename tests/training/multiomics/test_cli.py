@@ -27,7 +27,8 @@ def test_finetune_h5mu_publishes_a_multiomics_model(
     models = _models(omics_encoder, tmp_path)
     data = write_h5mu(omics, tmp_path / "omics.h5mu")
     argv = ["train", "finetune", "--data", str(data), "--label-column", "label",
-            "--encoder", "omics-enc", "--name", "omics-clf", "--models-dir", str(models), *FAST]  # fmt: skip
+            "--encoder", "omics-enc", "--name", "omics-clf", "--models-dir", str(models),
+            *FAST]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "modality protein: present in" in out
