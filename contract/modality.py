@@ -12,6 +12,7 @@ was sent: it refuses non-finite values, and writes NaN rows itself for absent bl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,3 +68,18 @@ class ModalityInput(BaseModel):
     @property
     def n_features(self) -> int:
         return len(self.features)
+
+
+def columns(n_genes: int, modalities: Sequence[ModalityInput]) -> list[tuple[str, int, int]]:
+    """Each graph input's name and its columns in the service's packed rows: the panel's genes,
+    then every modality's features (the batcher queues one matrix; the backend splits it)."""
+    spans, start = [(EXPRESSION, 0, n_genes)], n_genes
+    for m in modalities:
+        spans.append((m.name, start, start + m.n_features))
+        start += m.n_features
+    return spans
+
+
+def packed_fill(panel_fill: Sequence[float], modalities: Sequence[ModalityInput]) -> list[float]:
+    """A packed row of fill values: every gene and every feature at its training mean."""
+    return [*panel_fill, *(v for m in modalities for v in m.fill_values)]
