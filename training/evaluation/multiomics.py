@@ -26,7 +26,7 @@ import torch
 from scipy import stats
 
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics, make_multiomics
+from training.data.multiomics import make_multiomics
 from training.evaluation.metrics import classification_metrics
 from training.evaluation.splits import hold_out
 from training.methods.multiomics import finetune_multiomics
