@@ -117,7 +117,10 @@ def decode_multiomics(body: bytes, *, card: ModelCard, max_samples: int) -> Mult
 
 
 def check_values(
-    name: str, values: Array, spec: ModalityInput, sample_ids: list[str] | None = None
+    name: str,
+    values: np.ndarray[Any, np.dtype[np.floating[Any]]],
+    spec: ModalityInput,
+    sample_ids: list[str] | None = None,
 ) -> Array:
     """Finite values (and β-values within [0, 1] for a logit modality) as float32."""
     with np.errstate(over="ignore"):
@@ -150,7 +153,7 @@ def v2_modalities(
     given: dict[str, Array] = {}
     for spec in inputs:
         name = spec.get("name") if isinstance(spec, dict) else None
-        if name not in known or name in given:
+        if not isinstance(name, str) or name not in known or name in given:
             raise InvalidRequest(
                 f"input {name!r}: {card.name} takes 'expression' then any of {list(known)}, "
                 "each once",

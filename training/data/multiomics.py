@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -171,7 +172,7 @@ def make_multiomics(
     expression = ExpressionMatrix(
         X=counts, sample_ids=ids, gene_ids=[f"gene_{j:05d}" for j in range(n_genes)], obs=obs
     )
-    blocks = {
+    blocks: dict[str, tuple[npt.NDArray[np.floating[Any]], list[str]]] = {
         "methylation": (beta, [f"cg{j:07d}" for j in range(n_cpgs)]),
         "protein": (protein, [f"prot_{j:03d}" for j in range(n_proteins)]),
     }

@@ -70,6 +70,8 @@ class ModalityScaler(nn.Module):
     def __init__(self, scaling: ModalityScaling) -> None:
         super().__init__()
         self.logit = scaling.logit
+        self.mean: torch.Tensor
+        self.sd: torch.Tensor
         self.register_buffer("mean", torch.from_numpy(scaling.mean.copy()))
         self.register_buffer("sd", torch.from_numpy(scaling.sd.copy()))
 
@@ -195,21 +197,24 @@ class _One(nn.Module):
         self.inner = graph
 
     def forward(self, expression: torch.Tensor, m1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.inner(expression, m1)
+        out: tuple[torch.Tensor, ...] = self.inner(expression, m1)
+        return out
 
 
 class _Two(_One):
     def forward(  # type: ignore[override]
         self, expression: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        return self.inner(expression, m1, m2)
+        out: tuple[torch.Tensor, ...] = self.inner(expression, m1, m2)
+        return out
 
 
 class _Three(_One):
     def forward(  # type: ignore[override]
         self, expression: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, m3: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        return self.inner(expression, m1, m2, m3)
+        out: tuple[torch.Tensor, ...] = self.inner(expression, m1, m2, m3)
+        return out
 
 
 class _Four(_One):
@@ -221,7 +226,8 @@ class _Four(_One):
         m3: torch.Tensor,
         m4: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        return self.inner(expression, m1, m2, m3, m4)
+        out: tuple[torch.Tensor, ...] = self.inner(expression, m1, m2, m3, m4)
+        return out
 
 
 def exportable(graph: MultiOmicsGraph) -> nn.Module:
