@@ -3,6 +3,7 @@ the real app on ONNX Runtime): a block per modality, missing modalities, errors 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from app.codecs.payloads import Expression
+from app.errors import InvalidRequest, ModelLoadError
+from app.inference.onnx import OnnxBackend
+from app.inference.routing import EVERYONE
 from app.main import create_app
-from contract.card import TrainingData
+from app.services import predict
+from contract.card import ModelCard, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
 from tests.factories import make_settings
 from tests.training.multiomics import conftest as fixtures
@@ -267,3 +273,50 @@ def test_v2_bad_modality_tensors(
     r = c.post("/v2/models/omics-clf/infer", json=body)
     assert r.status_code == 400, r.text
     assert message in r.json()["error"]
+
+
+def test_model_detail_lists_the_modalities(c: TestClient, omics_trained: Trained) -> None:
+    detail = c.get("/v1/models/omics-clf").json()
+    assert [m["name"] for m in detail["modalities"]] == ["methylation", "protein"]
+    assert detail["modalities"][1]["features"] == omics_trained[1].modalities["protein"].gene_ids
+
+
+def test_the_single_input_path_refuses_a_multiomics_model(c: TestClient) -> None:
+    """The web app's upload path reaches predict.classify with expression alone: refused."""
+    model = c.app.state.registry.get("omics-clf", None, viewer=EVERYONE)  # type: ignore[attr-defined]
+    expr = Expression(["a"], ["gene_00000"], np.ones((1, 1), dtype=np.float32))
+    with pytest.raises(InvalidRequest, match="JSON block per modality"):
+        asyncio.run(
+            predict.classify(
+                writer=None,  # type: ignore[arg-type]
+                model=model,
+                expr=expr,
+                request_id="r",
+                min_overlap=0.5,
+            )
+        )
+
+
+def test_a_graph_unlike_its_card_does_not_load(omics_models: Path) -> None:
+    folder = omics_models / "omics-clf" / "1"
+    card = ModelCard.read(folder)
+    assert card.modalities is not None
+    fewer = card.modalities[1].model_copy(
+        update={"features": card.modalities[1].features[:-1],
+                "fill_values": card.modalities[1].fill_values[:-1]}
+    )  # fmt: skip
+    wrong = card.model_copy(update={"modalities": [card.modalities[0], fewer]})
+    with pytest.raises(ModelLoadError, match="do not match the card"):
+        OnnxBackend(folder, wrong, providers=["CPUExecutionProvider"], allow_cpu_fallback=True)
+
+
+def test_v2_bytes_after_the_tensors_are_refused(c: TestClient, omics_trained: Trained) -> None:
+    data = omics_trained[1]
+    x = data.expression.X[:2]
+    header = {"inputs": [{"name": "expression", "datatype": "FP32", "shape": list(x.shape),
+                          "parameters": {"binary_data_size": x.nbytes}}]}  # fmt: skip
+    head = orjson.dumps(header)
+    r = c.post("/v2/models/omics-clf/infer", content=head + x.tobytes() + b"\0\0\0\0",
+               headers={"inference-header-content-length": str(len(head))})  # fmt: skip
+    assert r.status_code == 400
+    assert "4 bytes after the binary inputs" in r.json()["error"]

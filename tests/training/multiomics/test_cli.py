@@ -41,7 +41,7 @@ def test_finetune_h5mu_publishes_a_multiomics_model(
 
 
 def test_finetune_with_modality_tables(
-    omics: MultiOmics, omics_encoder: Path, tmp_path: Path
+    omics: MultiOmics, omics_encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = _models(omics_encoder, tmp_path)
     e, p = omics.expression, omics.modalities["protein"]
@@ -53,8 +53,10 @@ def test_finetune_with_modality_tables(
     )
     argv = ["train", "finetune", "--data", str(tmp_path / "rna.csv"), "--label-column", "label",
             "--modality", f"protein={tmp_path / 'protein.csv'}", "--encoder", "omics-enc",
-            "--name", "omics-prot", "--models-dir", str(models), *FAST]  # fmt: skip
+            "--name", "omics-prot", "--models-dir", str(models), *FAST,
+            "--strategy", "auto"]  # fmt: skip
     assert main(argv) == 0
+    assert "automatic choice does not cover multi-omics" in capsys.readouterr().out
     card = ModelCard.read(models / "omics-prot" / "1")
     assert card.modalities is not None
     assert [m.name for m in card.modalities] == ["protein"]

@@ -18,7 +18,13 @@ from training.methods.multiomics import (
     predict_proba,
 )
 from training.nn.config import TrainConfig
-from training.nn.multiomics import presence_flags
+from training.nn.multiomics import (
+    MAX_MODALITIES,
+    ModalityScaling,
+    MultiOmicsGraph,
+    exportable,
+    presence_flags,
+)
 from training.publish.head import load_autoencoder
 from training.train.finetune import FinetuneOptions
 
@@ -125,3 +131,28 @@ def test_refusals(
     result = frozen[0]
     with pytest.raises(ValueError, match=r"lack the model's modalities \['protein'\]"):
         predict_proba(result, pipe, data.without("protein"))
+
+
+def test_small_refusals(
+    omics_trained: tuple[MultiOmicsResult, MultiOmics, PreprocessPipeline],
+) -> None:
+    values = np.full((5, 3), np.nan, dtype=np.float32)
+    values[0] = 0.5
+    with pytest.raises(ValueError, match="fewer than 2 training samples"):
+        ModalityScaling.fit("protein", ["a", "b", "c"], values, logit=False)
+    result, _, pipe = omics_trained
+    graph = result.graph(pipe)
+    scaler = graph.scalers[0]
+    too_many = MultiOmicsGraph(graph.preprocess, [scaler] * (MAX_MODALITIES + 1), graph.core)
+    with pytest.raises(ValueError, match="1 to 4 modalities"):
+        exportable(too_many)
+
+
+def test_too_many_modalities_are_refused(omics: MultiOmics, omics_encoder: Path) -> None:
+    folder = omics_encoder / "omics-enc" / "1"
+    data, pipe = _aligned(omics, folder)
+    p = data.modalities["protein"]
+    many = MultiOmics(data.expression, {f"m{i}": p for i in range(MAX_MODALITIES + 1)})
+    encoder = load_autoencoder(folder).encoder
+    with pytest.raises(ValueError, match="at most 4 modalities"):
+        finetune_multiomics(encoder, pipe, many, "label", QUICK)
