@@ -320,3 +320,21 @@ def test_v2_bytes_after_the_tensors_are_refused(c: TestClient, omics_trained: Tr
                headers={"inference-header-content-length": str(len(head))})  # fmt: skip
     assert r.status_code == 400
     assert "4 bytes after the binary inputs" in r.json()["error"]
+
+
+def test_answers_in_csv_and_on_record(c: TestClient, omics_trained: Trained) -> None:
+    result, data, _ = omics_trained
+    r = c.post(URL, json=_body(data), headers={"accept": "text/csv"})
+    assert r.status_code == 200, r.text
+    header = r.text.splitlines()[0].replace('"', "").split(",")
+    assert header[:2] == ["sample_id", "label"]
+    assert len(r.text.splitlines()) == len(IDS) + 1
+    found = c.get("/v1/predictions", params={"model": "omics-clf"}).json()
+    row = found["predictions"][0]
+    assert row["output"]["label"] in result.labels
+    assert "missing_modalities" in row["output"]
+    for fmt in ("csv", "fhir"):
+        assert (
+            c.get("/v1/predictions", params={"model": "omics-clf", "format": fmt}).status_code
+            == 200
+        )
