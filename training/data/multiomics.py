@@ -10,6 +10,7 @@ added modality.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,6 @@ class MultiOmics:
     modalities: Mapping[str, ExpressionMatrix]
 
     def __post_init__(self) -> None:
-        import re
-
         known = set(self.expression.sample_ids)
         for name, m in self.modalities.items():
             if not re.match(MODALITY_NAME, name) or name == EXPRESSION:

@@ -34,7 +34,7 @@ from training.nn.multiomics import (
 from training.nn.variants import encoder_layers
 from training.preprocess.fused import pipeline_module
 from training.train.finetune import FinetuneOptions
-from training.train.loop import History, seeded, train_loop
+from training.train.loop import History, resolve_device, seeded, train_loop
 from training.train.validation import chance_cross_entropy, class_split
 
 
@@ -167,7 +167,7 @@ def finetune_multiomics(
     frozen = options.strategy == "frozen"
     tuned = encoder if frozen else copy.deepcopy(encoder)
     latent = _embedding_width(tuned, pipeline.n_genes)
-    widths = [s.features.__len__() for s in scalings]
+    widths = [len(s.features) for s in scalings]
     with seeded(train_cfg.seed):
         head_cfg = ClassifierHeadConfig(
             n_in=fused_width(latent, len(widths), shape.latent),
@@ -217,7 +217,7 @@ def finetune_multiomics(
                     progress=progress,
                     description=f"multi-omics {options.strategy} {stage}",
                     groups=groups,
-                    device=torch.device(options.device if options.device != "auto" else "cpu"),
+                    device=resolve_device(options.device),
                     min_epochs=options.min_epochs,
                     chance=chance_cross_entropy(len(labels)),
                 )
