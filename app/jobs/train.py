@@ -63,7 +63,8 @@ def run(
     folder = models_dir / encoder["name"] / str(encoder["version"])
     label_column = params["label_column"]
     if modality_paths:
-        return _multiomics(job_id, params, path, modality_paths, folder, models_dir, where.type)
+        with progress.watching(hook):  # the loss curve and cancellation, as for any job
+            return _multiomics(job_id, params, path, modality_paths, folder, models_dir, where.type)
     adaptation, semi = params["adaptation"], params["semi_supervised"]
     matrix = to_matrix(load_npz(Path(path)), label_column, adaptation["domain_column"])
     try:

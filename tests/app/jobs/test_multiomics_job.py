@@ -77,6 +77,7 @@ def test_a_multiomics_job_publishes_a_served_model(
         time.sleep(0.2)
     assert job["status"] == "succeeded", job["error"]
     assert job["metrics"]["published"]["kind"] == "multiomics"
+    assert len(job["curve"]) == job["metrics"]["epochs_run"] > 0
     assert set(job["metrics"]["modalities"]) == {"methylation", "protein"}
     detail = once_loaded(c.get, "/v1/models/omics-job").json()
     assert [m["name"] for m in detail["modalities"]] == ["methylation", "protein"]
