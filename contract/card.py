@@ -17,6 +17,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.idmap import IdType
+from contract.modality import ModalityInput
 from contract.vocab import Task
 
 CARD_FILE = "model.json"
@@ -393,6 +394,11 @@ class ModelCard(_Frozen):
         description="The inner-CV comparison this model won (or, with a named strategy, was "
         "compared in), with its warnings.",
     )
+    modalities: list[ModalityInput] | None = Field(
+        default=None,
+        description="A multi-omics model's added inputs, after 'expression', in input order "
+        "(contract.modality); null: expression only.",
+    )
     library_versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(description="File name → sha256, model.onnx included.")
 
@@ -440,6 +446,14 @@ class ModelCard(_Frozen):
         raise KeyError(
             f"{self.name} has no task {name!r}; its tasks: {[t.name for t in self.tasks]}"
         )
+
+    @model_validator(mode="after")
+    def _modality_inputs(self) -> Self:
+        if self.modalities is not None:
+            names = [i.name for i in self.inputs]
+            if names[1:] != [m.name for m in self.modalities] or len(set(names)) != len(names):
+                raise ValueError(f"inputs {names} do not follow expression with the modalities")
+        return self
 
     @model_validator(mode="after")
     def _transform_scales(self) -> Self:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -181,7 +182,8 @@ def model_metadata(
             "name": card.name,
             "versions": versions,
             "platform": PLATFORM,
-            "inputs": [tensor(card.inputs[0].name, card.n_genes)],
+            "inputs": [tensor(card.inputs[0].name, card.n_genes)]
+            + [tensor(m.name, m.n_features) for m in card.modalities or []],
             "outputs": [
                 tensor(o.name, int(o.shape[-1]) if isinstance(o.shape[-1], int) else -1)
                 for o in card.outputs
@@ -223,7 +225,8 @@ async def _infer(
     # hop costs; anything large, compressed or JSON is decoded off the event loop
     small = header_length is not None and encoding is None and len(raw) <= INLINE_BYTES
     parsed = decode() if small else await asyncio.to_thread(decode)
-    outputs = await m.batcher.run(parsed.x)
+    x = parsed.x if parsed.extra is None else np.hstack([parsed.x, parsed.extra])
+    outputs = await m.batcher.run(x)
     if small:
         body, json_length = v2codec.encode(card=m.card, request=parsed, outputs=outputs)
     else:

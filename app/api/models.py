@@ -94,6 +94,7 @@ def get_model(
         **_version(m, registry).model_dump(),
         genes=m.card.panel.ids,
         gene_aliases=m.card.panel.aliases,
+        modalities=m.card.modalities,
     )
 
 

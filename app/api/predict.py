@@ -13,15 +13,16 @@ from fastapi.responses import Response
 
 from app.api.deps import CallerDep, MetricsDep, RegistryDep, RequestIdDep, SettingsDep, WriterDep
 from app.caller import Caller
+from app.codecs import multiomics as omics_codec
 from app.codecs import negotiate as formats
 from app.codecs.payloads import Expression
 from app.config import Settings
 from app.db.writer import PredictionWriter
-from app.errors import NotAcceptable, documented
+from app.errors import InvalidRequest, NotAcceptable, documented
 from app.inference.registry import LoadedModel, ModelRegistry
 from app.metrics import Metrics
 from app.schemas.predict import Answer, ClassifyOut, EmbedOut, MultiTaskOut, RegressOut
-from app.services import predict
+from app.services import multiomics, predict
 from contract.card import InputScale
 from contract.vocab import GeneSetCollectionName
 
@@ -136,6 +137,11 @@ async def _serve(
     outcome = "failed"
     try:
         async with model.batcher.lease():
+            if model.card.modalities is not None:  # a JSON block per modality
+                out = await _multiomics(task, request, model, settings, writer, request_id,
+                                        input_scale, options)  # fmt: skip
+                outcome = "ok"
+                return formats.render(out, kind)
             expr: Expression = await formats.read_expression(
                 request,
                 panel=model.card.panel.ids,
@@ -155,6 +161,33 @@ async def _serve(
     finally:
         metrics.inferences.labels(*labels, outcome).inc()
     return formats.render(out, kind)
+
+
+async def _multiomics(
+    task: Task,
+    request: Request,
+    model: LoadedModel,
+    settings: Settings,
+    writer: PredictionWriter,
+    request_id: str,
+    input_scale: InputScale | None,
+    options: dict[str, Any],
+) -> Answer:
+    """classify for a multi-omics model (`app.services.multiomics`); the other tasks refused."""
+    card = model.card
+    if task is not predict.classify or options:
+        raise InvalidRequest(
+            f"{card.name} is a multi-omics classifier: it answers classify, without "
+            "explanations, with a JSON block per modality"
+        )
+    req = await omics_codec.read_multiomics(
+        request, card=card, max_samples=settings.max_samples_per_request,
+        max_bytes=settings.max_body_bytes,
+    )  # fmt: skip
+    return await multiomics.classify(
+        writer=writer, model=model, req=req, request_id=request_id,
+        min_overlap=settings.min_gene_overlap, declared_scale=input_scale,
+    )  # fmt: skip
 
 
 def _endpoint(task: Task) -> Callable[..., Awaitable[Response]]:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import orjson
 import pydantic_core
 
+from app.codecs.multiomics import v2_modalities
 from app.codecs.payloads import check_count, marks_match
 from app.errors import InvalidExpressionData, InvalidRequest
 from app.inference.backend import Array
@@ -40,6 +41,8 @@ class InferRequest:
     outputs: list[str]
     binary: dict[str, bool]
     declared_scale: InputScale | None = None  # request parameters.input_scale, if given
+    # a multi-omics model's modality columns, packed after x (NaN rows: missing), if any
+    extra: Array | None = None
 
 
 def parse(
@@ -62,6 +65,8 @@ def parse(
         raise InvalidRequest("the inference request needs an 'inputs' list")
     inputs = request["inputs"]
     expected = card.inputs[0].name
+    if card.modalities is not None and inputs and isinstance(inputs[0], dict):
+        return _multiomics(request, inputs, binary, card, max_samples)
     if len(inputs) != 1 or not isinstance(inputs[0], dict) or inputs[0].get("name") != expected:
         names = [i.get("name") if isinstance(i, dict) else i for i in inputs]
         raise InvalidRequest(f"this model takes one input named {expected!r}, got {names}")
@@ -78,6 +83,45 @@ def parse(
         outputs,
         binary_out,
         _declared_scale(request),
+    )
+
+
+def _multiomics(
+    request: dict[str, Any],
+    inputs: list[Any],
+    binary: memoryview,
+    card: ModelCard,
+    max_samples: int,
+) -> InferRequest:
+    """`expression` first, then any of the model's modalities (`app.codecs.multiomics`); binary
+    tensors follow the header in the order the inputs list them."""
+    if inputs[0].get("name") != card.inputs[0].name:
+        raise InvalidRequest(f"the first input must be {card.inputs[0].name!r}")
+    offset = 0
+
+    def tensor(spec: dict[str, Any], width: int) -> Array:
+        nonlocal offset
+        size = (spec.get("parameters") or {}).get("binary_data_size")
+        if not isinstance(size, int):
+            return _tensor(spec, memoryview(b""), width)
+        chunk = binary[offset : offset + size]
+        offset += size
+        return _tensor(spec, chunk, width)
+
+    x = _finite(tensor(inputs[0], card.n_genes))
+    check_count(x.shape[0], max_samples)
+    extra = v2_modalities(inputs[1:], tensor, card, x.shape[0], max_samples)
+    if offset != len(binary):
+        raise InvalidRequest(f"{len(binary) - offset} bytes after the binary inputs")
+    outputs, binary_out = _outputs(request, card)
+    request_id = request.get("id")
+    return InferRequest(
+        None if request_id is None else str(request_id),
+        x,
+        outputs,
+        binary_out,
+        _declared_scale(request),
+        extra,
     )
 
 

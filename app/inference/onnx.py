@@ -12,6 +12,7 @@ from app.config import Settings
 from app.errors import ModelLoadError
 from app.inference.backend import Array, BackendFactory, InferenceBackend
 from contract.card import ONNX_FILE, ModelCard
+from contract.modality import columns, packed_fill
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,24 @@ class OnnxBackend:
         self._output_names = [o.name for o in card.outputs]
         # warm-up: the first run of each batch shape allocates arenas and (TensorRT/CUDA) builds
         # kernels; doing it here keeps that out of the first requests' latency
-        fill = np.asarray(card.panel.fill_values, dtype=np.float32)
+        fill = np.asarray(
+            packed_fill(card.panel.fill_values, card.modalities or []), dtype=np.float32
+        )
         for size in warmup_batch_sizes:
             self.run(np.broadcast_to(fill, (size, fill.shape[0])).copy())
 
     def _check_signature(self, card: ModelCard) -> None:
         inputs = self._session.get_inputs()
+        # a multi-omics graph: the batcher's rows are packed, each input a span of columns
+        self._spans = columns(card.n_genes, card.modalities) if card.modalities else []
+        if self._spans:
+            names = [i.name for i in inputs]
+            widths = [i.shape[-1] for i in inputs]
+            if names != [n for n, _, _ in self._spans] or widths != [
+                b - a for _, a, b in self._spans
+            ]:
+                raise ModelLoadError(f"graph inputs {names} {widths} do not match the card")
+            inputs = inputs[:1]
         if len(inputs) != 1 or inputs[0].name != card.inputs[0].name:
             names = [i.name for i in inputs]
             raise ModelLoadError(f"graph inputs {names} do not match card {card.inputs[0].name}")
@@ -162,7 +175,12 @@ class OnnxBackend:
         return list(self._requested)
 
     def run(self, x: Array) -> dict[str, Array]:
-        outputs = self._session.run(self._output_names, {self._input_name: x})
+        feed = (
+            {name: np.ascontiguousarray(x[:, a:b]) for name, a, b in self._spans}
+            if self._spans
+            else {self._input_name: x}
+        )
+        outputs = self._session.run(self._output_names, feed)
         return {
             name: np.asarray(value, dtype=np.float32)
             for name, value in zip(self._output_names, outputs, strict=True)

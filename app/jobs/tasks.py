@@ -181,12 +181,18 @@ def run_job(
 
         with factory() as session:
             path = datasets.stored_path(session, dataset_id) if dataset_id else None
-        if path is None:
+            # a multi-omics job: each modality's dataset too
+            added = {
+                name: datasets.stored_path(session, uuid.UUID(str(other)))
+                for name, other in (params.get("modalities") or {}).items()
+            }
+        if path is None or None in added.values():
             raise JobFailure("its dataset was deleted")
         result = train.run(
             job_id,
             params,
             path=path,
+            modality_paths={name: str(p) for name, p in added.items()},
             models_dir=settings.models_dir,
             hook=heartbeat,
             device=settings.train_device,

@@ -6,7 +6,7 @@ Imported only by a job runner (it needs the 'train' extra: torch).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,11 @@ from app.jobs.errors import JobFailure
 from contract import defaults
 from contract.matrix import ExpressionMatrix
 from training.choice.tune import TuneSettings
+from training.data.multiomics import MultiOmics
 from training.evaluation.splits import Dataset, hold_out
 from training.nn.config import TrainConfig
 from training.publish.chosen import choose_and_export
+from training.publish.multiomics import multiomics_and_export
 from training.publish.multitask import multitask_and_export
 from training.train import finetune, progress
 from training.train.apply import labelled_rows, split_unlabelled
@@ -52,6 +54,7 @@ def run(
     models_dir: Path,
     hook: TrainingHook,
     device: str = "auto",
+    modality_paths: Mapping[str, str] | None = None,
 ) -> tuple[str, int, dict[str, Any]]:
     """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
     version, metrics)."""
@@ -65,6 +68,9 @@ def run(
     tasks = params.get("tasks")  # absent from jobs submitted before multi-task existed
     label_column = params["label_column"] if not tasks else tasks[0]["column"]
     columns = [t["column"] for t in tasks] if tasks else [label_column]
+    if modality_paths:
+        with progress.watching(hook):  # the loss curve and cancellation, as for any job
+            return _multiomics(job_id, params, path, modality_paths, folder, models_dir, where.type)
     adaptation, semi = params["adaptation"], params["semi_supervised"]
     matrix = to_matrix(load_npz(Path(path)), columns, adaptation["domain_column"])
     try:
@@ -215,5 +221,72 @@ def _multitask(
         "epochs_run": len(history.train_loss),
         "best_epoch": history.best_epoch,
         "best_val_loss": history.best_val_loss,
+    }
+    return params["output_name"], int(result.folder.name), metrics
+
+
+def _multiomics(
+    job_id: uuid.UUID,
+    params: dict[str, Any],
+    path: str,
+    modality_paths: Mapping[str, str],
+    folder: Path,
+    models_dir: Path,
+    device: str,
+) -> tuple[str, int, dict[str, Any]]:
+    """A multi-omics classifier (`training.publish.multiomics`) from the expression dataset and
+    one dataset per modality, keyed by sample id."""
+    label_column = params["label_column"]
+    expression = to_matrix(load_npz(Path(path)), label_column, None)
+    added = {}
+    for name, where in modality_paths.items():
+        parsed = load_npz(Path(where))
+        added[name] = ExpressionMatrix(
+            X=parsed.X, sample_ids=parsed.sample_ids, gene_ids=parsed.gene_ids
+        )
+    try:
+        data = MultiOmics(expression, added)
+    except ValueError as exc:  # samples of a modality without expression, non-finite values
+        raise JobFailure(str(exc)) from exc
+    hp, validation = params["hyperparameters"], params["validation"]
+    train_cfg = TrainConfig(
+        epochs=hp["epochs"],
+        batch_size=hp["batch_size"],
+        lr=hp["lr"],
+        weight_decay=hp["weight_decay"],
+        val_fraction=validation["val_fraction"],
+        patience=hp["patience"],
+        seed=hp["seed"],
+    )
+    options = finetune.FinetuneOptions(
+        strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
+        unfreeze_top=hp["unfreeze_top"],
+        encoder_lr_scale=hp["encoder_lr_scale"],
+        min_epochs=hp["min_epochs"],
+        device=device,
+    )
+    result = multiomics_and_export(
+        data,
+        data_name=f"dataset {params['dataset_id']} + {sorted(added)}",
+        encoder_folder=folder,
+        label_column=label_column,
+        train_cfg=train_cfg,
+        options=options,
+        name=params["output_name"],
+        models_dir=models_dir,
+        description=params.get("description") or "",
+        test_fraction=validation["test_fraction"],
+        progress=False,
+        job=str(job_id),  # in the card: one version per job, found again on a retry
+    )
+    metrics: dict[str, Any] = {
+        "test": result.scores,
+        "n_test": result.n_test,
+        "modalities": result.presence,
+        "published": {"candidate": options.strategy, "kind": "multiomics"},
+        "missing_panel_genes": result.n_missing_genes,
+        "device": device,
+        "epochs_run": len(result.history.train_loss),
+        "best_epoch": result.history.best_epoch,
     }
     return params["output_name"], int(result.folder.name), metrics

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.text import Text
 from contract import defaults
+from contract.modality import MODALITY_NAME
 from contract.vocab import Adaptation as AdaptationMethod
 from contract.vocab import JobStatus, SemiSupervision, StrategyChoice, Task
 
@@ -201,6 +202,15 @@ class JobCreate(BaseModel):
     )
     output_name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     description: Text = Field(default="", max_length=2000)
+    modalities: dict[Annotated[str, Field(pattern=MODALITY_NAME)], uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4,
+        description="A multi-omics classifier (docs/multiomics.md): modality name → the id of an "
+        "uploaded dataset of it (samples as rows, the same sample ids; a sample absent from one "
+        "lacks that modality). dataset_id is then the expression; the strategy is frozen for "
+        "auto, and tune, candidates, adaptation and semi-supervision are not taken.",
+    )
 
 
 class EpochLoss(BaseModel):

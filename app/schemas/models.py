@@ -16,6 +16,7 @@ from contract.card import (
     Selection,
     TensorSpec,
 )
+from contract.modality import ModalityInput
 
 
 class ModelVersionRead(BaseModel):
@@ -53,6 +54,12 @@ class ModelVersionRead(BaseModel):
 class ModelVersionDetail(ModelVersionRead):
     genes: list[str] = Field(description="The input gene panel, in order.")
     gene_aliases: list[list[str]]
+    modalities: list[ModalityInput] | None = Field(
+        default=None,
+        description="A multi-omics model's added inputs (name, features in order, fill "
+        "values): classify takes a JSON block per modality; null: expression only.",
+        exclude_if=lambda v: v is None,
+    )
 
 
 class ModelRead(BaseModel):

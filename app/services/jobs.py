@@ -47,6 +47,7 @@ def create(
     encoder = registry.get(body.encoder.name, body.encoder.version, viewer=caller)
     if encoder.card.kind is not ModelKind.encoder:
         raise InvalidRequest(f"{encoder.card.name} is a {encoder.card.kind}, not an encoder")
+    _check_modalities(session, body, caller)
     if body.tasks is not None:
         _check_tasks(body, dataset)
     else:
@@ -282,3 +283,28 @@ def _audit(session: Session, actor: Actor, action: str, job: Job, **detail: obje
         resource_tenant=job.tenant,
         **detail,
     )
+
+
+def _check_modalities(session: Session, body: JobCreate, caller: Caller) -> None:
+    """A multi-omics job: each modality's dataset is the caller's; what it cannot do, refused."""
+    if body.modalities is None:
+        return
+    for dataset_id in body.modalities.values():
+        datasets.get(session, dataset_id, tenancy=caller.tenancy)  # 404 if not the caller's
+    unsupported = [
+        what
+        for what, given in (
+            ("task regression", body.task != "classification"),
+            ("tune", body.tune is not None),
+            ("candidates", body.candidates is not None),
+            ("adaptation", body.adaptation.method != "none"),
+            ("semi_supervised", body.semi_supervised.method != "none"),
+            ("tasks", body.tasks is not None),
+        )
+        if given
+    ]
+    if unsupported:
+        raise InvalidRequest(
+            f"a multi-omics job (modalities) takes no {', '.join(unsupported)}: it trains a "
+            "classifier with a named strategy (auto: frozen)"
+        )

@@ -175,6 +175,11 @@ async def classify(
             f"{card.name} is a {card.kind} model; classify needs a classifier "
             f"(use /v1/models/{card.name}/embed for an encoder)"
         )
+    if card.modalities is not None:
+        raise InvalidRequest(
+            f"{card.name} is a multi-omics model: POST /v1/models/{card.name}/classify with a "
+            "JSON block per modality"
+        )
     explanations.check(model, explain, gene_sets)
     labels = card.labels
     extend: Extend | None = None

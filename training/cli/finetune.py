@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from contract.vocab import STRATEGY_CHOICES
 from training.cli import args as cli
-from training.cli import parsers
+from training.cli import multiomics, parsers
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -57,10 +57,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "loses (default: %(default)s)",
     )
     parsers.encoder_training(parser, group)
+    multiomics.arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune a head on --encoder with --data and publish the classifier or regressor."""
+    if multiomics.wanted(args):
+        return multiomics.run(args)
     if args.multi_task:
         return _run_multitask(args)
     result = cli.guard(_finetune, args)

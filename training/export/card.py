@@ -29,6 +29,7 @@ from contract.card import (
     TrainingData,
     sha256_file,
 )
+from contract.modality import ModalityInput
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
 from training.export.onnx import INPUT_NAME
@@ -80,6 +81,7 @@ def publish_version(
     input_transforms: Sequence[InputTransform] | None = None,
     explain: ExplainGraph | None = None,
     tasks: Sequence[ModelTask] = (),
+    modalities: Sequence[ModalityInput] | None = None,
 ) -> Path:
     """Save the preprocessing, hash the staged files, write their card and publish the folder.
 
@@ -104,12 +106,15 @@ def publish_version(
         input, same preprocessing), else none.
     tasks:
         A multi-task model's tasks (kind ``multitask``); none for every other kind.
+    modalities:
+        A multi-omics model's added inputs, after ``expression`` (`contract.modality`).
     """
     transforms = (
         list(input_transforms)
         if input_transforms is not None
         else parent_transforms(staging.parent.parent, parent)
     )
+    added = list(modalities or [])
     written = [*written, *pipeline.save(staging)]
     for path in written:
         path.chmod(0o644)  # some writers create 0600 files; the server may run as another user
@@ -130,7 +135,10 @@ def publish_version(
                 species=idmap.species(pipeline.gene_ids),
                 id_type=idmap.id_type(pipeline.gene_ids),
             ),
-            inputs=[TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes])],
+            inputs=[
+                TensorSpec(name=INPUT_NAME, shape=["batch", pipeline.n_genes]),
+                *(TensorSpec(name=m.name, shape=["batch", m.n_features]) for m in added),
+            ],
             outputs=outputs,
             labels=labels,
             tasks=list(tasks),
@@ -142,6 +150,7 @@ def publish_version(
             parent=parent,
             job=info.job,
             selection=info.selection,
+            modalities=added or None,
             library_versions={**library_versions(), **(extra_versions or {})},
             files=files,
         ).write(staging)
