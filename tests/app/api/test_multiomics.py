@@ -57,8 +57,10 @@ def omics_models(omics_trained: Trained, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture
-def c(sqlite_url: str, omics_models: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(sqlite_url, omics_models))) as client:
+def c(tmp_path: Path, omics_models: Path) -> Iterator[TestClient]:
+    # a database of its own: the session's shared one must stay empty between tests
+    url = f"sqlite:///{tmp_path / 'omics.db'}"
+    with TestClient(create_app(make_settings(url, omics_models))) as client:
         yield client
 
 
