@@ -284,6 +284,9 @@ def _multiomics(
         "n_test": result.n_test,
         "modalities": result.presence,
         "published": {"candidate": options.strategy, "kind": "multiomics"},
+        # beside logistic regressions on the same held-out samples (none when nothing is held out)
+        "selection": None if result.selection is None else result.selection.model_dump(mode="json"),
+        "warnings": [] if result.selection is None else list(result.selection.warnings),
         "missing_panel_genes": result.n_missing_genes,
         "device": device,
         "epochs_run": len(result.history.train_loss),

@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"modality {name}: present in {share:.0%} of the training samples")
     for key, value in result.scores.items():
         print(f"held-out {key} {value:.4f}")
+    if result.selection is not None:
+        print(result.selection.reason)
+        for warning in result.selection.warnings:
+            print(f"WARNING: {warning}")
     print(f"published {result.folder}")
     return 0
 

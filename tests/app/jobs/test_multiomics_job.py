@@ -79,6 +79,11 @@ def test_a_multiomics_job_publishes_a_served_model(
     assert job["metrics"]["published"]["kind"] == "multiomics"
     assert len(job["curve"]) == job["metrics"]["epochs_run"] > 0
     assert set(job["metrics"]["modalities"]) == {"methylation", "protein"}
+    compared = job["metrics"]["selection"]  # beside logistic regressions on the same test samples
+    assert [c["name"] for c in compared["candidates"]] == [
+        "multiomics", "logistic", "logistic+modalities"
+    ]  # fmt: skip
+    assert job["metrics"]["warnings"] == compared["warnings"]
     detail = once_loaded(c.get, "/v1/models/omics-job").json()
     assert [m["name"] for m in detail["modalities"]] == ["methylation", "protein"]
     e, p = omics.expression, omics.modalities["protein"]

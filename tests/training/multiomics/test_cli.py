@@ -38,6 +38,23 @@ def test_finetune_h5mu_publishes_a_multiomics_model(
     assert card.parent is not None
     assert card.parent.name == "omics-enc"
     assert any(m.name == "balanced_accuracy" for m in card.metrics)
+    # told how it compares with logistic regressions on the same held-out samples
+    selection = card.selection
+    assert selection is not None
+    assert [c.name for c in selection.candidates] == [
+        "multiomics",
+        "logistic",
+        "logistic+modalities",
+    ]
+    assert (selection.winner, selection.forced) == ("multiomics", True)
+    held_out = next(m.value for m in card.metrics if m.name == "balanced_accuracy")
+    assert selection.candidates[0].mean == held_out
+    beaten = [c for c in selection.candidates[1:] if c.mean > held_out]
+    assert len(selection.warnings) == len(beaten)
+    assert all(
+        f"baseline {c.name} scored" in w for c, w in zip(beaten, selection.warnings, strict=True)
+    )
+    assert "best logistic regression" in out
 
 
 def test_finetune_with_modality_tables(
