@@ -32,7 +32,14 @@ WRAP: dict[str, list[tuple[str, str]]] = {
     "app.jobs.train": [
         ("load_npz", "job.load_dataset"),
         ("hold_out", "job.split"),
-        ("finetune_and_export", "job.finetune_and_export"),
+        ("choose_and_export", "job.choose_and_export"),
+    ],
+    # the automatic choice: its inner cross-validation, then the winner published (a head
+    # through finetune_and_export, or a baseline through its ONNX export)
+    "training.publish.chosen": [
+        ("choose", "train.inner_cv"),
+        ("finetune_and_export", "train.head_publish"),
+        ("export_baseline", "export.baseline"),
     ],
     "training.publish.head": [
         ("load_autoencoder", "train.load_encoder"),

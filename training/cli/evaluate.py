@@ -40,6 +40,10 @@ DESCRIPTION = (
 )
 
 
+# the evaluation's pretraining epoch cap: each split pretrains its own encoder
+PRETRAIN_EPOCHS = 60
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train evaluate`."""
     parsers.data(parser, required=False, layer="raw")
@@ -143,7 +147,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help=f"baselines to run (default: all: {','.join(BASELINES)})",
     )
     parser.add_argument(
-        "--pretrain-epochs", type=int, default=60, help=parsers.d("pretraining epoch cap")
+        "--pretrain-epochs",
+        type=int,
+        default=PRETRAIN_EPOCHS,
+        help=parsers.d("pretraining epoch cap"),
     )
     parser.add_argument(
         "--finetune-epochs",
@@ -217,11 +224,15 @@ def _evaluate(args: argparse.Namespace) -> Path:
             )
     took = time.perf_counter() - start
     note += f" The whole evaluation took {took / 60:.1f} min on this machine."
-    if args.repeats < 10:
-        note += (
-            f" A reduced run: {args.repeats} repeats (the full run uses 10), pretraining capped "
-            f"at {args.pretrain_epochs} epochs and fine-tuning at {args.finetune_epochs}."
+    reduced = [f"{args.repeats} repeats (the full run uses 10)"] if 0 < args.repeats < 10 else []
+    if args.pretrain_epochs < PRETRAIN_EPOCHS:
+        reduced.append(f"pretraining capped at {args.pretrain_epochs} epochs ({PRETRAIN_EPOCHS})")
+    if args.finetune_epochs < defaults.FINETUNE.epochs:
+        reduced.append(
+            f"fine-tuning capped at {args.finetune_epochs} epochs ({defaults.FINETUNE.epochs})"
         )
+    if reduced:
+        note += f" A reduced run: {', '.join(reduced)}."
     return write_report(result, args.out, title=args.title, data_note=note)
 
 
