@@ -20,6 +20,7 @@ from torch import nn
 
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.multiomics import MultiOmics
+from training.methods.staged import Fixed, merge_histories
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig
@@ -64,23 +65,6 @@ class MultiOmicsResult:
         """The exportable graph: expression and each modality's raw values in."""
         scalers = [ModalityScaler(s) for s in self.scalings]
         return MultiOmicsGraph(pipeline_module(pipeline), scalers, self.core).eval()
-
-
-class _Fixed(nn.Module):
-    """A frozen encoder that stays in eval mode (no dropout) while the rest trains."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def train(self, mode: bool = True) -> _Fixed:
-        super().train(mode)
-        self.encoder.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.encoder(x)
-        return out
 
 
 def pack(
@@ -176,7 +160,7 @@ def finetune_multiomics(
         )
         head = build_module(head_cfg)
         core = MultiOmicsCore(
-            _Fixed(tuned) if frozen else tuned,
+            Fixed(tuned) if frozen else tuned,
             pipeline.n_genes,
             widths,
             head,
@@ -225,7 +209,7 @@ def finetune_multiomics(
     for p in tuned.parameters():
         p.requires_grad_(True)
     core.eval()
-    history = _merge(histories)
+    history = merge_histories(histories)
     history.validation = split.validation
     val_ids = [] if split.on_training_loss else [data.expression.sample_ids[i] for i in split.val]
     return MultiOmicsResult(core, scalings, labels, history, options.strategy, val_ids)
@@ -251,17 +235,3 @@ def _embedding_width(encoder: nn.Module, n_genes: int) -> int:
         width = int(encoder(torch.zeros(2, n_genes)).shape[1])
     encoder.train(was)
     return width
-
-
-def _merge(histories: Sequence[History]) -> History:
-    merged = History()
-    for h in histories:
-        offset = len(merged.val_loss)
-        merged.train_loss += h.train_loss
-        merged.val_loss += h.val_loss
-        merged.seconds += h.seconds
-        merged.samples_seen += h.samples_seen
-        merged.notes += h.notes
-        merged.stopped_early = h.stopped_early
-        merged.best_epoch = offset + h.best_epoch
-    return merged

@@ -83,14 +83,14 @@ class Unlabelled:
         return [LABELLED] * labelled.shape[0], [UNLABELLED] * self.count
 
 
-class _Fixed(nn.Module):
+class Fixed(nn.Module):
     """A frozen encoder that stays in eval mode (no dropout) while the head trains around it."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
 
-    def train(self, mode: bool = True) -> _Fixed:
+    def train(self, mode: bool = True) -> Fixed:
         super().train(False)
         return self
 
@@ -114,7 +114,7 @@ def fit_encoder(
     """Train `head` on `tuned` (in place) by `options`' strategy; `tuned` ends in eval mode."""
     check_panel(matrix, pipeline)
     frozen = options.strategy == "frozen"
-    model = nn.Sequential(_Fixed(tuned) if frozen else tuned, head)
+    model = nn.Sequential(Fixed(tuned) if frozen else tuned, head)
     X = torch.from_numpy(pipeline.transform(matrix.X))
     train_idx, val_idx = torch.from_numpy(task.split.train), torch.from_numpy(task.split.val)
     train, val = (X[train_idx], task.y[train_idx]), (X[val_idx], task.y[val_idx])
@@ -162,7 +162,7 @@ def fit_encoder(
     for p in tuned.parameters():
         p.requires_grad_(True)
     tuned.eval()
-    return _merge(histories)
+    return merge_histories(histories)
 
 
 def _regulariser(
@@ -220,7 +220,9 @@ def _regulariser(
     return total, params
 
 
-def _merge(histories: Sequence[History]) -> History:
+def merge_histories(histories: Sequence[History]) -> History:
+    """One history of stages trained one after the other (epochs appended, the best epoch the
+    last stage's, counted from the first)."""
     merged = History()
     for h in histories:
         offset = len(merged.val_loss)
