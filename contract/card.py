@@ -313,9 +313,11 @@ class Selection(_Frozen):
 
 def task_outputs(task: str, kind: Task) -> list[str]:
     """A multi-task graph's outputs for one task: a classifier's ``<task>.logits`` and
-    ``<task>.probabilities`` (the single-task names, prefixed), a regressor's
-    ``<task>.prediction``."""
-    names = ("logits", "probabilities") if kind == "classification" else ("prediction",)
+    ``<task>.probabilities`` (the single-task names, prefixed) and ``<task>.prediction``, the
+    predicted class's index (batch, 1) as a float; a regressor's ``<task>.prediction``."""
+    names = (
+        ("logits", "probabilities", "prediction") if kind == "classification" else ("prediction",)
+    )
     return [f"{task}.{n}" for n in names]
 
 
@@ -433,8 +435,9 @@ class ModelCard(_Frozen):
             raise ValueError(f"task names must be unique, got {names}")
         widths = {o.name: o.shape[-1] for o in self.outputs}
         for task in self.tasks:
-            n = len(task.labels) if task.kind == "classification" else 1
+            classes = len(task.labels) if task.kind == "classification" else 1
             for output in task.outputs:
+                n = 1 if output.endswith(".prediction") else classes  # a value, or a class index
                 if widths.get(output) != n:
                     raise ValueError(f"task {task.name!r} needs an output {output!r} of width {n}")
 

@@ -197,9 +197,12 @@ def write_multitask_model(
         nodes.append(helper.make_node("MatMul", ["expression", f"W_{task}"], [names[0]]))
         if classes:
             nodes.append(helper.make_node("Softmax", [names[0]], [names[1]], axis=1))
+            nodes.append(helper.make_node("ArgMax", [names[0]], [f"{task}_i"], axis=1, keepdims=1))
+            nodes.append(helper.make_node("Cast", [f"{task}_i"], [names[2]], to=TensorProto.FLOAT))
         for out in names:
-            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", width]))
-            specs.append(TensorSpec(name=out, shape=["batch", width]))
+            w_out = 1 if out.endswith(".prediction") else width
+            outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", w_out]))
+            specs.append(TensorSpec(name=out, shape=["batch", w_out]))
         cards.append(
             ModelTask(
                 name=task,

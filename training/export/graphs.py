@@ -310,7 +310,8 @@ def _head_alone(
 
 class MultiTaskTop(nn.Module):
     """A multi-task head split into its tasks' outputs: per classification task (logits,
-    probabilities), per regression task its prediction, in task order."""
+    probabilities, the predicted class's index as a float (batch, 1)), per regression task its
+    prediction, in task order (`contract.card.task_outputs`)."""
 
     def __init__(self, head: MultiTaskHead) -> None:
         super().__init__()
@@ -320,7 +321,12 @@ class MultiTaskTop(nn.Module):
         out: list[torch.Tensor] = []
         for sub, kind in zip(self.head.heads, self.head.config.kinds, strict=True):
             values: torch.Tensor = sub(embedding)
-            out += [values, torch.softmax(values, dim=-1)] if kind == "classification" else [values]
+            if kind == "classification":
+                # the label's index: an output a v2 client can read without an argmax of its own
+                index = torch.argmax(values, dim=-1, keepdim=True).to(values.dtype)
+                out += [values, torch.softmax(values, dim=-1), index]
+            else:
+                out.append(values)
         return tuple(out)
 
 
@@ -337,8 +343,9 @@ def export_multitask(
     parent: ModelRef | None,
 ) -> Path:
     """Export ``preprocess → encoder → every task's head`` as one graph with an output per task
-    (`contract.card.task_outputs`: ``<task>.logits`` and ``<task>.probabilities`` for a
-    classification task, ``<task>.prediction`` for a regression one), each verified against torch.
+    (`contract.card.task_outputs`: ``<task>.logits``, ``<task>.probabilities`` and the class
+    index ``<task>.prediction`` for a classification task, ``<task>.prediction`` for a regression
+    one), each verified against torch.
 
     Parameters are those of `export_classifier`, with `tasks` the card's tasks in the head's order.
     """
@@ -347,7 +354,7 @@ def export_multitask(
             f"tasks {[t.name for t in tasks]} differ from the head's {head.config.tasks}"
         )
     outputs = [
-        TensorSpec(name=o, shape=["batch", w])
+        TensorSpec(name=o, shape=["batch", 1 if o.endswith(".prediction") else w])
         for task, w in zip(tasks, head.config.widths, strict=True)
         for o in task.outputs
     ]

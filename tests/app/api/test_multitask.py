@@ -126,10 +126,12 @@ def test_table_answer_has_a_column_group_per_task(mc: TestClient) -> None:
 
 def test_v2_lists_and_returns_every_output(mc: TestClient, multi: Path) -> None:
     meta = mc.get("/v2/models/toy-multi").json()
-    names = ["cell.logits", "cell.probabilities", "phase.logits", "phase.probabilities",
-             "score.prediction"]  # fmt: skip
+    names = ["cell.logits", "cell.probabilities", "cell.prediction", "phase.logits",
+             "phase.probabilities", "phase.prediction", "score.prediction"]  # fmt: skip
     assert [o["name"] for o in meta["outputs"]] == names
-    assert meta["outputs"][4]["shape"] == [-1, 1]
+    shapes = {o["name"]: o["shape"] for o in meta["outputs"]}
+    assert [shapes[n] for n in names if n.endswith(".prediction")] == [[-1, 1]] * 3
+    assert shapes["cell.probabilities"] == [-1, len(LABELS)]
     body: dict[str, Any] = {
         "inputs": [
             {
@@ -148,6 +150,8 @@ def test_v2_lists_and_returns_every_output(mc: TestClient, multi: Path) -> None:
     np.testing.assert_allclose(
         np.asarray(outputs["score.prediction"]["data"]), (X @ w["score"])[:, 0], rtol=1e-4
     )
+    cell = np.asarray(outputs["cell.probabilities"]["data"]).reshape(len(X), -1)
+    assert outputs["cell.prediction"]["data"] == cell.argmax(1).astype(float).tolist()
     one = dict(body, outputs=[{"name": "phase.probabilities"}])
     r = mc.post("/v2/models/toy-multi/infer", json=one)
     assert [o["name"] for o in r.json()["outputs"]] == ["phase.probabilities"]

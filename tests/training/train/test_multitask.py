@@ -135,8 +135,8 @@ def test_publish_round_trip_each_output_matches_torch(encoder: Path) -> None:
         ("score", "regression", 0.5),
     ]  # fmt: skip
     names = [o.name for o in card.outputs]
-    assert names == ["label.logits", "label.probabilities", "phase.logits",
-                     "phase.probabilities", "score.prediction"]  # fmt: skip
+    assert names == ["label.logits", "label.probabilities", "label.prediction", "phase.logits",
+                     "phase.probabilities", "phase.prediction", "score.prediction"]  # fmt: skip
     assert card.head is not None
     assert HEAD_FILE in card.files
     assert {"label.balanced_accuracy", "score.r2", "score.ridge.r2"} <= {
@@ -163,6 +163,10 @@ def test_publish_round_trip_each_output_matches_torch(encoder: Path) -> None:
     for name, expected in zip(names, want, strict=True):
         np.testing.assert_allclose(got[name], expected, atol=1e-4, err_msg=name)
     np.testing.assert_allclose(got["label.probabilities"].sum(1), 1.0, atol=1e-5)
+    # the class index output is the probabilities' argmax
+    np.testing.assert_array_equal(
+        got["label.prediction"][:, 0], got["label.probabilities"].argmax(1)
+    )
     # the same numbers the scores were computed from
     aligned = m.take(np.arange(9))
     proba, _, values = task_outputs_of(ae.encoder, head, pipe, aligned)
@@ -230,7 +234,7 @@ def test_card_tasks_are_checked_and_single_task_cards_unchanged() -> None:
         )
     with pytest.raises(ValidationError, match="at least 2 classes"):
         ModelTask(name="c", kind="classification", labels=["x"], weight=1.0,
-                  outputs=["c.logits", "c.probabilities"])  # fmt: skip
+                  outputs=["c.logits", "c.probabilities", "c.prediction"])  # fmt: skip
     with pytest.raises(ValidationError, match="outputs"):
         ModelTask(name="g", kind="regression", labels=["g"], weight=1.0, outputs=["g.values"])
 
