@@ -250,7 +250,43 @@ def _export_with_head(
     if len(labels) != n:
         raise ValueError(f"{len(labels)} {how.names} for a head with {n} outputs")
     outputs = [TensorSpec(name=o, shape=["batch", n]) for o in how.outputs]
-    top = SoftmaxTop(head) if how.softmax else head
+    return _publish_with_head(
+        autoencoder,
+        head,
+        SoftmaxTop(head) if how.softmax else head,
+        pipeline,
+        outputs,
+        name=name,
+        models_dir=models_dir,
+        info=info,
+        reference=reference,
+        explained=how.softmax,  # a classifier: integrated gradients of its logits, beside it
+        kind=how.kind,
+        labels=list(labels),
+        parent=parent,
+    )
+
+
+def _publish_with_head(
+    autoencoder: Autoencoder,
+    head: nn.Module,
+    top: nn.Module,
+    pipeline: PreprocessPipeline,
+    outputs: list[TensorSpec],
+    *,
+    name: str,
+    models_dir: Path,
+    info: CardInfo,
+    reference: Array,
+    kind: ModelKind,
+    parent: ModelRef | None,
+    labels: list[str] | None = None,
+    tasks: Sequence[ModelTask] = (),
+    explained: bool = False,
+) -> Path:
+    """Stage ``preprocess → encoder → top`` as model.onnx and `top` alone as head.onnx (each
+    verified), the explanation graph when `explained`, the checkpoint, then publish the version
+    (a classifier's or regressor's `labels`, a multi-task model's `tasks`)."""
     check_model_name(name)
     encoder = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
     graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
@@ -262,7 +298,7 @@ def _export_with_head(
         written = _fused(staging, graph, pipeline, outputs, reference)
         written.append(_head_alone(staging, top, encoder, latent, pipeline, outputs, reference))
         explain = None
-        if how.softmax:  # a classifier: integrated gradients of its logits, beside it
+        if explained:
             model = [encoder.preprocess, encoder.encoder, head]
             files, explain = explanation_or_none(
                 staging, model, pipeline.input_mean, parity_inputs(pipeline, reference)
@@ -274,14 +310,15 @@ def _export_with_head(
             staging,
             written,
             name=name,
-            kind=how.kind,
+            kind=kind,
             pipeline=pipeline,
             outputs=outputs,
             info=info,
-            labels=list(labels),
+            labels=labels,
             parent=parent,
             head=head_spec,
             explain=explain,
+            tasks=tasks,
         )
 
 
@@ -358,30 +395,20 @@ def export_multitask(
         for task, w in zip(tasks, head.config.widths, strict=True)
         for o in task.outputs
     ]
-    check_model_name(name)
-    top = MultiTaskTop(head).eval()
-    encoder = EncoderGraph(pipeline_module(pipeline), autoencoder.encoder).eval()
-    graph = FusedGraph(encoder.preprocess, encoder.encoder, top).eval()
-    latent = autoencoder.config.latent
-    head_spec = HeadGraph(
-        inputs=[TensorSpec(name=EMBEDDING, shape=["batch", latent])], outputs=outputs
+    return _publish_with_head(
+        autoencoder,
+        head,
+        MultiTaskTop(head).eval(),
+        pipeline,
+        outputs,
+        name=name,
+        models_dir=models_dir,
+        info=info,
+        reference=reference,
+        kind=ModelKind.multitask,
+        parent=parent,
+        tasks=tasks,
     )
-    with staging_folder(models_dir / name) as staging:
-        written = _fused(staging, graph, pipeline, outputs, reference)
-        written.append(_head_alone(staging, top, encoder, latent, pipeline, outputs, reference))
-        written += save_checkpoint(staging, {"autoencoder": autoencoder, "head": head}, info.extra)
-        return publish_version(
-            staging,
-            written,
-            name=name,
-            kind=ModelKind.multitask,
-            pipeline=pipeline,
-            outputs=outputs,
-            info=info,
-            parent=parent,
-            head=head_spec,
-            tasks=tasks,
-        )
 
 
 def _fused(
