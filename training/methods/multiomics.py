@@ -20,7 +20,7 @@ from torch import nn
 
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.multiomics import MultiOmics
-from training.methods.staged import Fixed, merge_histories
+from training.methods.staged import Fixed, merge_histories, unfrozen_stages
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig
@@ -170,14 +170,7 @@ def finetune_multiomics(
             modality_dropout=shape.modality_dropout,
         )
     layers = encoder_layers(tuned)
-    if frozen:
-        stages = [0]
-    elif options.strategy == "gradual":
-        stages = [0, *range(1, len(layers) + 1)]
-    elif options.strategy == "partial":
-        stages = [min(options.unfreeze_top, len(layers))]
-    else:
-        stages = [len(layers)]
+    stages = unfrozen_stages(options, len(layers))
     tr, va = torch.from_numpy(split.train), torch.from_numpy(split.val)
     new = [*head.parameters(), *core.modality_encoders.parameters()]
     histories = []

@@ -119,14 +119,7 @@ def fit_encoder(
     train_idx, val_idx = torch.from_numpy(task.split.train), torch.from_numpy(task.split.val)
     train, val = (X[train_idx], task.y[train_idx]), (X[val_idx], task.y[val_idx])
     layers = encoder_layers(tuned)
-    if frozen:
-        stages = [0]
-    elif options.strategy == "gradual":
-        stages = [0, *range(1, len(layers) + 1)]
-    elif options.strategy == "partial":
-        stages = [min(options.unfreeze_top, len(layers))]
-    else:
-        stages = [len(layers)]
+    stages = unfrozen_stages(options, len(layers))
     x_rows = None if rows.matrix is None else torch.from_numpy(pipeline.transform(rows.matrix.X))
     labelled = (matrix.take(task.split.train), X[train_idx])
     regulariser, extra = _regulariser(
@@ -218,6 +211,18 @@ def _regulariser(
         return out
 
     return total, params
+
+
+def unfrozen_stages(options: FinetuneOptions, n_layers: int) -> list[int]:
+    """How many of the encoder's top layers train in each stage: none (frozen), the top
+    `unfreeze_top` (partial), one more per stage (gradual), or all (full)."""
+    if options.strategy == "frozen":
+        return [0]
+    if options.strategy == "gradual":
+        return [0, *range(1, n_layers + 1)]
+    if options.strategy == "partial":
+        return [min(options.unfreeze_top, n_layers)]
+    return [n_layers]
 
 
 def merge_histories(histories: Sequence[History]) -> History:
