@@ -88,15 +88,7 @@ def run(
         stratify_by=label_column if stratify else None,
         min_class=defaults.MIN_HELD_OUT_CLASS if stratify else 0,
     )
-    train_cfg = TrainConfig(
-        epochs=hp["epochs"],
-        batch_size=hp["batch_size"],
-        lr=hp["lr"],
-        weight_decay=hp["weight_decay"],
-        val_fraction=validation["val_fraction"],
-        patience=hp["patience"],
-        seed=hp["seed"],
-    )
+    train_cfg = train_config(params)
     # the API schema admits only training's own names (contract.vocab)
     options = finetune.FinetuneOptions(
         strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
@@ -164,6 +156,20 @@ def run(
             best_val_loss=history.best_val_loss,
         )
     return params["output_name"], int(result.folder.name), metrics
+
+
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    """The job's optimisation settings (its hyperparameters and validation split)."""
+    hp, validation = params["hyperparameters"], params["validation"]
+    return TrainConfig(
+        epochs=hp["epochs"],
+        batch_size=hp["batch_size"],
+        lr=hp["lr"],
+        weight_decay=hp["weight_decay"],
+        val_fraction=validation["val_fraction"],
+        patience=hp["patience"],
+        seed=hp["seed"],
+    )
 
 
 def _multitask(
@@ -249,15 +255,7 @@ def _multiomics(
     except ValueError as exc:  # samples of a modality without expression, non-finite values
         raise JobFailure(str(exc)) from exc
     hp, validation = params["hyperparameters"], params["validation"]
-    train_cfg = TrainConfig(
-        epochs=hp["epochs"],
-        batch_size=hp["batch_size"],
-        lr=hp["lr"],
-        weight_decay=hp["weight_decay"],
-        val_fraction=validation["val_fraction"],
-        patience=hp["patience"],
-        seed=hp["seed"],
-    )
+    train_cfg = train_config(params)
     options = finetune.FinetuneOptions(
         strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
         unfreeze_top=hp["unfreeze_top"],
