@@ -287,7 +287,11 @@ class Selection(_Frozen):
     metric: str = Field(description="What the scores are, e.g. 'balanced_accuracy'.")
     protocol: str = Field(description="The inner cross-validation, in words.")
     candidates: list[CandidateScore] = Field(min_length=1)
-    winner: str
+    winner: str = Field(
+        description="The published candidate: by the one-standard-error rule, the simplest "
+        "candidate within one standard error (of the paired fold differences) of the best mean, "
+        "classical models before transfer strategies (training.choice.auto); or the named one."
+    )
     forced: bool = Field(
         default=False,
         description="True when the caller named the strategy: the winner is then the named "

@@ -175,7 +175,8 @@ class JobCreate(BaseModel):
         default="auto",
         description="auto: inner cross-validation on the training samples over the transfer "
         "strategies (with adaptation or semi-supervision where the data allow) and classical "
-        "baselines, the best published. A named strategy is published, compared with "
+        "baselines; published: the simplest within one standard error of the best mean "
+        "(classical before transfer). A named strategy is published, compared with "
         "logistic regression (ridge for regression) on the same folds, with a warning when "
         "the baseline scores higher.",
     )
