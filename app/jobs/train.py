@@ -17,11 +17,11 @@ from app.jobs.errors import JobFailure
 from contract import defaults
 from contract.matrix import ExpressionMatrix
 from training.choice.tune import TuneSettings
-from training.data.multiomics import MultiOmics
 from training.evaluation.splits import Dataset, hold_out
+from training.multiomics.data import MultiOmics
+from training.multiomics.publish import multiomics_and_export
 from training.nn.config import TrainConfig
 from training.publish.chosen import choose_and_export
-from training.publish.multiomics import multiomics_and_export
 from training.publish.multitask import multitask_and_export
 from training.train import finetune, progress
 from training.train.apply import labelled_rows, split_unlabelled
@@ -240,7 +240,7 @@ def _multiomics(
     models_dir: Path,
     device: str,
 ) -> tuple[str, int, dict[str, Any]]:
-    """A multi-omics classifier (`training.publish.multiomics`) from the expression dataset and
+    """A multi-omics classifier (`training.multiomics.publish`) from the expression dataset and
     one dataset per modality, keyed by sample id."""
     label_column = params["label_column"]
     expression = to_matrix(load_npz(Path(path)), label_column, None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from training.cli import args as cli
 
 if TYPE_CHECKING:
-    from training.publish.multiomics import MultiOmicsRun
+    from training.multiomics.publish import MultiOmicsRun
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> MultiOmicsRun:
-    from training.data.multiomics import read_h5mu, read_tables
     from training.export.store import resolve_version
-    from training.publish.multiomics import multiomics_and_export
+    from training.multiomics.data import read_h5mu, read_tables
+    from training.multiomics.publish import multiomics_and_export
 
     if args.task != "classification":
         raise ValueError("multi-omics fine-tuning trains classifiers only (--task classification)")

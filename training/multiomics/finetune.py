@@ -19,12 +19,9 @@ import torch
 from torch import nn
 
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics
 from training.methods.staged import Fixed, merge_histories, unfrozen_stages
-from training.nn.checkpoint import build_module
-from training.nn.config import TrainConfig
-from training.nn.heads import ClassifierHeadConfig
-from training.nn.multiomics import (
+from training.multiomics.data import MultiOmics
+from training.multiomics.network import (
     MAX_MODALITIES,
     ModalityScaler,
     ModalityScaling,
@@ -32,6 +29,9 @@ from training.nn.multiomics import (
     MultiOmicsGraph,
     fused_width,
 )
+from training.nn.checkpoint import build_module
+from training.nn.config import TrainConfig
+from training.nn.heads import ClassifierHeadConfig
 from training.nn.variants import encoder_layers
 from training.preprocess.fused import pipeline_module
 from training.train.finetune import FinetuneOptions
