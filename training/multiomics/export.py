@@ -77,7 +77,7 @@ def export_multiomics_classifier(
     pipeline:
         The expression encoder's preprocessing, fused in front of it.
     name, models_dir, info:
-        As for `training.export.graphs.export_classifier`.
+        As for `training.export.heads.export_classifier`.
     reference:
         Real samples (expression in panel order, with their modalities) for the parity check.
     parent:

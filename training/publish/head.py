@@ -19,7 +19,8 @@ from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Task
 from training.evaluation.metrics import classification_metrics, regression_metrics
 from training.evaluation.splits import Dataset
-from training.export.graphs import CardInfo, export_classifier, export_regressor
+from training.export.card import CardInfo
+from training.export.heads import export_classifier, export_regressor
 from training.export.store import model_ref
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig, config_to_dict

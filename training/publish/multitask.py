@@ -27,7 +27,8 @@ from contract.vocab import Task
 from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics, regression_metrics
 from training.evaluation.splits import Dataset, kfold_splits
-from training.export.graphs import CardInfo, export_multitask
+from training.export.card import CardInfo
+from training.export.heads import export_multitask
 from training.export.store import model_ref
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead

@@ -19,7 +19,7 @@ from contract.vocab import Strategy
 from tests.factories import published_encoder
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
-from training.export.graphs import MultiTaskTop
+from training.export.heads import MultiTaskTop
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
@@ -299,7 +299,7 @@ def test_a_classification_task_needs_two_classes(encoder: Path) -> None:
 
 def test_export_refuses_tasks_that_are_not_the_heads(tmp_path: Path) -> None:
     from contract.card import task_outputs
-    from training.export.graphs import export_multitask
+    from training.export.heads import export_multitask
 
     head = MultiTaskHead(
         MultiTaskHeadConfig(n_in=4, tasks=("a",), kinds=("regression",), widths=(1,))
