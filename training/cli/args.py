@@ -20,9 +20,9 @@ from training.nn.config import TrainConfig
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
     from training.evaluation.splits import Dataset
+    from training.methods.options import FinetuneOptions
     from training.preprocess.convert import Conversion
     from training.publish.chosen import ChosenRun
-    from training.train.finetune import FinetuneOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -135,7 +135,7 @@ def check_candidates(args: argparse.Namespace) -> None:
 
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     """The FinetuneOptions the --strategy and method options describe."""
-    from training.train.finetune import FinetuneOptions
+    from training.methods.options import FinetuneOptions
 
     auto = args.strategy == "auto"
     if auto and (args.adaptation != "none" or args.semi_supervised != "none"):

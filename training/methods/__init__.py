@@ -1,2 +1,2 @@
-"""What fine-tuning adds beyond a head on fixed features: staged strategies, domain adaptation,
-semi-supervision."""
+"""What fine-tuning adds beyond a head on fixed features: the options, staged strategies, domain
+adaptation, semi-supervision."""

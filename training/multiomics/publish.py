@@ -25,13 +25,13 @@ from training.evaluation.metrics import classification_metrics
 from training.evaluation.splits import hold_out
 from training.export.graphs import CardInfo
 from training.export.store import model_ref
+from training.methods.options import FinetuneOptions
 from training.multiomics.data import MultiOmics
 from training.multiomics.export import card_extra, export_multiomics_classifier
 from training.multiomics.finetune import MultiOmicsResult, finetune_multiomics, pack, predict_proba
 from training.nn.config import TrainConfig, config_to_dict
 from training.publish.head import load_autoencoder
 from training.train.apply import predict_labels
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History
 
 

@@ -22,18 +22,14 @@ from training.evaluation.splits import Dataset
 from training.export.card import CardInfo
 from training.export.heads import export_classifier, export_regressor
 from training.export.store import model_ref
+from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig, config_to_dict
 from training.nn.encoders import DenseAutoencoder
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import Autoencoder, DenoisingAutoencoder, VariationalAutoencoder
 from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
-from training.train.finetune import (
-    FinetuneOptions,
-    FinetuneResult,
-    finetune_classifier,
-    finetune_regressor,
-)
+from training.train.finetune import FinetuneResult, finetune_classifier, finetune_regressor
 from training.train.loop import History
 
 

@@ -30,12 +30,12 @@ from training.evaluation.splits import Dataset, kfold_splits
 from training.export.card import CardInfo
 from training.export.heads import export_multitask
 from training.export.store import model_ref
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead
 from training.publish.head import finetune_record, held_out_note, load_and_align
 from training.train import progress as watch
 from training.train.apply import embed, labelled_rows
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History
 from training.train.multitask import FittedTask, TaskSpec, finetune_multitask
 

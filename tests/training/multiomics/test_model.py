@@ -10,6 +10,7 @@ from contract.align import align_matrix
 from contract.card import ModelCard
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
+from training.methods.options import FinetuneOptions
 from training.multiomics.data import MultiOmics
 from training.multiomics.finetune import (
     MultiOmicsResult,
@@ -26,7 +27,6 @@ from training.multiomics.network import (
 )
 from training.nn.config import TrainConfig
 from training.publish.head import load_autoencoder
-from training.train.finetune import FinetuneOptions
 
 pytestmark = pytest.mark.slow
 

@@ -20,13 +20,13 @@ from tests.factories import published_encoder
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.export.heads import MultiTaskTop
+from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.preprocess.fused import pipeline_module
 from training.publish.head import load_autoencoder
 from training.publish.multitask import MultitaskRun, multitask_and_export, task_outputs_of
-from training.train.finetune import FinetuneOptions
 from training.train.multitask import TaskSpec, finetune_multitask, weighted_loss
 
 QUICK = TrainConfig(epochs=4, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
