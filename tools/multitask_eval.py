@@ -39,8 +39,8 @@ from training.evaluation.splits import hold_out
 from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
-from training.publish.head import load_autoencoder
 from training.publish.multitask import HEADLINE, score_tasks
+from training.publish.parent import load_autoencoder
 from training.train import defaults
 from training.train.apply import labelled_rows, predict_proba, predict_values
 from training.train.finetune import finetune_classifier, finetune_regressor

@@ -30,7 +30,7 @@ from training.multiomics.data import MultiOmics
 from training.multiomics.export import card_extra, export_multiomics_classifier
 from training.multiomics.finetune import MultiOmicsResult, finetune_multiomics, pack, predict_proba
 from training.nn.config import TrainConfig, config_to_dict
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 from training.train.apply import predict_labels
 from training.train.loop import History
 

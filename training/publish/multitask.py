@@ -33,7 +33,7 @@ from training.export.store import model_ref
 from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead
-from training.publish.head import finetune_record, held_out_note, load_and_align
+from training.publish.parent import finetune_record, held_out_note, load_and_align
 from training.train import progress as watch
 from training.train.apply import embed, labelled_rows
 from training.train.loop import History

@@ -21,7 +21,7 @@ from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
 from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 
 QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 

@@ -25,7 +25,7 @@ from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.publish.chosen import ChosenRun
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 
 QUICK = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 # a trial that learns next to nothing: a linear head on the frozen encoder, the smallest

@@ -14,7 +14,7 @@ from training.multiomics.data import MultiOmics, make_multiomics
 from training.multiomics.finetune import MultiOmicsResult, finetune_multiomics
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 from training.train.pretrain import pretrain
 
 

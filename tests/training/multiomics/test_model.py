@@ -26,7 +26,7 @@ from training.multiomics.network import (
     presence_flags,
 )
 from training.nn.config import TrainConfig
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 
 pytestmark = pytest.mark.slow
 

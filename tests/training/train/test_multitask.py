@@ -25,8 +25,8 @@ from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.preprocess.fused import pipeline_module
-from training.publish.head import load_autoencoder
 from training.publish.multitask import MultitaskRun, multitask_and_export, task_outputs_of
+from training.publish.parent import load_autoencoder
 from training.train.multitask import TaskSpec, finetune_multitask, weighted_loss
 
 QUICK = TrainConfig(epochs=4, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
