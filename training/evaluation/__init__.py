@@ -1,1 +1,2 @@
-"""Honest evaluation's parts: splits, metrics, baselines, external validation, attribution."""
+"""Honest evaluation's parts: splits, metrics, baselines, external validation, attribution,
+multi-task scoring."""
