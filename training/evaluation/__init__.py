@@ -1,2 +1,1 @@
-"""Honest evaluation's parts: splits, metrics, baselines, external validation, attribution,
-multi-task scoring."""
+"""Honest evaluation: splits, metrics, baselines, external validation, attribution, multi-task."""

@@ -1,2 +1,1 @@
-"""Multi-omics classifiers: the data, the multi-input network, its fine-tuning, export, publication
-and evaluation."""
+"""Multi-omics classifiers: data, network, fine-tuning, export, publication, evaluation."""

@@ -1,2 +1,1 @@
-"""What the commands share: the command protocol, option groups and values, the data read,
-the settings and the publish call."""
+"""What the commands share: the command protocol, options, values, inputs, settings."""
