@@ -39,15 +39,11 @@ from training.evaluation.splits import Dataset
 from training.export.baseline import export_baseline
 from training.export.card import CardInfo
 from training.export.store import model_ref
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
-from training.publish.head import (
-    finetune_and_export,
-    held_out_note,
-    load_autoencoder,
-    selection_metrics,
-)
+from training.publish.head import finetune_and_export, selection_metrics
+from training.publish.parent import held_out_note, load_autoencoder
 from training.train.apply import numeric_target
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History
 
 # what a named strategy is compared with on the same folds

@@ -14,7 +14,7 @@ from training.choice import candidates as cands
 from training.evaluation.splits import Dataset
 from training.nn.config import TrainConfig
 from training.publish.chosen import ChosenRun, choose_and_export
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 
 QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 

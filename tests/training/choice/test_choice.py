@@ -27,7 +27,7 @@ from training.choice.auto import (
 from training.choice.inner import inner_folds
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
-from training.train.finetune import FinetuneOptions
+from training.methods.options import FinetuneOptions
 
 
 def _target(n: int, seed: int, separation: float = 2.0) -> ExpressionMatrix:

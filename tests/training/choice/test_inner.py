@@ -10,8 +10,8 @@ from tests.training.choice.conftest import problem_on
 from training.choice import candidates as cands
 from training.choice.inner import WORKERS_ENV, candidate_scores, inner_folds, inner_workers
 from training.data.synthetic import make_synthetic
+from training.methods.options import FinetuneOptions
 from training.train import progress
-from training.train.finetune import FinetuneOptions
 
 POOL = [
     cands.transfer(FinetuneOptions("frozen")),
