@@ -52,6 +52,7 @@ def choose(
     forced: str | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
     tuning: Tuning | None = None,
+    workers: int = 0,
 ) -> Choice:
     """Score every candidate on the same inner folds and pick the best (or `forced`).
 
@@ -70,6 +71,9 @@ def choose(
         Called with (name, index, count) before each candidate is scored (progress).
     tuning:
         The search that made the candidate ``tuned``, recorded in the selection.
+    workers:
+        Processes for the inner folds' fits (`training.choice.inner.inner_workers`; 0: one per
+        core); the scores do not depend on it.
     """
     names = [c.name for c in candidates]
     if len(set(names)) != len(names) or not names:
@@ -82,7 +86,13 @@ def choose(
     # checks reach the watcher here
     with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
         every = candidate_scores(
-            candidates, problem, cv, seed=seed, features=features, on_candidate=on_candidate
+            candidates,
+            problem,
+            cv,
+            seed=seed,
+            features=features,
+            on_candidate=on_candidate,
+            workers=workers,
         )
     scored = [
         CandidateScore(

@@ -32,7 +32,6 @@ from training.train.loop import cpu_threads_for, resolve_device
 
 # a worker process holds its own torch (~0.3 GB): more than this many buy little on small data
 MAX_INNER_WORKERS = 8
-WORKERS_ENV = "GENEXFER_TRAIN_WORKERS"
 
 IntArray = npt.NDArray[np.int64]
 Fold = tuple[IntArray, IntArray]
@@ -124,21 +123,20 @@ def fold_scores(
     return scores
 
 
-def inner_workers(candidates: Sequence[Candidate], n_fits: int) -> int:
-    """How many processes fit the inner folds: one per core (at most `MAX_INNER_WORKERS`, or
-    `GENEXFER_TRAIN_WORKERS`), never more than there are fits; 1 when a candidate trains on a
-    GPU (the device is shared, and each process would hold a CUDA context of its own)."""
-    if any(
-        c.options is not None and resolve_device(c.options.device).type != "cpu" for c in candidates
-    ):
+def inner_workers(candidates: Sequence[Candidate], n_fits: int, asked: int = 0) -> int:
+    """How many processes fit the inner folds: `asked`, or with 0 one per core this process may
+    use (at most `MAX_INNER_WORKERS`); never more than there are fits; 1 when a candidate trains
+    on a GPU (the device is shared, and each process would hold a CUDA context of its own)."""
+    if asked < 0:
+        raise ValueError(f"workers must be ≥ 0 (0: one per core), got {asked}")
+    on_gpu = [
+        c.name
+        for c in candidates
+        if c.options is not None and resolve_device(c.options.device).type != "cpu"
+    ]
+    if on_gpu:
         return 1
-    asked = os.environ.get(WORKERS_ENV, "").strip()
-    if asked:
-        if not asked.isdigit() or int(asked) < 1:
-            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {asked!r}")
-        wanted = int(asked)
-    else:
-        wanted = min(len(os.sched_getaffinity(0)), MAX_INNER_WORKERS)
+    wanted = asked or min(len(os.sched_getaffinity(0)), MAX_INNER_WORKERS)
     return max(1, min(wanted, n_fits))
 
 
@@ -150,8 +148,10 @@ def candidate_scores(
     seed: int,
     features: npt.NDArray[np.float32] | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
+    workers: int = 0,
 ) -> list[list[float]]:
-    """Every candidate's `fold_scores`, the fits spread over `inner_workers` processes.
+    """Every candidate's `fold_scores`, the fits spread over `inner_workers(…, workers)`
+    processes.
 
     `on_candidate` hears (name, index, count) as each candidate's scoring starts (in parallel:
     as its first fold's score comes back). A training hook in effect (a job's progress and
@@ -160,7 +160,7 @@ def candidate_scores(
     worker processes have no hook: a cancelled job stops when the fits in flight end.
     """
     fits = [(c, i) for c in range(len(candidates)) for i in range(len(cv.folds))]
-    workers = inner_workers(candidates, len(fits))
+    workers = inner_workers(candidates, len(fits), workers)
     if workers == 1:
         out = []
         for c, candidate in enumerate(candidates):
