@@ -26,7 +26,7 @@ SEED: Final = 0
 TEST_FRACTION: Final = 0.2
 MIN_HELD_OUT_CLASS: Final = 10
 
-# fine-tuning methods (training.train.finetune.FinetuneOptions)
+# fine-tuning methods (training.methods.options.FinetuneOptions)
 UNFREEZE_TOP: Final = 1
 ENCODER_LR_SCALE: Final = 0.1
 ADAPTATION_WEIGHT: Final = 0.3

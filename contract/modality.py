@@ -5,8 +5,8 @@ A multi-omics graph takes ``expression`` (the gene panel, as a single-modality m
 one input per added modality, named by the modality, (batch, n_features) on the modality's raw
 scale (β-values, abundances, copy numbers). **Missing modality: a row that is all NaN** in a
 modality's input means the sample has no measurement of it; the graph zeroes that modality's
-embedding and sets its presence flag to 0 (`training.nn.multiomics`). A NaN in a present row is a
-missing feature and counts as the feature's training mean. The service never forwards a NaN it
+embedding and sets its presence flag to 0 (`training.multiomics.network`). A NaN in a present row
+is a missing feature and counts as the feature's training mean. The service never forwards a NaN it
 was sent: it refuses non-finite values, and writes NaN rows itself for absent blocks.
 """
 

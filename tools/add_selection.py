@@ -30,11 +30,12 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.choice import candidates as cands
 from training.choice.auto import choose
+from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import CONFIG_FILE
 from training.nn.config import TrainConfig
 from training.publish.chosen import COMPARED
-from training.publish.head import load_autoencoder, selection_metrics
-from training.train.finetune import FinetuneOptions
+from training.publish.head import selection_metrics
+from training.publish.parent import load_autoencoder
 
 
 def add_selection(folder: Path, matrix: ExpressionMatrix, label_column: str) -> ModelCard:

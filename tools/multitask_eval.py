@@ -35,14 +35,15 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.pbmc68k import load_pbmc68k_reduced
 from training.evaluation.metrics import classification_metrics, regression_metrics
+from training.evaluation.multitask import HEADLINE, score_tasks
 from training.evaluation.splits import hold_out
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
-from training.publish.head import load_autoencoder
-from training.publish.multitask import HEADLINE, score_tasks
+from training.publish.parent import load_autoencoder
 from training.train import defaults
 from training.train.apply import labelled_rows, predict_proba, predict_values
-from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+from training.train.finetune import finetune_classifier, finetune_regressor
 from training.train.loop import cpu_threads_for
 from training.train.multitask import TaskSpec, finetune_multitask
 

@@ -17,13 +17,14 @@ from app.jobs.errors import JobFailure
 from contract import defaults
 from contract.matrix import ExpressionMatrix
 from training.choice.tune import TuneSettings
-from training.data.multiomics import MultiOmics
 from training.evaluation.splits import Dataset, hold_out
+from training.methods.options import FinetuneOptions
+from training.multiomics.data import MultiOmics
+from training.multiomics.publish import multiomics_and_export
 from training.nn.config import TrainConfig
 from training.publish.chosen import choose_and_export
-from training.publish.multiomics import multiomics_and_export
 from training.publish.multitask import multitask_and_export
-from training.train import finetune, progress
+from training.train import progress
 from training.train.apply import labelled_rows, split_unlabelled
 from training.train.loop import resolve_device
 from training.train.multitask import TaskSpec
@@ -54,10 +55,12 @@ def run(
     models_dir: Path,
     hook: TrainingHook,
     device: str = "auto",
+    workers: int = 0,
     modality_paths: Mapping[str, str] | None = None,
 ) -> tuple[str, int, dict[str, Any]]:
-    """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
-    version, metrics)."""
+    """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE), the choice's inner folds
+    fitted in `workers` processes (GENEXFER_TRAIN_WORKERS); returns (model name, version,
+    metrics)."""
     try:
         where = resolve_device(device)
     except ValueError as exc:  # cuda asked for, none usable here
@@ -90,7 +93,7 @@ def run(
     )
     train_cfg = train_config(params)
     # the API schema admits only training's own names (contract.vocab)
-    options = finetune.FinetuneOptions(
+    options = FinetuneOptions(
         strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
         unfreeze_top=hp["unfreeze_top"],
         encoder_lr_scale=hp["encoder_lr_scale"],
@@ -136,6 +139,7 @@ def run(
             unlabelled=unlabelled,
             domain_column=adaptation["domain_column"],
             tune=search,
+            workers=workers,
         )
     history = result.history
     metrics: dict[str, Any] = {
@@ -179,7 +183,7 @@ def _multitask(
     dataset: Dataset,
     folder: Path,
     train_cfg: TrainConfig,
-    options: finetune.FinetuneOptions,
+    options: FinetuneOptions,
     unlabelled: ExpressionMatrix | None,
     models_dir: Path,
     hook: TrainingHook,
@@ -240,7 +244,7 @@ def _multiomics(
     models_dir: Path,
     device: str,
 ) -> tuple[str, int, dict[str, Any]]:
-    """A multi-omics classifier (`training.publish.multiomics`) from the expression dataset and
+    """A multi-omics classifier (`training.multiomics.publish`) from the expression dataset and
     one dataset per modality, keyed by sample id."""
     label_column = params["label_column"]
     expression = to_matrix(load_npz(Path(path)), label_column, None)
@@ -256,7 +260,7 @@ def _multiomics(
         raise JobFailure(str(exc)) from exc
     hp, validation = params["hyperparameters"], params["validation"]
     train_cfg = train_config(params)
-    options = finetune.FinetuneOptions(
+    options = FinetuneOptions(
         strategy="frozen" if params["strategy"] == "auto" else params["strategy"],
         unfreeze_top=hp["unfreeze_top"],
         encoder_lr_scale=hp["encoder_lr_scale"],

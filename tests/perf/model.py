@@ -49,7 +49,8 @@ def name_of(n_genes: int) -> str:
 
 def export(models_dir: Path, n_genes: int = N_GENES) -> Path:
     """Publish models_dir/<name_of(n_genes)>/1 and return its folder."""
-    from training.export.graphs import CardInfo, export_classifier
+    from training.export.card import CardInfo
+    from training.export.heads import export_classifier
 
     autoencoder, head = build(n_genes=n_genes)
     pipeline = PreprocessPipeline(

@@ -41,9 +41,11 @@ WRAP: dict[str, list[tuple[str, str]]] = {
         ("finetune_and_export", "train.head_publish"),
         ("export_baseline", "export.baseline"),
     ],
-    "training.publish.head": [
+    "training.publish.parent": [
         ("load_autoencoder", "train.load_encoder"),
         ("align_matrix", "train.align"),
+    ],
+    "training.publish.head": [
         ("finetune_classifier", "train.fit"),
         ("finetune_regressor", "train.fit"),
         ("_scores", "train.test_scores"),

@@ -19,10 +19,11 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import SemiSupervision, Task, parse_candidate
 from training.evaluation.baselines import baseline_proba, fit_baseline
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.train.apply import numeric_target, predict_proba, predict_values
-from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+from training.train.finetune import finetune_classifier, finetune_regressor
 
 # the classical models every choice includes: regularised logistic regression (C = 1 and the
 # strongly regularised C = 0.01) and a random forest; ridge, elastic net and a forest to regress

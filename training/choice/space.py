@@ -17,8 +17,8 @@ from optuna.trial import Trial
 
 from contract.vocab import ADAPTATIONS, STRATEGIES, Adaptation, Strategy
 from training.choice.candidates import TUNED, Candidate, Problem
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
-from training.train.finetune import FinetuneOptions
 
 HEAD_WIDTHS = (0, 32, 64, 128)  # 0: a linear head
 LR = (1e-4, 3e-2)

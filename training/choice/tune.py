@@ -37,8 +37,8 @@ from training.choice.space import (
     starting_points,
     suggest,
 )
+from training.methods.options import FinetuneOptions
 from training.train import progress
-from training.train.finetune import FinetuneOptions
 from training.train.loop import cpu_threads_for
 
 # The search scores trials on a shuffle of its own, not on the choice's folds: the tuned

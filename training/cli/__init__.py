@@ -1,17 +1,17 @@
 """`genexfer train …` and `genexfer preprocess`: one module per command, its parser beside its run.
 
 Each command module holds NAME, HELP, DESCRIPTION, `arguments(parser)` and `run(args)` (see
-`args.Command`); the option groups they share are in `parsers`, what they make of the parsed
-arguments in `args`. Parsers import only the standard library and stdlib-only modules, so
-`genexfer --help` works where only the service is installed; torch loads when a command runs. The
-`genexfer` entry point (`app.cli`) finds `register` through the `genexfer.commands` entry-point
-group.
+`shared.command.Command`); what they share (option groups and values, the data read, the
+settings and the publish call) is in `shared`. Parsers import only the standard library and
+stdlib-only modules, so `genexfer --help` works where only the service is installed; torch loads
+when a command runs. The `genexfer` entry point (`app.cli`) finds `register` through the
+`genexfer.commands` entry-point group.
 """
 
 from __future__ import annotations
 
 from training.cli import demo, evaluate, export, finetune, preprocess, pretrain, tune
-from training.cli.args import Subparsers, add_command
+from training.cli.shared.command import Subparsers, add_command
 
 
 def register(commands: Subparsers) -> None:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.cli import args as cli
-from training.cli import parsers
+from training.cli.shared import command, options
 from training.nn.config import TrainConfig
 from training.train import defaults
 
@@ -37,12 +36,14 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train demo`."""
-    parsers.common(parser)
+    options.common(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print where it published and how it scored."""
-    result = cli.guard(run_demo, args.models_dir, seed=args.seed, progress=cli.progress(args))
+    result = command.guard(
+        run_demo, args.models_dir, seed=args.seed, progress=command.progress(args)
+    )
     if result is None:
         return 1
     scores = result.classifier.scores

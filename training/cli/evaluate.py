@@ -15,8 +15,7 @@ from contract.vocab import (
     EVAL_PROTOCOLS,
     PUBLIC_DATASETS,
 )
-from training.cli import args as cli
-from training.cli import parsers
+from training.cli.shared import command, inputs, options, settings, values
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ PRETRAIN_EPOCHS = 60
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train evaluate`."""
-    parsers.data(parser, required=False, layer="raw")
+    options.data(parser, required=False, layer="raw")
     parser.add_argument(
         "--dataset",
         choices=PUBLIC_DATASETS,
@@ -62,37 +61,37 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "label and batch columns); joined to --data, --source and --external by id",
     )
     parser.add_argument(
-        "--label-column", default="bulk_labels", help=parsers.d("obs column of classes")
+        "--label-column", default="bulk_labels", help=values.d("obs column of classes")
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("reports/pbmc68k"), help=parsers.d("output folder")
+        "--out", type=Path, default=Path("reports/pbmc68k"), help=values.d("output folder")
     )
     parser.add_argument(
         "--title",
         default="Transfer learning vs baselines on pbmc68k_reduced",
-        help=parsers.d("report heading"),
+        help=values.d("report heading"),
     )
     parser.add_argument(
-        "--min-cells", type=int, default=30, help=parsers.d("smallest class evaluated")
+        "--min-cells", type=int, default=30, help=values.d("smallest class evaluated")
     )
     parser.add_argument(
         "--shots",
-        type=parsers.positive_ints,
+        type=values.positive_ints,
         default=(5, 10, 25),
         metavar="K[,K...]",
         help="labelled cells per class (default: 5,10,25)",
     )
-    parser.add_argument("--repeats", type=int, default=10, help=parsers.d("seeded repeats per k"))
-    parser.add_argument("--folds", type=int, default=5, help=parsers.d("CV folds, 0 to skip"))
+    parser.add_argument("--repeats", type=int, default=10, help=values.d("seeded repeats per k"))
+    parser.add_argument("--folds", type=int, default=5, help=values.d("CV folds, 0 to skip"))
     parser.add_argument(
         "--encoder-kind",
         choices=ENCODER_KINDS,
         default="dae",
-        help=parsers.d("autoencoder: plain, denoising (masking) or variational"),
+        help=values.d("autoencoder: plain, denoising (masking) or variational"),
     )
     parser.add_argument(
         "--methods",
-        type=parsers.method_names,
+        type=values.method_names,
         default=("frozen", "scratch"),
         metavar="NAME[,NAME...]",
         help=f"methods to compare with the baselines, of {','.join(EVAL_METHODS)}; dann and "
@@ -130,7 +129,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "aligned to its genes and must be on its input scale)",
     )
     source.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help=parsers.d("where --encoder is")
+        "--models-dir", type=Path, default=Path("models"), help=values.d("where --encoder is")
     )
     parser.add_argument(
         "--external",
@@ -141,7 +140,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baselines",
-        type=parsers.baseline_names,
+        type=values.baseline_names,
         default=BASELINES,
         metavar="NAME[,NAME...]",
         help=f"baselines to run (default: all: {','.join(BASELINES)})",
@@ -150,16 +149,16 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrain-epochs",
         type=int,
         default=PRETRAIN_EPOCHS,
-        help=parsers.d("pretraining epoch cap"),
+        help=values.d("pretraining epoch cap"),
     )
     parser.add_argument(
         "--finetune-epochs",
         type=int,
         default=defaults.FINETUNE.epochs,
-        help=parsers.d("fine-tuning epoch cap (transfer and scratch network)"),
+        help=values.d("fine-tuning epoch cap (transfer and scratch network)"),
     )
     pretraining = dataclasses.replace(defaults.PRETRAIN, patience=10)
-    parsers.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
+    options.optimisation(parser, pretraining, title="pretraining optimisation", epochs=False)
     parser.add_argument(
         "--select-genes",
         type=int,
@@ -167,16 +166,16 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the N most variable genes, fitted on each pretraining pool (default: all)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help=parsers.d("seeds every split and training")
+        "--seed", type=int, default=0, help=values.d("seeds every split and training")
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parsers.device_option(parser)
-    parsers.counts_to_log(parser)
+    options.device_option(parser)
+    options.counts_to_log(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the protocol and write the report."""
-    path = cli.guard(_evaluate, args)
+    path = command.guard(_evaluate, args)
     if path is None:
         return 1
     print(f"report {path}")
@@ -207,7 +206,7 @@ def _evaluate(args: argparse.Namespace) -> Path:
         protocol=args.protocol,
         batch_column=args.batch_column,
         input_scale=scale,
-        pretrain=cli.train_config(args, epochs=args.pretrain_epochs),
+        pretrain=settings.train_config(args, epochs=args.pretrain_epochs),
         finetune=dataclasses.replace(
             defaults.FINETUNE, epochs=args.finetune_epochs, seed=args.seed
         ),
@@ -216,9 +215,9 @@ def _evaluate(args: argparse.Namespace) -> Path:
         device=args.device,
     )
     with cpu_threads_for(matrix.shape[1]):  # small models: one thread (see loop.py)
-        result = run_protocol(matrix, cfg, pretraining=pretraining, progress=cli.progress(args))
+        result = run_protocol(matrix, cfg, pretraining=pretraining, progress=command.progress(args))
         if args.external is not None:
-            external = _read(args, args.external, scale, target=True)
+            external = inputs.read_prepared(args, args.external, scale, target=True)
             run_external(
                 matrix, external, cfg, result, name=args.external.name, pretraining=pretraining
             )
@@ -269,7 +268,7 @@ def _pretraining(args: argparse.Namespace, scale: str) -> Pretraining:
         return Pretraining.published(_encoder_folder(args))
     if args.source is not None:
         kind: Kind = "source+target" if args.target_unlabelled else "source"
-        source = _read(args, args.source, scale, target=False)
+        source = inputs.read_prepared(args, args.source, scale, target=False)
         return Pretraining(kind, source=source, source_name=args.source.name)
     return Pretraining()
 
@@ -277,66 +276,14 @@ def _pretraining(args: argparse.Namespace, scale: str) -> Pretraining:
 def _target(args: argparse.Namespace, scale: str) -> tuple[ExpressionMatrix, str]:
     """The target matrix and a sentence on it for the report."""
     if args.data is None:
-        matrix = _public(args.dataset or "pbmc68k")
+        matrix = inputs.public_dataset(args.dataset or "pbmc68k")
         if args.labels is not None:
-            matrix = _with_labels(matrix, args.labels, required=True)
+            matrix = inputs.with_labels(matrix, args.labels, required=True)
         from training.preprocess.convert import prepared
 
-        return prepared(matrix, scale, None), _public_note(args.dataset or "pbmc68k", args)
-    matrix = _read(args, args.data, scale, target=True)
+        return prepared(matrix, scale, None), inputs.public_note(args.dataset or "pbmc68k", args)
+    matrix = inputs.read_prepared(args, args.data, scale, target=True)
     note = f"Data: {args.data.name}, labels `{args.label_column}` ({scale} input scale)."
     if args.counts_to_log:
         note += f" Converted from counts: log1p of values normalised to {args.target_sum:g}."
     return matrix, note
-
-
-def _read(args: argparse.Namespace, path: Path, scale: str, *, target: bool) -> ExpressionMatrix:
-    """A file read like --data, its labels joined from --labels, on the input scale."""
-    from training.preprocess.convert import prepared
-
-    columns = (args.label_column, args.batch_column) if target else ()
-    table = args.labels is None and args.orientation == "samples_as_rows"
-    wanted = tuple(c for c in columns if c) if table else ()
-    matrix = cli.read(args, obs_columns=wanted, path=path)
-    if args.labels is not None:
-        matrix = _with_labels(matrix, args.labels, required=path == args.data)
-    return prepared(matrix, scale, cli.conversion(args))
-
-
-def _with_labels(matrix: ExpressionMatrix, path: Path, *, required: bool) -> ExpressionMatrix:
-    """The matrix with --labels' columns joined by sample id (all of its rows must be there
-    when `required`; else only if every id is)."""
-    from contract.io.readers import attach_obs, read_obs
-
-    obs = read_obs(path)
-    if required or set(matrix.sample_ids) <= set(obs.index):
-        return attach_obs(matrix, obs)
-    return matrix
-
-
-def _public(name: str) -> ExpressionMatrix:
-    from training.data import public
-    from training.data.pbmc68k import load_pbmc68k_reduced
-
-    if name == "pbmc68k":
-        return load_pbmc68k_reduced()
-    if name == "pbmc68k-shifted":
-        return public.load_pbmc68k_shifted()
-    if name == "bladderbatch":
-        return public.load_bladderbatch()
-    return public.load_all_leukaemia()
-
-
-def _public_note(name: str, args: argparse.Namespace) -> str:
-    notes = {
-        "pbmc68k": "scanpy's bundled pbmc68k_reduced (700 PBMCs, 765 genes, log-normalised "
-        "`.raw.X`)",
-        "pbmc68k-shifted": "scanpy's bundled pbmc68k_reduced dealt into 3 batches (stratified "
-        "by `bulk_labels`) with simulated batch effects at strength 1 "
-        "(`training.data.shift`: per-gene location and scale on correlated programmes, library "
-        "size, dropout; `load_pbmc68k_shifted()`, seed 0)",
-        "bladderbatch": "bladderbatch (57 bladder arrays, 5,000 probe sets, RMA log2, 5 "
-        "processing batches)",
-        "all-leukaemia": "ALL (128 adult leukaemia arrays, 5,000 probe sets, RMA log2)",
-    }
-    return f"Data: {notes[name]}, labels `{args.label_column}`."

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.vocab import BASELINES, TASKS
-from training.cli import args as cli
-from training.cli import parsers
 from training.cli.pretrain import INPUT_SCALES
+from training.cli.shared import command, inputs, options, settings, values
 from training.train import defaults
 
 NAME = "export"
@@ -39,29 +38,29 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--task",
         choices=TASKS,
         default="classification",
-        help=parsers.d(
+        help=values.d(
             "classes or numbers; regression baselines are the regressor of the same name"
         ),
     )
-    parsers.data(parser)
+    options.data(parser)
     parser.add_argument(
         "--label-column", required=True, help="obs/table column with the classes or the numbers"
     )
     parser.add_argument(
-        "--input-scale", choices=INPUT_SCALES, default="log", help=parsers.d("what the values are")
+        "--input-scale", choices=INPUT_SCALES, default="log", help=values.d("what the values are")
     )
     parser.add_argument("--name", required=True, help="model name to publish under")
     parser.add_argument(
         "--test-fraction",
         type=float,
         default=defaults.TEST_FRACTION,
-        help=parsers.d("share held out for the card's metrics"),
+        help=values.d("share held out for the card's metrics"),
     )
     parser.add_argument(
-        "--models-dir", type=Path, default=Path("models"), help=parsers.d("model store")
+        "--models-dir", type=Path, default=Path("models"), help=values.d("model store")
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help=parsers.d("seeds the split and the estimator")
+        "--seed", type=int, default=0, help=values.d("seeds the split and the estimator")
     )
     parser.add_argument("--description", default="", help="card description (default: generated)")
 
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline not in baseline_names(args.task):
         print(f"error: {args.baseline} is not a {args.task} baseline", file=sys.stderr)
         return 2
-    folder = cli.guard(_export, args)
+    folder = command.guard(_export, args)
     if folder is None:
         return 1
     print(f"published {folder}")
@@ -94,8 +93,8 @@ def _export(args: argparse.Namespace) -> Path:
     from training.train.apply import numeric_target
 
     classify = args.task == "classification"
-    matrix = cli.read(args, obs_columns=(args.label_column,))
-    dataset = cli.held_out(args, matrix, stratify=classify)
+    matrix = inputs.read(args, obs_columns=(args.label_column,))
+    dataset = settings.held_out(args, matrix, stratify=classify)
     train, test = dataset.train, dataset.test
     pipeline = PreprocessPipeline.fit(train, InputScale(args.input_scale))
     target: Any = (

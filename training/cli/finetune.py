@@ -1,16 +1,22 @@
-"""`genexfer train finetune`: a classifier or regression head on a published encoder."""
+"""`genexfer train finetune`: a classifier or regression head on a published encoder.
+
+With --multi-task, one encoder with a head per task (`training.publish.multitask`); with
+multi-omics data (--data FILE.h5mu, or --modality NAME=FILE), a multi-omics classifier
+(`training.multiomics.publish`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contract.vocab import STRATEGY_CHOICES
-from training.cli import args as cli
-from training.cli import multiomics, parsers
+from training.cli.shared import command, inputs, options, settings
 from training.train import defaults
 
 if TYPE_CHECKING:
+    from training.multiomics.publish import MultiOmicsRun
     from training.publish.chosen import ChosenRun
     from training.publish.multitask import MultitaskRun
     from training.train.loop import History
@@ -38,11 +44,11 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train finetune`."""
-    parsers.data(parser)
-    parsers.target(parser, multi_task=True)
-    parsers.common(parser)
-    parsers.optimisation(parser, defaults.FINETUNE)
-    parsers.head(parser)
+    options.data(parser)
+    options.target(parser, multi_task=True)
+    options.common(parser)
+    options.optimisation(parser, defaults.FINETUNE)
+    options.head(parser)
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("strategy")
     group.add_argument(
@@ -56,17 +62,17 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "strategy is compared with logistic regression (ridge) and warned about when it "
         "loses (default: %(default)s)",
     )
-    parsers.encoder_training(parser, group)
-    multiomics.arguments(parser)
+    options.encoder_training(parser, group)
+    options.multiomics(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune a head on --encoder with --data and publish the classifier or regressor."""
-    if multiomics.wanted(args):
-        return multiomics.run(args)
+    if _wants_multiomics(args):
+        return _run_multiomics(args)
     if args.multi_task:
         return _run_multitask(args)
-    result = cli.guard(_finetune, args)
+    result = command.guard(_finetune, args)
     if result is None:
         return 1
     _print_panel_overlap(result)
@@ -108,12 +114,12 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
     if args.label_column is None:
         raise ValueError("give --label-column (one task) or --multi-task (several)")
     classify = args.task == "classification"
-    options = cli.finetune_options(args)  # bad values fail before any file is read
-    cli.check_candidates(args)
-    conversion = cli.conversion(args)
+    options = settings.finetune_options(args)  # bad values fail before any file is read
+    settings.check_candidates(args)
+    conversion = inputs.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
-    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
-    dataset = cli.held_out(args, matrix, stratify=classify)
+    matrix, unlabelled = inputs.labelled(args, encoder_folder, conversion)
+    dataset = settings.held_out(args, matrix, stratify=classify)
     methods = "".join(
         [
             f", {args.adaptation} adaptation" if args.adaptation != "none" else "",
@@ -125,7 +131,7 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
         if args.strategy == "auto"
         else f"a head ({args.strategy}{methods})"
     )
-    return cli.publish_chosen(
+    return settings.publish_chosen(
         args,
         dataset,
         encoder_folder,
@@ -137,7 +143,7 @@ def _finetune(args: argparse.Namespace) -> ChosenRun:
 
 
 def _run_multitask(args: argparse.Namespace) -> int:
-    result = cli.guard(_multitask, args)
+    result = command.guard(_multitask, args)
     if result is None:
         return 1
     _print_panel_overlap(result)
@@ -168,17 +174,17 @@ def _multitask(args: argparse.Namespace) -> MultitaskRun:
             "named --strategy (frozen, partial, gradual or full)"
         )
     tasks = [TaskSpec(column, kind, weight) for column, kind, weight in args.multi_task]
-    options = cli.finetune_options(args)
+    options = settings.finetune_options(args)
     if args.candidates:
         raise ValueError("--candidates are compared by --strategy auto, which is single-task")
-    conversion = cli.conversion(args)
+    conversion = inputs.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
-    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
+    matrix, unlabelled = inputs.labelled(args, encoder_folder, conversion)
     first = tasks[0]
-    full = first.kind == "classification" and cli.has_every_label(matrix, first.column)
-    dataset = cli.held_out(args, matrix, stratify=full, column=first.column)
+    full = first.kind == "classification" and inputs.has_every_label(matrix, first.column)
+    dataset = settings.held_out(args, matrix, stratify=full, column=first.column)
     names = ", ".join(f"{t.column!r} ({t.kind}, weight {t.weight:g})" for t in tasks)
-    description = cli.card_description(
+    description = settings.card_description(
         args,
         f"Multi-task model of {names}",
         f"one {args.strategy} encoder {encoder_folder.parent.name}:{encoder_folder.name} "
@@ -192,13 +198,78 @@ def _multitask(args: argparse.Namespace) -> MultitaskRun:
         tasks=tasks,
         head_hidden=args.head_hidden,
         head_dropout=args.head_dropout,
-        train_cfg=cli.train_config(args),
+        train_cfg=settings.train_config(args),
         name=args.name,
         models_dir=args.models_dir,
         description=description,
         options=options,
-        progress=cli.progress(args),
+        progress=command.progress(args),
         unlabelled=unlabelled,
         domain_column=args.domain_column,
         input_conversion=None if conversion is None else conversion.record(),
+    )
+
+
+def _wants_multiomics(args: argparse.Namespace) -> bool:
+    """Whether the finetune command was given multi-omics data."""
+    data: Path | None = getattr(args, "data", None)
+    return bool(getattr(args, "modality", None)) or (
+        data is not None and data.name.lower().endswith(".h5mu")
+    )
+
+
+def _run_multiomics(args: argparse.Namespace) -> int:
+    """Train and publish a multi-omics classifier; print what it scored and what it had."""
+    result = command.guard(_multiomics, args)
+    if result is None:
+        return 1
+    print(
+        f"panel overlap {1 - result.n_missing_genes / result.n_panel_genes:.1%} "
+        f"({result.n_panel_genes - result.n_missing_genes} of {result.n_panel_genes} genes)"
+    )
+    for name, share in result.presence.items():
+        print(f"modality {name}: present in {share:.0%} of the training samples")
+    for key, value in result.scores.items():
+        print(f"held-out {key} {value:.4f}")
+    if result.selection is not None:
+        print(result.selection.reason)
+        for warning in result.selection.warnings:
+            print(f"WARNING: {warning}")
+    print(f"published {result.folder}")
+    return 0
+
+
+def _multiomics(args: argparse.Namespace) -> MultiOmicsRun:
+    from training.export.store import resolve_version
+    from training.multiomics.data import read_h5mu, read_tables
+    from training.multiomics.publish import multiomics_and_export
+
+    if args.task != "classification":
+        raise ValueError("multi-omics fine-tuning trains classifiers only (--task classification)")
+    if args.strategy == "auto":
+        print("note: the automatic choice does not cover multi-omics models: strategy frozen")
+        args.strategy = "frozen"
+    options = settings.finetune_options(args)
+    encoder_folder = resolve_version(args.models_dir, args.encoder)
+    files = inputs.modality_files(args.modality)
+    if args.data.name.lower().endswith(".h5mu"):
+        if files:
+            raise ValueError("--modality goes with a table of expression, not an .h5mu")
+        data = read_h5mu(args.data)
+    else:
+        expression = inputs.read(args, obs_columns=(args.label_column,))
+        data = read_tables(expression, files)
+    return multiomics_and_export(
+        data,
+        data_name=args.data.name,
+        encoder_folder=encoder_folder,
+        label_column=args.label_column,
+        train_cfg=settings.train_config(args),
+        options=options,
+        name=args.name,
+        models_dir=args.models_dir,
+        description=args.description,
+        test_fraction=args.test_fraction,
+        logit=tuple(args.logit_modality or ("methylation",)),
+        progress=command.progress(args),
     )

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contract.vocab import ENCODER_KINDS, SELECT_BY
-from training.cli import args as cli
-from training.cli import parsers
+from training.cli.shared import command, inputs, options, settings, values
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train pretrain`."""
-    parsers.data(parser)
+    options.data(parser)
     parser.add_argument(
         "--input-scale",
         choices=INPUT_SCALES,
@@ -47,28 +46,28 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of samples held out at random (default: %(default)s)",
     )
-    parsers.common(parser)
-    parsers.optimisation(parser, defaults.PRETRAIN)
+    options.common(parser)
+    options.optimisation(parser, defaults.PRETRAIN)
     model = parser.add_argument_group("model")
-    help_text = f"encoder hidden widths (default: {parsers.show(defaults.ENCODER_HIDDEN)})"
-    parsers.widths_option(model, "--hidden", defaults.ENCODER_HIDDEN, help_text)
+    help_text = f"encoder hidden widths (default: {values.show(defaults.ENCODER_HIDDEN)})"
+    options.widths_option(model, "--hidden", defaults.ENCODER_HIDDEN, help_text)
     model.add_argument(
-        "--latent", type=int, default=defaults.ENCODER_LATENT, help=parsers.d("embedding width")
+        "--latent", type=int, default=defaults.ENCODER_LATENT, help=values.d("embedding width")
     )
     model.add_argument(
-        "--dropout", type=float, default=defaults.ENCODER_DROPOUT, help=parsers.d("hidden dropout")
+        "--dropout", type=float, default=defaults.ENCODER_DROPOUT, help=values.d("hidden dropout")
     )
     model.add_argument(
         "--input-dropout",
         type=float,
         default=defaults.ENCODER_INPUT_DROPOUT,
-        help=parsers.d("input dropout (denoising)"),
+        help=values.d("input dropout (denoising)"),
     )
     model.add_argument(
-        "--activation", default=defaults.ACTIVATION, help=parsers.d("relu, gelu, elu or silu")
+        "--activation", default=defaults.ACTIVATION, help=values.d("relu, gelu, elu or silu")
     )
     model.add_argument(
-        "--clip", type=float, default=defaults.CLIP, help=parsers.d("clip of the z-scores")
+        "--clip", type=float, default=defaults.CLIP, help=values.d("clip of the z-scores")
     )
     model.add_argument(
         "--select-genes",
@@ -81,9 +80,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--select-by",
         choices=SELECT_BY,
         default="variance",
-        help=parsers.d(
-            "variance, or dispersion (Seurat's highly variable genes), on the log scale"
-        ),
+        help=values.d("variance, or dispersion (Seurat's highly variable genes), on the log scale"),
     )
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("encoder kind and streaming")
@@ -94,17 +91,17 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="ae: dense (with --input-dropout), dae: masking-noise denoising, "
         "vae: variational (default: %(default)s)",
     )
-    group.add_argument("--mask-rate", type=float, default=0.3, help=parsers.d("dae: share masked"))
-    group.add_argument("--beta", type=float, default=1.0, help=parsers.d("vae: KL weight"))
+    group.add_argument("--mask-rate", type=float, default=0.3, help=values.d("dae: share masked"))
+    group.add_argument("--beta", type=float, default=1.0, help=values.d("vae: KL weight"))
     group.add_argument(
         "--stream",
         action="store_true",
         help="read --data chunk by chunk (always for .npy and .parquet; "
         "backed for .h5ad), for sources larger than memory",
     )
-    group.add_argument("--chunk-rows", type=int, default=4096, help=parsers.d("rows per chunk"))
+    group.add_argument("--chunk-rows", type=int, default=4096, help=values.d("rows per chunk"))
     group.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
-    parsers.device_option(group)
+    options.device_option(group)
     group.add_argument(
         "--loss-plot",
         type=Path,
@@ -115,7 +112,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Pretrain on --data and publish the encoder."""
-    result = cli.guard(_pretrain, args)
+    result = command.guard(_pretrain, args)
     if result is None:
         return 1
     if args.loss_plot is not None:
@@ -175,8 +172,8 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
             max_steps=args.max_steps,
         )
     else:
-        matrix = cli.read(args, obs_columns=())
-        dataset = cli.held_out(args, matrix, stratify=False)
+        matrix = inputs.read(args, obs_columns=())
+        dataset = settings.held_out(args, matrix, stratify=False)
         cfg = encoder_config(args, matrix.shape[1] if select is None else select.n)
         kind = type(cfg).__name__.removesuffix("Config")
         generated = (
@@ -189,12 +186,12 @@ def _pretrain(args: argparse.Namespace) -> EncoderRun:
     return train(
         input_scale=InputScale(args.input_scale),
         model_cfg=cfg,
-        train_cfg=cli.train_config(args),
+        train_cfg=settings.train_config(args),
         name=args.name,
         models_dir=args.models_dir,
         description=args.description or generated,
         clip=args.clip,
         select=select,
         device=args.device,
-        progress=cli.progress(args),
+        progress=command.progress(args),
     )

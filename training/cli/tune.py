@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from contract import defaults as shared
 from contract.vocab import STRATEGY_CHOICES
-from training.cli import args as cli
-from training.cli import parsers
+from training.cli.shared import command, inputs, options, settings
 from training.train import defaults
 
 if TYPE_CHECKING:
@@ -34,11 +33,11 @@ DESCRIPTION = (
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `genexfer train tune`."""
-    parsers.data(parser)
-    parsers.target(parser)
-    parsers.common(parser)
-    parsers.optimisation(parser, defaults.FINETUNE, title="optimisation (the first trial)")
-    parsers.head(parser)
+    options.data(parser)
+    options.target(parser)
+    options.common(parser)
+    options.optimisation(parser, defaults.FINETUNE, title="optimisation (the first trial)")
+    options.head(parser)
     parser.add_argument("--description", default="", help="card description (default: generated)")
     group = parser.add_argument_group("the search")
     group.add_argument(
@@ -60,23 +59,23 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: search every strategy and choose among them and the baselines; a name: "
         "search that strategy's settings and publish it (default: %(default)s)",
     )
-    parsers.encoder_training(
+    options.encoder_training(
         parser, group, lr_help="encoder LR as a share of --lr (the first trial)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Search, choose and publish; print the best trial, the spread and the choice."""
-    result = cli.guard(_tune, args)
+    result = command.guard(_tune, args)
     if result is None:
         return 1
     selection = result.selection
     tuning = selection.tuning
     assert tuning is not None
-    settings = " ".join(f"{k}={_show(v)}" for k, v in tuning.best_params.items())
+    best = " ".join(f"{k}={_show(v)}" for k, v in tuning.best_params.items())
     print(
         f"best trial: {selection.metric} {tuning.best_value:.4f} ({tuning.complete} complete, "
-        f"{tuning.pruned} pruned, {tuning.failed} failed of {tuning.trials}): {settings}"
+        f"{tuning.pruned} pruned, {tuning.failed} failed of {tuning.trials}): {best}"
     )
     spread = tuning.spread
     print(
@@ -99,13 +98,13 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
     from training.export.store import resolve_version
 
     # bad values fail before any file is read
-    settings = TuneSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
-    options = cli.finetune_options(args)
-    cli.check_candidates(args)
-    conversion = cli.conversion(args)
+    search = TuneSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed)
+    options = settings.finetune_options(args)
+    settings.check_candidates(args)
+    conversion = inputs.conversion(args)
     encoder_folder = resolve_version(args.models_dir, args.encoder)
-    matrix, unlabelled = cli.labelled(args, encoder_folder, conversion)
-    dataset = cli.held_out(args, matrix, stratify=args.task == "classification")
+    matrix, unlabelled = inputs.labelled(args, encoder_folder, conversion)
+    dataset = settings.held_out(args, matrix, stratify=args.task == "classification")
     how = (
         "the best of an inner cross-validation over transfer heads (one with settings from a "
         f"{args.trials}-trial search) and classical baselines"
@@ -118,7 +117,7 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
             shown = "-" if value is None or math.isnan(value) else f"{value:.4f}"
             print(f"trial {number}: {state} {shown}", flush=True)
 
-    return cli.publish_chosen(
+    return settings.publish_chosen(
         args,
         dataset,
         encoder_folder,
@@ -126,7 +125,7 @@ def _tune(args: argparse.Namespace) -> ChosenRun:
         options=options,
         unlabelled=unlabelled,
         conversion=conversion,
-        tune=settings,
+        tune=search,
         on_trial=trial,
     )
 

@@ -1,1 +1,1 @@
-"""Honest evaluation's parts: splits, metrics, baselines, external validation, attribution."""
+"""Honest evaluation: splits, metrics, baselines, external validation, attribution, multi-task."""

@@ -1,2 +1,1 @@
-"""What fine-tuning adds beyond a head on fixed features: staged strategies, domain adaptation,
-semi-supervision."""
+"""Fine-tuning's methods and options: staged strategies, domain adaptation, semi-supervision."""

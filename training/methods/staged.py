@@ -24,7 +24,8 @@ from training.train.apply import check_panel
 from training.train.loop import History, Regulariser, seeded, train_loop
 
 if TYPE_CHECKING:
-    from training.train.finetune import FinetuneOptions, _Task
+    from training.methods.options import FinetuneOptions
+    from training.train.finetune import _Task
 
 LABELLED, UNLABELLED = "labelled", "unlabelled"
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from training.methods.options import FinetuneOptions
 from training.train import defaults
-from training.train.finetune import FinetuneOptions
 
 if TYPE_CHECKING:
     from training.protocol.methods import Fitted, Inputs

@@ -21,6 +21,7 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.evaluation.attribution import Attribution, baseline_attribution, network_attribution
 from training.evaluation.baselines import baseline_proba, fit_baseline
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig
 from training.nn.variants import build_autoencoder
@@ -28,7 +29,7 @@ from training.preprocess.select import output_width
 from training.protocol import chosen
 from training.protocol.pretraining import EncoderShape
 from training.train.apply import predict_proba
-from training.train.finetune import FinetuneOptions, finetune_classifier
+from training.train.finetune import finetune_classifier
 
 Proba = npt.NDArray[np.float32]
 # a fitted model's attributions on the split's test rows; the flag allows permutation importance

@@ -184,7 +184,7 @@ def _renamed(matrix: ExpressionMatrix, prefix: str) -> ExpressionMatrix:
 
 
 def _load(folder: Path) -> Pretrained:
-    from training.publish.head import load_autoencoder
+    from training.publish.parent import load_autoencoder
 
     autoencoder = load_autoencoder(folder)
     card = ModelCard.read(folder)

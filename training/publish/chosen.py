@@ -39,15 +39,11 @@ from training.evaluation.splits import Dataset
 from training.export.baseline import export_baseline
 from training.export.card import CardInfo
 from training.export.store import model_ref
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
-from training.publish.head import (
-    finetune_and_export,
-    held_out_note,
-    load_autoencoder,
-    selection_metrics,
-)
+from training.publish.head import finetune_and_export, selection_metrics
+from training.publish.parent import held_out_note, load_autoencoder
 from training.train.apply import numeric_target
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History
 
 # what a named strategy is compared with on the same folds
@@ -92,6 +88,7 @@ def choose_and_export(
     on_candidate: Callable[[str, int, int], None] | None = None,
     tune: TuneSettings | None = None,
     on_trial: OnTrial | None = None,
+    workers: int = 0,
 ) -> ChosenRun:
     """Choose among the candidates on the training samples, publish the winner.
 
@@ -113,6 +110,8 @@ def choose_and_export(
         published.
     on_trial:
         Called as each trial of the search ends (number, state, score).
+    workers:
+        Processes for the inner cross-validation's fits (0: one per core, at most 8).
     """
     base = options or FinetuneOptions()
     card = ModelCard.read(encoder_folder)
@@ -185,6 +184,7 @@ def choose_and_export(
         forced=forced,
         on_candidate=on_candidate,
         tuning=record,
+        workers=workers,
     )
     if choice.winner.kind == "transfer":
         hidden, dropout, cfg = choice.winner.head(problem)

@@ -1,8 +1,9 @@
 """Fine-tune a head on a published encoder and publish encoder + head as a new version.
 
 Shared by `genexfer train finetune`, the demo and fine-tuning jobs. The target is aligned to the
-encoder's gene panel (missing genes filled, the overlap reported); classification trains a
-class-weighted cross-entropy head, regression an MSE head on the standardised target.
+encoder's gene panel (missing genes filled, the overlap reported; `training.publish.parent`);
+classification trains a class-weighted cross-entropy head, regression an MSE head on the
+standardised target. The card words the metric protocol and records the choice's inner-CV score.
 """
 
 from __future__ import annotations
@@ -10,29 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from contract.align import align_matrix
 from contract.card import Metric, ModelCard, Selection
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Task
 from training.evaluation.metrics import classification_metrics, regression_metrics
 from training.evaluation.splits import Dataset
-from training.export.graphs import CardInfo, export_classifier, export_regressor
+from training.export.card import CardInfo
+from training.export.heads import export_classifier, export_regressor
 from training.export.store import model_ref
-from training.nn.checkpoint import load_checkpoint
-from training.nn.config import TrainConfig, config_to_dict
-from training.nn.encoders import DenseAutoencoder
+from training.methods.options import FinetuneOptions
+from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
-from training.nn.variants import Autoencoder, DenoisingAutoencoder, VariationalAutoencoder
+from training.nn.variants import Autoencoder
+from training.publish.parent import finetune_record, held_out_note, load_and_align
 from training.train.apply import numeric_target, predict_labels, predict_proba, predict_values
-from training.train.finetune import (
-    FinetuneOptions,
-    FinetuneResult,
-    finetune_classifier,
-    finetune_regressor,
-)
+from training.train.finetune import FinetuneResult, finetune_classifier, finetune_regressor
 from training.train.loop import History
 
 
@@ -47,45 +43,6 @@ class HeadRun:
     n_test: int
     n_missing_genes: int
     n_panel_genes: int = 0
-
-
-def load_autoencoder(encoder_folder: Path) -> Autoencoder:
-    """The autoencoder checkpointed in a published encoder's version folder."""
-    loaded = load_checkpoint(encoder_folder).parts.get("autoencoder")
-    if not isinstance(loaded, DenseAutoencoder | DenoisingAutoencoder | VariationalAutoencoder):
-        raise ValueError(f"{encoder_folder}: the checkpoint holds no autoencoder")
-    return loaded
-
-
-class EncoderAndData(NamedTuple):
-    """A published encoder loaded for fine-tuning, and the data aligned to its gene panel."""
-
-    card: ModelCard
-    autoencoder: Autoencoder
-    pipeline: PreprocessPipeline
-    dataset: Dataset  # aligned to the panel and input scale, same split
-    unlabelled: ExpressionMatrix | None  # aligned likewise
-    n_missing_genes: int  # the panel genes the data lacked
-
-
-def load_and_align(
-    encoder_folder: Path,
-    dataset: Dataset,
-    unlabelled: ExpressionMatrix | None,
-    n_missing_genes: int | None,
-) -> EncoderAndData:
-    """Load the encoder published in `encoder_folder` (card, autoencoder, preprocessing) and
-    align `dataset` and `unlabelled` to its panel and input scale; `n_missing_genes`, when the
-    caller aligned the data already, stands for the genes this alignment finds missing."""
-    card = ModelCard.read(encoder_folder)
-    autoencoder = load_autoencoder(encoder_folder)
-    pipeline = PreprocessPipeline.load(encoder_folder)
-    matrix, done = align_matrix(dataset.matrix, card.panel, card.input_scale)
-    n_missing = len(done.alignment.missing_genes) if n_missing_genes is None else n_missing_genes
-    if unlabelled is not None:
-        unlabelled = align_matrix(unlabelled, card.panel, card.input_scale)[0]
-    aligned = Dataset(dataset.name, matrix, dataset.test_idx, dataset.protocol)
-    return EncoderAndData(card, autoencoder, pipeline, aligned, unlabelled, n_missing)
 
 
 def finetune_and_export(
@@ -220,30 +177,6 @@ def finetune_and_export(
     )
 
 
-def finetune_record(
-    train_cfg: TrainConfig,
-    fit: FinetuneResult,
-    n_missing_genes: int,
-    n_panel_genes: int,
-    input_conversion: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """What a fine-tuned version's card records of its training (its `extra`, after the task):
-    the settings, strategy and methods, the history, the panel genes the data lacked and what
-    was done to the values before they came here (when anything was)."""
-    record: dict[str, Any] = {
-        "train_config": config_to_dict(train_cfg),
-        "strategy": fit.strategy,
-        "finetune_options": config_to_dict(fit.options),
-        "n_unlabelled": fit.n_unlabelled,
-        "history": fit.history.summary(),
-        "missing_panel_genes": n_missing_genes,
-        "panel_overlap": 1 - n_missing_genes / n_panel_genes,
-    }
-    if input_conversion is not None:
-        record["input_conversion"] = dict(input_conversion)
-    return record
-
-
 def selection_metrics(selection: Selection | None) -> list[Metric]:
     """The published candidate's inner-CV score as a card metric (none without a choice)."""
     if selection is None:
@@ -306,23 +239,3 @@ def _protocol(
             f"{label_column!r}) and Spearman correlation on the held-out samples."
         )
     return f"{held_out_note(dataset, encoder_card)} {how}"
-
-
-def held_out_note(dataset: Dataset, encoder_card: ModelCard) -> str:
-    """What was held out, and whether the encoder's pretraining saw it (claimed unseen only when
-    the encoder's card proves it)."""
-    parent_data = encoder_card.training_data
-    unseen = (
-        parent_data is not None
-        and parent_data.fingerprint == dataset.matrix.fingerprint()
-        and set(dataset.test.sample_ids) <= set(parent_data.heldout_sample_ids)
-    )
-    encoder_note = (
-        "the encoder's pretraining also held them out"
-        if unseen
-        else "the encoder's pretraining data may include them (see the parent card)"
-    )
-    return (
-        f"{dataset.protocol} before any fitting, ids in training_data.heldout_sample_ids; "
-        f"{encoder_note}."
-    )

@@ -22,11 +22,12 @@ from torch import nn
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import TASKS, Task
+from training.methods.options import FinetuneOptions
 from training.methods.staged import Unlabelled
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.train.apply import labelled_rows
-from training.train.finetune import FinetuneOptions, FinetuneResult, _finetune, _Task
+from training.train.finetune import FinetuneResult, _finetune, _Task
 from training.train.loop import LossFn
 from training.train.validation import chance_cross_entropy, random_split
 

@@ -26,7 +26,7 @@ from tests.factories import make_settings
 from training.evaluation.baselines import fit_baseline
 from training.export.baseline import export_baseline
 from training.export.card import CardInfo
-from training.export.graphs import export_classifier
+from training.export.heads import export_classifier
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig
 

@@ -23,10 +23,10 @@ from contract.card import ModelCard, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
 from tests.factories import make_settings
 from tests.training.multiomics import conftest as fixtures
-from training.data.multiomics import MultiOmics
 from training.export.card import CardInfo
-from training.export.multiomics import export_multiomics_classifier
-from training.methods.multiomics import MultiOmicsResult, predict_proba
+from training.multiomics.data import MultiOmics
+from training.multiomics.export import export_multiomics_classifier
+from training.multiomics.finetune import MultiOmicsResult, predict_proba
 
 pytestmark = pytest.mark.slow
 

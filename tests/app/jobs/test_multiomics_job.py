@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from tests.factories import once_loaded, service_client
 from tests.training.multiomics import conftest as fixtures
-from training.data.multiomics import MultiOmics
+from training.multiomics.data import MultiOmics
 
 pytestmark = pytest.mark.slow  # a real fine-tuning job
 

@@ -7,10 +7,16 @@ from typing import Any
 
 import pytest
 
+from contract.matrix import ExpressionMatrix
+from contract.preprocess.pipeline import PreprocessPipeline
 from tests.factories import published_encoder
+from training.choice import candidates as cands
 from training.evaluation.splits import Dataset
 from training.nn.config import TrainConfig
 from training.publish.chosen import ChosenRun, choose_and_export
+from training.publish.parent import load_autoencoder
+
+QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -38,4 +44,22 @@ def publish_chosen(
         models_dir=models,
         description="test",
         **kw,
+    )
+
+
+def problem_on(
+    encoder: Path, matrix: ExpressionMatrix, task: str = "classification"
+) -> cands.Problem:
+    """The choice's problem for `matrix` on `encoder`: a linear head trained for `QUICK`."""
+    auto = load_autoencoder(encoder)
+    return cands.Problem(
+        matrix=matrix,
+        label_column="label",
+        task=task,  # type: ignore[arg-type]
+        encoder=auto.encoder,
+        latent=auto.config.latent,
+        pipeline=PreprocessPipeline.load(encoder),
+        head_hidden=(),
+        head_dropout=0.0,
+        train_cfg=QUICK,
     )

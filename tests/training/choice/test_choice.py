@@ -13,8 +13,7 @@ import pytest
 from contract.card import CandidateScore, ModelCard
 from contract.matrix import ExpressionMatrix
 from contract.vocab import BASELINES, REGRESSION_BASELINES
-from contract.preprocess.pipeline import PreprocessPipeline
-from tests.training.choice.conftest import publish_chosen
+from tests.training.choice.conftest import QUICK, problem_on, publish_chosen
 from training.choice import candidates as cands
 from training.choice.auto import (
     BASELINES_SIMPLEST_FIRST,
@@ -28,32 +27,11 @@ from training.choice.auto import (
 from training.choice.inner import inner_folds
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
-from training.nn.config import TrainConfig
-from training.publish.head import load_autoencoder
-from training.train.finetune import FinetuneOptions
-
-QUICK = TrainConfig(epochs=8, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
+from training.methods.options import FinetuneOptions
 
 
 def _target(n: int, seed: int, separation: float = 2.0) -> ExpressionMatrix:
     return make_synthetic(n, 40, n_classes=3, separation=separation, seed=seed)
-
-
-def _problem(
-    encoder: Path, matrix: ExpressionMatrix, task: str = "classification"
-) -> cands.Problem:
-    auto = load_autoencoder(encoder)
-    return cands.Problem(
-        matrix=matrix,
-        label_column="label",
-        task=task,  # type: ignore[arg-type]
-        encoder=auto.encoder,
-        latent=auto.config.latent,
-        pipeline=PreprocessPipeline.load(encoder),
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-    )
 
 
 def test_the_published_model_is_the_simplest_within_one_standard_error_of_the_best(
@@ -124,7 +102,7 @@ def test_a_baseline_that_wins_is_published_and_served_through_onnx(
 def test_a_named_strategy_is_published_and_warned_about_when_a_baseline_beats_it(
     encoder: Path,
 ) -> None:
-    problem = _problem(encoder, _target(60, 12))
+    problem = problem_on(encoder, _target(60, 12))
     pool = [cands.transfer(FinetuneOptions("frozen")), cands.baseline("logistic")]
     choice = choose(problem, pool, forced="frozen")
     assert choice.winner.name == "frozen"
@@ -207,14 +185,14 @@ def test_two_samples_per_class_get_repeated_two_fold_cv(encoder: Path) -> None:
     small = _target(60, 13)
     lab = np.array(small.labels("label"))
     m = small.take(np.sort(np.concatenate([np.flatnonzero(lab == c)[:2] for c in set(lab)])))
-    cv = inner_folds(_problem(encoder, m), seed=0)
+    cv = inner_folds(problem_on(encoder, m), seed=0)
     assert len(cv.folds) == 30  # 6 samples: INNER_SCORES asks for 30 fold scores
     assert "2-fold" in cv.protocol
     assert "repeated 15 times" in cv.protocol
     for train_idx, _ in cv.folds:
         assert len(set(np.array(m.labels("label"))[train_idx])) == 3  # every class trains
     choice = choose(
-        _problem(encoder, m), [cands.transfer(FinetuneOptions()), cands.baseline("logistic")]
+        problem_on(encoder, m), [cands.transfer(FinetuneOptions()), cands.baseline("logistic")]
     )
     assert len(choice.selection.candidates[0].folds) == 30
 
@@ -225,7 +203,7 @@ def test_inner_cv_refuses_a_class_with_one_sample(encoder: Path) -> None:
     first = np.flatnonzero(lab == lab[0])[:1]
     rest = np.flatnonzero(lab != lab[0])
     with pytest.raises(ValueError, match="≥ 2 samples each"):
-        inner_folds(_problem(encoder, m.take(np.sort(np.concatenate([first, rest])))), seed=0)
+        inner_folds(problem_on(encoder, m.take(np.sort(np.concatenate([first, rest])))), seed=0)
 
 
 def test_candidate_names_parse_or_say_what_exists() -> None:

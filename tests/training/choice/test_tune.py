@@ -21,11 +21,11 @@ from training.choice.auto import reason
 from training.choice.tune import TuneSettings, tune
 from training.data.synthetic import make_synthetic
 from training.evaluation.splits import Dataset, hold_out
+from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.publish.chosen import ChosenRun
-from training.publish.head import load_autoencoder
-from training.train.finetune import FinetuneOptions
+from training.publish.parent import load_autoencoder
 
 QUICK = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 # a trial that learns next to nothing: a linear head on the frozen encoder, the smallest

@@ -11,7 +11,7 @@ import pytest
 
 from app.cli import main
 from contract.card import ModelCard, ModelKind
-from training.cli.parsers import task_spec
+from training.cli.shared.values import task_spec
 from training.data.synthetic import make_synthetic
 
 

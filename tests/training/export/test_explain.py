@@ -27,7 +27,7 @@ from training.export.explain import (
     predicted,
     sklearn_layers,
 )
-from training.export.graphs import export_classifier
+from training.export.heads import export_classifier
 from training.export.onnx import INPUT_NAME
 from training.nn.encoders import AutoencoderConfig, DenseAutoencoder
 from training.nn.heads import ClassifierHead, ClassifierHeadConfig

@@ -19,13 +19,9 @@ from contract.card import (
 )
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.export.graphs import (
-    CardInfo,
-    ClassifierGraph,
-    export_classifier,
-    export_encoder,
-    export_regressor,
-)
+from training.export.card import CardInfo
+from training.export.graphs import ClassifierGraph, export_encoder
+from training.export.heads import export_classifier, export_regressor
 from training.export.onnx import ExportVerificationError, export_onnx, verify_onnx
 from training.export.store import model_ref, resolve_version
 from training.nn.config import TrainConfig

@@ -11,12 +11,13 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.synthetic import make_synthetic
 from training.methods.adapt import Domains, mmd2, ramp, reverse_gradient
+from training.methods.options import FinetuneOptions
 from training.methods.semisup import UnlabelledLoss
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import DenoisingAutoencoderConfig, build_autoencoder
 from training.train.apply import embed
-from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+from training.train.finetune import finetune_classifier, finetune_regressor
 from training.train.loop import seeded
 
 HEAD = ClassifierHeadConfig(n_in=4, n_classes=3)

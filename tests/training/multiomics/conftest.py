@@ -9,12 +9,12 @@ import pytest
 from contract.align import align_matrix
 from contract.card import ModelCard, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics, make_multiomics
 from training.export.graphs import CardInfo, export_encoder
-from training.methods.multiomics import MultiOmicsResult, finetune_multiomics
+from training.multiomics.data import MultiOmics, make_multiomics
+from training.multiomics.finetune import MultiOmicsResult, finetune_multiomics
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 from training.train.pretrain import pretrain
 
 

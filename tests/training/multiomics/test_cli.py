@@ -8,7 +8,7 @@ import pytest
 
 from app.cli import main
 from contract.card import ModelCard
-from training.data.multiomics import MultiOmics, write_h5mu
+from training.multiomics.data import MultiOmics, write_h5mu
 
 pytestmark = pytest.mark.slow
 

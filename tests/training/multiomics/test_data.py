@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from contract.matrix import ExpressionMatrix
-from training.data.multiomics import (
+from training.multiomics.data import (
     MultiOmics,
     make_multiomics,
     read_h5mu,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluation.multiomics import Paired, Scenario, run, write
+from training.multiomics.evaluation import Paired, Scenario, run, write
 
 pytestmark = pytest.mark.slow
 

@@ -10,17 +10,17 @@ import torch
 
 from contract.card import ModelCard, TrainingData
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics
 from training.export.card import CardInfo
-from training.export.multiomics import (
+from training.export.onnx import ExportVerificationError
+from training.export.store import model_ref
+from training.multiomics.data import MultiOmics
+from training.multiomics.export import (
     export_multiomics_classifier,
     modality_inputs,
     parity_batches,
     verify_multi,
 )
-from training.export.onnx import ExportVerificationError
-from training.export.store import model_ref
-from training.methods.multiomics import MultiOmicsResult, predict_proba
+from training.multiomics.finetune import MultiOmicsResult, predict_proba
 
 pytestmark = pytest.mark.slow
 

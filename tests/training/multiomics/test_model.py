@@ -10,23 +10,23 @@ from contract.align import align_matrix
 from contract.card import ModelCard
 from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics
-from training.methods.multiomics import (
+from training.methods.options import FinetuneOptions
+from training.multiomics.data import MultiOmics
+from training.multiomics.finetune import (
     MultiOmicsResult,
     finetune_multiomics,
     pack,
     predict_proba,
 )
-from training.nn.config import TrainConfig
-from training.nn.multiomics import (
+from training.multiomics.network import (
     MAX_MODALITIES,
     ModalityScaling,
     MultiOmicsGraph,
     exportable,
     presence_flags,
 )
-from training.publish.head import load_autoencoder
-from training.train.finetune import FinetuneOptions
+from training.nn.config import TrainConfig
+from training.publish.parent import load_autoencoder
 
 pytestmark = pytest.mark.slow
 

@@ -18,15 +18,16 @@ from contract.preprocess.pipeline import PreprocessPipeline
 from contract.vocab import Strategy
 from tests.factories import published_encoder
 from training.data.synthetic import make_synthetic
+from training.evaluation.multitask import task_outputs_of
 from training.evaluation.splits import Dataset, hold_out
-from training.export.graphs import MultiTaskTop
+from training.export.heads import MultiTaskTop
+from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.nn.heads import MultiTaskHead, MultiTaskHeadConfig
 from training.preprocess.fused import pipeline_module
-from training.publish.head import load_autoencoder
-from training.publish.multitask import MultitaskRun, multitask_and_export, task_outputs_of
-from training.train.finetune import FinetuneOptions
+from training.publish.multitask import MultitaskRun, multitask_and_export
+from training.publish.parent import load_autoencoder
 from training.train.multitask import TaskSpec, finetune_multitask, weighted_loss
 
 QUICK = TrainConfig(epochs=4, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
@@ -256,20 +257,6 @@ def test_without_held_out_samples_each_task_is_compared_on_inner_folds(encoder: 
         assert all("inner cross-validation" in w for w in task.warnings)
 
 
-def test_a_task_that_cannot_be_scored_is_said_so() -> None:
-    from training.publish.multitask import FittedTask, warnings_for
-
-    task = FittedTask(TaskSpec("score", "regression"), ["score"], 3)
-    (warning,) = warnings_for(task, None, None)
-    assert warning.startswith("not compared with ridge regression")
-    better = warnings_for(task, {"r2": 0.1}, {"r2": 0.3})
-    assert better == [
-        "ridge regression on the same training samples scored higher on the held-out samples "
-        "(r2 0.300 vs 0.100 for this task's head)"
-    ]
-    assert warnings_for(task, {"r2": 0.3}, {"r2": 0.1}) == []
-
-
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -299,7 +286,7 @@ def test_a_classification_task_needs_two_classes(encoder: Path) -> None:
 
 def test_export_refuses_tasks_that_are_not_the_heads(tmp_path: Path) -> None:
     from contract.card import task_outputs
-    from training.export.graphs import export_multitask
+    from training.export.heads import export_multitask
 
     head = MultiTaskHead(
         MultiTaskHeadConfig(n_in=4, tasks=("a",), kinds=("regression",), widths=(1,))

@@ -21,11 +21,12 @@ from training.evaluation.metrics import (
 )
 from training.export.baseline import export_baseline
 from training.export.graphs import CardInfo
+from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import DenoisingAutoencoderConfig, build_autoencoder
 from training.train.apply import predict_proba, predict_values
-from training.train.finetune import FinetuneOptions, finetune_classifier, finetune_regressor
+from training.train.finetune import finetune_classifier, finetune_regressor
 
 pytestmark = pytest.mark.slow
 

@@ -19,12 +19,10 @@ import torch
 from torch import nn
 
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics
+from training.methods.options import FinetuneOptions
 from training.methods.staged import Fixed, merge_histories, unfrozen_stages
-from training.nn.checkpoint import build_module
-from training.nn.config import TrainConfig
-from training.nn.heads import ClassifierHeadConfig
-from training.nn.multiomics import (
+from training.multiomics.data import MultiOmics
+from training.multiomics.network import (
     MAX_MODALITIES,
     ModalityScaler,
     ModalityScaling,
@@ -32,9 +30,11 @@ from training.nn.multiomics import (
     MultiOmicsGraph,
     fused_width,
 )
+from training.nn.checkpoint import build_module
+from training.nn.config import TrainConfig
+from training.nn.heads import ClassifierHeadConfig
 from training.nn.variants import encoder_layers
 from training.preprocess.fused import pipeline_module
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History, resolve_device, seeded, train_loop
 from training.train.validation import chance_cross_entropy, class_split
 

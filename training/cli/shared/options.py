@@ -1,4 +1,5 @@
-"""What several `genexfer train` commands' parsers share: option groups and option types.
+"""The option groups several commands share: the data, what a head is trained for, the
+optimisation, the head, the fine-tuning methods, the input scale, the multi-omics data.
 
 Standard library only (plus the stdlib-only `training.train.defaults` and `training.nn.config`):
 torch loads when a command runs, so `genexfer --help` works where only the service is installed.
@@ -9,14 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.vocab import (
-    ADAPTATIONS,
-    BASELINES,
-    EVAL_METHODS,
-    ORIENTATIONS,
-    SEMI_SUPERVISION,
-    TASKS,
-)
+from contract.vocab import ADAPTATIONS, ORIENTATIONS, SEMI_SUPERVISION, TASKS
+from training.cli.shared.values import d, show, task_spec, widths
 from training.nn.config import TrainConfig
 from training.train import defaults
 
@@ -64,27 +59,6 @@ def target(parser: argparse.ArgumentParser, *, multi_task: bool = False) -> None
         help="share held out (stratified by label when classifying) for the card's metrics "
         "(default: %(default)s)",
     )
-
-
-def task_spec(text: str) -> tuple[str, str, float]:
-    """'G2M_score:regression:0.5' → (column, kind, weight); the kind and weight may be left out
-    (classification, 1), and a column may itself hold ':' (read from the right)."""
-    column, kind, weight = text, "classification", 1.0
-    head, _, last = column.rpartition(":")
-    if head:
-        try:
-            weight = float(last)
-            column = head
-        except ValueError:
-            pass
-    head, _, last = column.rpartition(":")
-    if head and last in TASKS:
-        column, kind = head, last
-    if not column.strip(":") or column[0] == ":" or not 0 < weight < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"expected COLUMN[:classification|regression[:WEIGHT>0]], got {text!r}"
-        )
-    return column, kind, weight
 
 
 def head(parser: argparse.ArgumentParser) -> None:
@@ -281,47 +255,24 @@ def widths_option(
     group.add_argument(flag, type=widths, default=default, metavar="W[,W...]", help=help)
 
 
-def d(text: str) -> str:
-    """Help text that shows the default."""
-    return text + " (default: %(default)s)"
-
-
-def show(widths: tuple[int, ...]) -> str:
-    """Widths as the command line takes them."""
-    return ",".join(str(w) for w in widths)
-
-
-def widths(text: str) -> tuple[int, ...]:
-    """'256,64' → (256, 64); '' → ()."""
-    try:
-        return tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    """'5,10,25' → (5, 10, 25); refuses empty and non-positive lists."""
-    values = widths(text)
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def baseline_names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of known classification baselines."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(set(names) - set(BASELINES))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown baselines {unknown}; have {list(BASELINES)}")
-    return names
-
-
-def method_names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of evaluation methods."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(set(names) - set(EVAL_METHODS))
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; have {list(EVAL_METHODS)}")
-    return names
+def multiomics(parser: argparse.ArgumentParser) -> None:
+    """finetune's multi-omics data: --modality NAME=FILE (repeated), --logit-modality NAME
+    (repeated)."""
+    group = parser.add_argument_group("multi-omics")
+    group.add_argument(
+        "--modality",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="an added modality (e.g. methylation=beta.csv, protein=rppa.parquet): a table with "
+        "samples as rows, the first column their ids; a sample absent from it lacks that "
+        "modality. With --data FILE.h5mu every modality but 'rna' is added instead",
+    )
+    group.add_argument(
+        "--logit-modality",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a modality of β-values, turned into M-values (log2 β/(1-β)) before "
+        "standardisation (default: methylation)",
+    )

@@ -23,7 +23,6 @@ from contract.card import ModelKind, ModelRef, TensorSpec
 from contract.modality import ModalityInput
 from contract.preprocess.pipeline import PreprocessPipeline
 from contract.preprocess.steps import Array
-from training.data.multiomics import MultiOmics
 from training.export.card import CardInfo, parity_inputs, publish_version
 from training.export.onnx import (
     BATCH_AXIS,
@@ -34,8 +33,9 @@ from training.export.onnx import (
     export_onnx,
 )
 from training.export.store import check_model_name, staging_folder
-from training.methods.multiomics import MultiOmicsResult
-from training.nn.multiomics import MultiOmicsGraph, exportable
+from training.multiomics.data import MultiOmics
+from training.multiomics.finetune import MultiOmicsResult
+from training.multiomics.network import MultiOmicsGraph, exportable
 
 OUTPUTS = ("logits", "probabilities")
 WEIGHTS = "multiomics.safetensors"
@@ -77,7 +77,7 @@ def export_multiomics_classifier(
     pipeline:
         The expression encoder's preprocessing, fused in front of it.
     name, models_dir, info:
-        As for `training.export.graphs.export_classifier`.
+        As for `training.export.heads.export_classifier`.
     reference:
         Real samples (expression in panel order, with their modalities) for the parity check.
     parent:

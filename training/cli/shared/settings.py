@@ -1,6 +1,6 @@
-"""What several `genexfer train` commands make of their arguments: the data read, the training
-settings, the publish call; the command protocol and the error guard (their options:
-`training.cli.parsers`).
+"""What the training commands make of their arguments: the optimisation settings, the
+fine-tuning options and candidates, the held-out split, the card's description, and the publish
+call `finetune` and `tune` share.
 
 Standard library only (plus the stdlib-only `training.nn.config`): torch loads when a command
 runs, so `genexfer --help` works where only the service is installed.
@@ -9,46 +9,19 @@ runs, so `genexfer --help` works where only the service is installed.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from contract.vocab import parse_candidate
+from training.cli.shared.command import progress
 from training.nn.config import TrainConfig
 
 if TYPE_CHECKING:
     from contract.matrix import ExpressionMatrix
     from training.evaluation.splits import Dataset
+    from training.methods.options import FinetuneOptions
     from training.preprocess.convert import Conversion
     from training.publish.chosen import ChosenRun
-    from training.train.finetune import FinetuneOptions
-
-P = ParamSpec("P")
-R = TypeVar("R")
-# a string: argparse's class is not subscriptable at run time, only for type checkers
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-class Command(Protocol):
-    """A command module: its name, one-line help, description, options and what it runs."""
-
-    NAME: str
-    HELP: str
-    DESCRIPTION: str
-
-    def arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add the command's options to its parser."""
-
-    def run(self, args: argparse.Namespace) -> int:
-        """Do the command's work; the exit status."""
-
-
-def add_command(commands: Subparsers, command: Command) -> None:
-    """Add a command module's parser to `commands`; parsing it selects the module's `run`."""
-    parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
-    command.arguments(parser)
-    parser.set_defaults(func=command.run)
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:
@@ -64,67 +37,6 @@ def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainCo
     )
 
 
-def read(
-    args: argparse.Namespace, obs_columns: tuple[str, ...], path: Path | None = None
-) -> ExpressionMatrix:
-    """The --data file (or `path`, read the same way) as a matrix (`obs_columns`: table columns
-    that are not genes)."""
-    from contract.io.readers import read_matrix
-
-    path = args.data if path is None else path
-    if path.name.lower().endswith(".h5ad"):
-        return read_matrix(path, layer=args.layer)
-    return read_matrix(path, orientation=args.orientation, obs_columns=obs_columns)
-
-
-def labelled(
-    args: argparse.Namespace, encoder_folder: Path, conversion: Conversion | None
-) -> tuple[ExpressionMatrix, ExpressionMatrix | None]:
-    """The --data rows with a --label-column value, and the rows without one (those of --data
-    and of --unlabelled), on the encoder's input scale (`conversion`: --counts-to-log)."""
-    from contract.card import ModelCard
-    from contract.io.readers import attach_obs, read_obs
-    from training.preprocess.convert import prepared
-    from training.train.apply import split_unlabelled, stack_rows
-
-    scale = ModelCard.read(encoder_folder).input_scale
-    domain = (args.domain_column,) if args.domain_column else ()
-    table = args.labels is None and args.orientation == "samples_as_rows"
-    obs = None if args.labels is None else read_obs(args.labels)
-    columns = label_columns(args)
-    matrix = read(args, obs_columns=(*columns, *domain) if table else ())
-    if obs is not None:
-        matrix = attach_obs(matrix, obs)
-    matrix, rest = split_unlabelled(prepared(matrix, scale, conversion), columns)
-    if args.unlabelled is not None:
-        more = read(args, obs_columns=domain if table else (), path=args.unlabelled)
-        if obs is not None and set(more.sample_ids) <= set(obs.index.astype(str)):
-            more = attach_obs(more, obs)
-        more = prepared(more, scale, conversion)
-        rest = more if rest is None else stack_rows(rest, more)
-    return matrix, rest
-
-
-def has_every_label(matrix: ExpressionMatrix, column: str) -> bool:
-    """Whether every row of `matrix` has a value in `column`."""
-    from training.train.apply import labelled_rows
-
-    return bool(labelled_rows(matrix, column).all())
-
-
-def label_columns(args: argparse.Namespace) -> tuple[str, ...]:
-    """The label columns: each --multi-task's, else --label-column."""
-    tasks = getattr(args, "multi_task", None)
-    return tuple(t[0] for t in tasks) if tasks else (args.label_column,)
-
-
-def conversion(args: argparse.Namespace) -> Conversion | None:
-    """The --counts-to-log conversion, if asked for."""
-    from training.preprocess.convert import Conversion
-
-    return Conversion(args.target_sum) if args.counts_to_log else None
-
-
 def check_candidates(args: argparse.Namespace) -> None:
     """Refuse --candidates that are not names, or given with a named --strategy."""
     for name in args.candidates or ():
@@ -135,7 +47,7 @@ def check_candidates(args: argparse.Namespace) -> None:
 
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     """The FinetuneOptions the --strategy and method options describe."""
-    from training.train.finetune import FinetuneOptions
+    from training.methods.options import FinetuneOptions
 
     auto = args.strategy == "auto"
     if auto and (args.adaptation != "none" or args.semi_supervised != "none"):
@@ -191,20 +103,6 @@ def card_description(
         f"{subject} on {args.data.name}: {model}, trained on {dataset.train.shape[0]} samples."
         + ("" if conversion is None else " " + conversion.describe())
     )
-
-
-def guard(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
-    """Run `func`; bad input (files, ids, names) is the user's to fix: a message, no traceback."""
-    try:
-        return func(*args, **kwargs)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-
-
-def progress(args: argparse.Namespace) -> bool | None:
-    """Progress bars: off with --quiet, else only on a terminal."""
-    return False if args.quiet else None
 
 
 def publish_chosen(

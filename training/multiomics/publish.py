@@ -2,8 +2,8 @@
 
 The expression is aligned to the encoder's panel (missing genes filled, the overlap reported), a
 stratified test split is held out (never fitted on), the network trained on the rest by the
-strategy asked for (`training.methods.multiomics`) and scored on the test split, then exported
-with its card (`training.export.multiomics`). Beside it, on the same test split, a logistic
+strategy asked for (`training.multiomics.finetune`) and scored on the test split, then exported
+with its card (`training.multiomics.export`). Beside it, on the same test split, a logistic
 regression on the expression alone and one on the expression plus the modalities (the packed
 input the network sees: standardised, missing ones zero with a presence flag): the card's
 `selection` holds the three scores and warns when a logistic regression scored higher.
@@ -20,18 +20,18 @@ import numpy.typing as npt
 from contract.align import align_matrix
 from contract.card import CandidateScore, Metric, ModelCard, Selection
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import MultiOmics
 from training.evaluation.baselines import baseline_proba, fit_baseline
 from training.evaluation.metrics import classification_metrics
 from training.evaluation.splits import hold_out
 from training.export.graphs import CardInfo
-from training.export.multiomics import card_extra, export_multiomics_classifier
 from training.export.store import model_ref
-from training.methods.multiomics import MultiOmicsResult, finetune_multiomics, pack, predict_proba
+from training.methods.options import FinetuneOptions
+from training.multiomics.data import MultiOmics
+from training.multiomics.export import card_extra, export_multiomics_classifier
+from training.multiomics.finetune import MultiOmicsResult, finetune_multiomics, pack, predict_proba
 from training.nn.config import TrainConfig, config_to_dict
-from training.publish.head import load_autoencoder
+from training.publish.parent import load_autoencoder
 from training.train.apply import predict_labels
-from training.train.finetune import FinetuneOptions
 from training.train.loop import History
 
 

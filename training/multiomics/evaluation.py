@@ -1,7 +1,7 @@
 """Expression alone vs expression plus added modalities, on the same seeded splits.
 
-``python -m training.evaluation.multiomics --out reports/multiomics-synthetic`` generates one
-synthetic multi-omics world (`training.data.multiomics.make_multiomics`), pretrains an expression
+``python -m training.multiomics.evaluation --out reports/multiomics-synthetic`` generates one
+synthetic multi-omics world (`training.multiomics.data.make_multiomics`), pretrains an expression
 encoder on its source rows (labels unused), then, for every repeat, draws a stratified split of
 the target rows and fits on its training part: the expression-only head (the project's
 `finetune_classifier`) and the multi-omics network (`finetune_multiomics`), the encoder frozen in
@@ -27,11 +27,11 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from contract.preprocess.pipeline import PreprocessPipeline
-from training.data.multiomics import make_multiomics
 from training.evaluation.metrics import classification_metrics
 from training.evaluation.splits import hold_out
-from training.methods.multiomics import finetune_multiomics, pack
-from training.methods.multiomics import predict_proba as omics_proba
+from training.multiomics.data import make_multiomics
+from training.multiomics.finetune import finetune_multiomics, pack
+from training.multiomics.finetune import predict_proba as omics_proba
 from training.nn.config import TrainConfig
 from training.nn.encoders import AutoencoderConfig
 from training.nn.heads import ClassifierHeadConfig
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats, n_target=args.n_target, expression_noise=args.expression_noise,
         epochs=args.epochs, seed=args.seed, separation=args.separation,
     )  # fmt: skip
-    command = "python -m training.evaluation.multiomics " + " ".join(
+    command = "python -m training.multiomics.evaluation " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
     )
     path = write(results, args.out, command, time.perf_counter() - start)

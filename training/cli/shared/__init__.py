@@ -1,0 +1,1 @@
+"""What the commands share: the command protocol, options, values, inputs, settings."""

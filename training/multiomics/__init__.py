@@ -1,0 +1,1 @@
+"""Multi-omics classifiers: data, network, fine-tuning, export, publication, evaluation."""
