@@ -57,7 +57,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto: inner cross-validation on the training samples over the strategies (with "
         "adaptation and semi-supervision where the data allow) and classical baselines, the "
-        "best published; frozen: head only; partial: + top --unfreeze-top encoder layers; "
+        "simplest within one standard error of the best published; frozen: head only; "
+        "partial: + top --unfreeze-top encoder layers; "
         "gradual: one more layer per stage; full: all, encoder at a lower LR. A named "
         "strategy is compared with logistic regression (ridge) and warned about when it "
         "loses (default: %(default)s)",

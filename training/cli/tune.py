@@ -25,8 +25,9 @@ DESCRIPTION = (
     "--domain-column, the domain adaptation and its weight. Every trial is scored by inner "
     "cross-validation on the training samples only; the test split is held out before. The "
     "best settings then join the automatic choice as the candidate 'tuned', beside the "
-    "transfer strategies and the classical baselines, and the best mean on the choice's own "
-    "folds is published (with a named --strategy, the search keeps it and the tuned model is "
+    "transfer strategies and the classical baselines, and the choice's one-standard-error "
+    "rule on its own folds publishes (tuned counts as the most complex candidate; with a "
+    "named --strategy, the search keeps it and the tuned model is "
     "published). The card's selection records every candidate and the study."
 )
 

@@ -2,7 +2,8 @@
 
 Shared by `genexfer train finetune` and fine-tuning jobs. With ``strategy="auto"`` every
 candidate (`training.choice.candidates.default_candidates`, or the names given) is scored by inner
-cross-validation on the training samples and the best is published: a transfer head through
+cross-validation on the training samples and the one-standard-error rule's pick is published
+(`training.choice.auto`): a transfer head through
 `training.publish.head`, a classical baseline through its ONNX export
 (`training.export.baseline`). With a named strategy that strategy is published, compared on the
 same folds with logistic regression (ridge for regression), and the card warns when the baseline
