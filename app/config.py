@@ -171,12 +171,6 @@ class Settings(BaseSettings):
         description="Where a job runner trains: auto (CUDA when this process sees a GPU), cpu, "
         "or cuda (a job fails if none is usable).",
     )
-    train_workers: int = Field(
-        default=0,
-        ge=0,
-        description="Processes a job runner fits the automatic choice's inner folds in (CPU "
-        "training): 0 = one per core it may use, at most 8; each holds its own torch (~0.3 GB).",
-    )
     max_dataset_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     idempotency_ttl_hours: float = Field(
         default=24.0,

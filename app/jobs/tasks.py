@@ -196,7 +196,6 @@ def run_job(
             models_dir=settings.models_dir,
             hook=heartbeat,
             device=settings.train_device,
-            workers=settings.train_workers,
         )
         outcome = {
             "status": "succeeded",

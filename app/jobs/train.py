@@ -55,12 +55,10 @@ def run(
     models_dir: Path,
     hook: TrainingHook,
     device: str = "auto",
-    workers: int = 0,
     modality_paths: Mapping[str, str] | None = None,
 ) -> tuple[str, int, dict[str, Any]]:
-    """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE), the choice's inner folds
-    fitted in `workers` processes (GENEXFER_TRAIN_WORKERS); returns (model name, version,
-    metrics)."""
+    """Choose, fine-tune and publish on `device` (GENEXFER_TRAIN_DEVICE); returns (model name,
+    version, metrics)."""
     try:
         where = resolve_device(device)
     except ValueError as exc:  # cuda asked for, none usable here
@@ -139,7 +137,6 @@ def run(
             unlabelled=unlabelled,
             domain_column=adaptation["domain_column"],
             tune=search,
-            workers=workers,
         )
     history = result.history
     metrics: dict[str, Any] = {

@@ -27,7 +27,7 @@ from contract.card import CandidateScore, Selection, Tuning
 from contract.matrix import ExpressionMatrix
 from contract.vocab import STRATEGIES
 from training.choice.candidates import TUNED, Candidate, Problem, fit_proba
-from training.choice.inner import InnerCV, candidate_scores, inner_folds
+from training.choice.inner import InnerCV, fold_scores, inner_folds
 from training.train import progress
 from training.train.apply import stack_rows
 from training.train.loop import cpu_threads_for
@@ -52,7 +52,6 @@ def choose(
     forced: str | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
     tuning: Tuning | None = None,
-    workers: int = 0,
 ) -> Choice:
     """Score every candidate on the same inner folds and pick the best (or `forced`).
 
@@ -71,9 +70,6 @@ def choose(
         Called with (name, index, count) before each candidate is scored (progress).
     tuning:
         The search that made the candidate ``tuned``, recorded in the selection.
-    workers:
-        Processes for the inner folds' fits (`training.choice.inner.inner_workers`; 0: one per
-        core); the scores do not depend on it.
     """
     names = [c.name for c in candidates]
     if len(set(names)) != len(names) or not names:
@@ -82,28 +78,23 @@ def choose(
         raise ValueError(f"forced candidate {forced!r} is not among {names}")
     cv = inner_folds(problem, seed)
     features = problem.features()
+    scored: list[CandidateScore] = []
     # the job's loss curve is the published model's, not the inner fits': only cancellation
     # checks reach the watcher here
     with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
-        every = candidate_scores(
-            candidates,
-            problem,
-            cv,
-            seed=seed,
-            features=features,
-            on_candidate=on_candidate,
-            workers=workers,
-        )
-    scored = [
-        CandidateScore(
-            name=candidate.name,
-            kind=candidate.kind,
-            mean=float(np.mean(folds)),
-            sd=float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
-            folds=folds,
-        )
-        for candidate, folds in zip(candidates, every, strict=True)
-    ]
+        for i, candidate in enumerate(candidates):
+            if on_candidate is not None:
+                on_candidate(candidate.name, i, len(candidates))
+            folds = fold_scores(candidate, problem, cv, seed=seed, features=features)
+            scored.append(
+                CandidateScore(
+                    name=candidate.name,
+                    kind=candidate.kind,
+                    mean=float(np.mean(folds)),
+                    sd=float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
+                    folds=folds,
+                )
+            )
     order = simplest_first(candidates)
     winner = (
         next(s for s in scored if s.name == forced)

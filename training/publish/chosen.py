@@ -89,7 +89,6 @@ def choose_and_export(
     on_candidate: Callable[[str, int, int], None] | None = None,
     tune: TuneSettings | None = None,
     on_trial: OnTrial | None = None,
-    workers: int = 0,
 ) -> ChosenRun:
     """Choose among the candidates on the training samples, publish the winner.
 
@@ -111,8 +110,6 @@ def choose_and_export(
         published.
     on_trial:
         Called as each trial of the search ends (number, state, score).
-    workers:
-        Processes for the inner cross-validation's fits (0: one per core, at most 8).
     """
     base = options or FinetuneOptions()
     card = ModelCard.read(encoder_folder)
@@ -185,7 +182,6 @@ def choose_and_export(
         forced=forced,
         on_candidate=on_candidate,
         tuning=record,
-        workers=workers,
     )
     if choice.winner.kind == "transfer":
         hidden, dropout, cfg = choice.winner.head(problem)
