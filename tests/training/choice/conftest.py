@@ -48,9 +48,12 @@ def publish_chosen(
 
 
 def problem_on(
-    encoder: Path, matrix: ExpressionMatrix, task: str = "classification"
+    encoder: Path,
+    matrix: ExpressionMatrix,
+    task: str = "classification",
+    train_cfg: TrainConfig = QUICK,
 ) -> cands.Problem:
-    """The choice's problem for `matrix` on `encoder`: a linear head trained for `QUICK`."""
+    """The choice's problem for `matrix` on `encoder`: a linear head trained by `train_cfg`."""
     auto = load_autoencoder(encoder)
     return cands.Problem(
         matrix=matrix,
@@ -61,5 +64,5 @@ def problem_on(
         pipeline=PreprocessPipeline.load(encoder),
         head_hidden=(),
         head_dropout=0.0,
-        train_cfg=QUICK,
+        train_cfg=train_cfg,
     )

@@ -13,8 +13,7 @@ import pytest
 from contract import defaults
 from contract.card import CandidateScore, ModelCard, Spread, Tuning
 from contract.matrix import ExpressionMatrix
-from contract.preprocess.pipeline import PreprocessPipeline
-from tests.training.choice.conftest import publish_chosen
+from tests.training.choice.conftest import problem_on, publish_chosen
 from training.choice import candidates as cands
 from training.choice import inner
 from training.choice.auto import reason
@@ -25,7 +24,6 @@ from training.methods.options import FinetuneOptions
 from training.nn.checkpoint import load_checkpoint
 from training.nn.config import TrainConfig
 from training.publish.chosen import ChosenRun
-from training.publish.parent import load_autoencoder
 
 QUICK = TrainConfig(epochs=6, batch_size=32, lr=3e-3, val_fraction=0.2, patience=3, seed=0)
 # a trial that learns next to nothing: a linear head on the frozen encoder, the smallest
@@ -61,18 +59,7 @@ def few_folds(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _problem(encoder: Path, matrix: ExpressionMatrix) -> cands.Problem:
-    auto = load_autoencoder(encoder)
-    return cands.Problem(
-        matrix=matrix,
-        label_column="label",
-        task="classification",
-        encoder=auto.encoder,
-        latent=auto.config.latent,
-        pipeline=PreprocessPipeline.load(encoder),
-        head_hidden=(),
-        head_dropout=0.0,
-        train_cfg=QUICK,
-    )
+    return problem_on(encoder, matrix, train_cfg=QUICK)
 
 
 def _target(n: int = 45) -> ExpressionMatrix:
