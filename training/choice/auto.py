@@ -191,9 +191,9 @@ def reason(
             f"one-standard-error rule: {best.name} scored the highest mean ({_pm(best)}), "
             f"{best.mean - winner.mean:.3f} above it, within one standard error of their paired "
             f"difference ({paired_se(best, winner):.3f}), and {winner.name} is the simplest "
-            f"candidate within that band (classical models before transfer, the more strongly "
-            f"regularised first): on this many samples such a margin is no evidence that the "
-            f"more complex model is better"
+            f"candidate within that band that no simpler candidate out-scores (classical models "
+            f"before transfer, the more strongly regularised first): on this many samples such "
+            f"a margin is no evidence that the more complex model is better"
         )
     other_kind = "baseline" if winner.kind == "transfer" else "transfer"
     rivals = [s for s in scored if s.kind == other_kind]
