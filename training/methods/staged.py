@@ -128,14 +128,7 @@ def fit_encoder(
     )
     histories: list[History] = []
     for stage, n_open in enumerate(stages):
-        for p in tuned.parameters():
-            p.requires_grad_(False)
-        opened = [p for layer in layers[len(layers) - n_open :] for p in layer.parameters()]
-        for p in opened:
-            p.requires_grad_(True)
-        groups: list[dict[str, Any]] = [{"params": [*head.parameters(), *extra]}]
-        if opened:
-            groups.append({"params": opened, "lr": cfg.lr * options.encoder_lr_scale})
+        groups = open_stage(tuned, layers, n_open, [*head.parameters(), *extra], cfg.lr, options)
         with seeded(cfg.seed + stage):
             histories.append(
                 train_loop(
@@ -224,6 +217,28 @@ def unfrozen_stages(options: FinetuneOptions, n_layers: int) -> list[int]:
     if options.strategy == "partial":
         return [min(options.unfreeze_top, n_layers)]
     return [n_layers]
+
+
+def open_stage(
+    encoder: nn.Module,
+    layers: Sequence[nn.Module],
+    n_open: int,
+    new: list[nn.Parameter],
+    lr: float,
+    options: FinetuneOptions,
+) -> list[dict[str, Any]]:
+    """Freeze `encoder` but its top `n_open` `layers`; the optimiser's parameter groups: the
+    `new` parameters (head, ...) at the base rate, the opened layers at
+    `lr * options.encoder_lr_scale`."""
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    opened = [p for layer in layers[len(layers) - n_open :] for p in layer.parameters()]
+    for p in opened:
+        p.requires_grad_(True)
+    groups: list[dict[str, Any]] = [{"params": new}]
+    if opened:
+        groups.append({"params": opened, "lr": lr * options.encoder_lr_scale})
+    return groups
 
 
 def merge_histories(histories: Sequence[History]) -> History:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +19,7 @@ from torch import nn
 
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.methods.options import FinetuneOptions
-from training.methods.staged import Fixed, merge_histories, unfrozen_stages
+from training.methods.staged import Fixed, merge_histories, open_stage, unfrozen_stages
 from training.multiomics.data import MultiOmics
 from training.multiomics.network import (
     MAX_MODALITIES,
@@ -175,14 +174,7 @@ def finetune_multiomics(
     new = [*head.parameters(), *core.modality_encoders.parameters()]
     histories = []
     for stage, n_open in enumerate(stages):
-        for p in tuned.parameters():
-            p.requires_grad_(False)
-        opened = [p for layer in layers[len(layers) - n_open :] for p in layer.parameters()]
-        for p in opened:
-            p.requires_grad_(True)
-        groups: list[dict[str, Any]] = [{"params": new}]
-        if opened:
-            groups.append({"params": opened, "lr": train_cfg.lr * options.encoder_lr_scale})
+        groups = open_stage(tuned, layers, n_open, new, train_cfg.lr, options)
         with seeded(train_cfg.seed + stage):
             histories.append(
                 train_loop(
