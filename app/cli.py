@@ -18,10 +18,10 @@ COMMANDS_GROUP = "genexfer.commands"
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.allocator import keep_freed_memory
     from app.config import get_settings
     from app.flow import set_body_high_water
     from app.logs import configure_logging
+    from contract.allocator import keep_freed_memory
 
     settings = get_settings()
     configure_logging(settings.log_level)

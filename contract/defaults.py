@@ -44,6 +44,11 @@ MIN_EPOCHS: Final = 20
 # at k = 5, 10 seeded splits; reports/pbmc68k-auto). Above 200 samples one 5-fold pass.
 INNER_FOLDS: Final = 5
 INNER_SCORES: Final = ((100, 30), (200, 10))
+# the inner folds' fits run side by side in at most this many processes (one per core the
+# process may use, up to this; training.choice.workers): on 2 cores the inner CV of an `auto`
+# job on 200 samples × 2,000 genes took 24.7 s in one process and 14.0 s in two
+# (tests/perf/RESULTS.md); more than 4 was not measured
+INNER_WORKERS: Final = 4
 
 # hyperparameter tuning (training.choice.tune, `genexfer train tune`, a job's `tune`): trials
 # when none are named, the most one search may ask for, and how many trials complete before

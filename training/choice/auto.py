@@ -27,7 +27,8 @@ from contract.card import CandidateScore, Selection, Tuning
 from contract.matrix import ExpressionMatrix
 from contract.vocab import STRATEGIES
 from training.choice.candidates import TUNED, Candidate, Problem, fit_proba
-from training.choice.inner import InnerCV, fold_scores, inner_folds
+from training.choice.inner import InnerCV, inner_folds
+from training.choice.workers import score_all, workers_for
 from training.train import progress
 from training.train.apply import stack_rows
 from training.train.loop import cpu_threads_for
@@ -52,6 +53,7 @@ def choose(
     forced: str | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
     tuning: Tuning | None = None,
+    workers: int | None = None,
 ) -> Choice:
     """Score every candidate on the same inner folds and pick the best (or `forced`).
 
@@ -70,6 +72,9 @@ def choose(
         Called with (name, index, count) before each candidate is scored (progress).
     tuning:
         The search that made the candidate ``tuned``, recorded in the selection.
+    workers:
+        Processes fitting the inner folds side by side (`training.choice.workers`); by default
+        one per core, none on a GPU. The scores are the same for any number.
     """
     names = [c.name for c in candidates]
     if len(set(names)) != len(names) or not names:
@@ -78,23 +83,30 @@ def choose(
         raise ValueError(f"forced candidate {forced!r} is not among {names}")
     cv = inner_folds(problem, seed)
     features = problem.features()
-    scored: list[CandidateScore] = []
-    # the job's loss curve is the published model's, not the inner fits': only cancellation
-    # checks reach the watcher here
+    if workers is None:
+        workers = workers_for(candidates, problem, len(candidates) * len(cv.folds))
+    # the job's loss curve is the published model's, not the inner fits': their epochs reach
+    # the watcher as inner stages
     with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
-        for i, candidate in enumerate(candidates):
-            if on_candidate is not None:
-                on_candidate(candidate.name, i, len(candidates))
-            folds = fold_scores(candidate, problem, cv, seed=seed, features=features)
-            scored.append(
-                CandidateScore(
-                    name=candidate.name,
-                    kind=candidate.kind,
-                    mean=float(np.mean(folds)),
-                    sd=float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
-                    folds=folds,
-                )
-            )
+        all_folds = score_all(
+            candidates,
+            problem,
+            cv,
+            seed=seed,
+            features=features,
+            workers=workers,
+            on_candidate=on_candidate,
+        )
+    scored = [
+        CandidateScore(
+            name=candidate.name,
+            kind=candidate.kind,
+            mean=float(np.mean(folds)),
+            sd=float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
+            folds=folds,
+        )
+        for candidate, folds in zip(candidates, all_folds, strict=True)
+    ]
     order = simplest_first(candidates)
     winner = (
         next(s for s in scored if s.name == forced)

@@ -102,11 +102,25 @@ def fold_scores(
 ) -> list[float]:
     """The candidate's score on each inner fold, trained on the others."""
     scores = []
-    for i, (train_idx, test_idx) in enumerate(cv.folds):
-        predicted = fit_predict(
-            candidate, problem, train_idx, test_idx, features=features, seed=seed + i
-        )
-        scores.append(score(problem, test_idx, predicted))
+    for i in range(len(cv.folds)):
+        scores.append(fold_score(candidate, problem, cv, i, seed=seed, features=features))
         if after_fold is not None:
             after_fold()
     return scores
+
+
+def fold_score(
+    candidate: Candidate,
+    problem: Problem,
+    cv: InnerCV,
+    fold: int,
+    *,
+    seed: int,
+    features: npt.NDArray[np.float32] | None = None,
+) -> float:
+    """The candidate trained on every fold but `fold` (seeded ``seed + fold``), scored on it."""
+    train_idx, test_idx = cv.folds[fold]
+    predicted = fit_predict(
+        candidate, problem, train_idx, test_idx, features=features, seed=seed + fold
+    )
+    return score(problem, test_idx, predicted)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from app.allocator import keep_freed_memory
 from app.config import Settings
+from contract.allocator import keep_freed_memory
 
 
 def test_zero_keeps_the_c_library_defaults() -> None:
