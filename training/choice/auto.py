@@ -28,7 +28,7 @@ from contract.matrix import ExpressionMatrix
 from contract.vocab import STRATEGIES
 from training.choice.candidates import TUNED, Candidate, Problem, fit_proba
 from training.choice.inner import InnerCV, inner_folds
-from training.choice.workers import score_all, workers_for
+from training.choice.workers import score_all
 from training.train import progress
 from training.train.apply import stack_rows
 from training.train.loop import cpu_threads_for
@@ -82,20 +82,11 @@ def choose(
     if forced is not None and forced not in names:
         raise ValueError(f"forced candidate {forced!r} is not among {names}")
     cv = inner_folds(problem, seed)
-    features = problem.features()
-    if workers is None:
-        workers = workers_for(candidates, problem, len(candidates) * len(cv.folds))
     # the job's loss curve is the published model's, not the inner fits': their epochs reach
     # the watcher as inner stages
     with progress.inner_stages(), cpu_threads_for(problem.pipeline.n_genes):
-        all_folds = score_all(
-            candidates,
-            problem,
-            cv,
-            seed=seed,
-            features=features,
-            workers=workers,
-            on_candidate=on_candidate,
+        fold_lists = score_all(
+            candidates, problem, cv, seed=seed, workers=workers, on_candidate=on_candidate
         )
     scored = [
         CandidateScore(
@@ -105,7 +96,7 @@ def choose(
             sd=float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
             folds=folds,
         )
-        for candidate, folds in zip(candidates, all_folds, strict=True)
+        for candidate, folds in zip(candidates, fold_lists, strict=True)
     ]
     order = simplest_first(candidates)
     winner = (

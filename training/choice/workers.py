@@ -79,12 +79,14 @@ def score_all(
     cv: InnerCV,
     *,
     seed: int,
-    features: npt.NDArray[np.float32] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     on_candidate: OnCandidate | None = None,
 ) -> list[list[float]]:
     """Each candidate's score on each of `cv`'s folds (fold ``i`` seeded ``seed + i``), fitted
-    in `workers` processes, or in this one when `workers` is 1."""
+    in `workers` processes (default `workers_for`), or in this one when that is 1."""
+    features = problem.features()
+    if workers is None:
+        workers = workers_for(candidates, problem, len(candidates) * len(cv.folds))
     if workers <= 1:
         return [
             _in_process(i, c, candidates, problem, cv, seed, features, on_candidate)
@@ -100,7 +102,7 @@ def _in_process(
     problem: Problem,
     cv: InnerCV,
     seed: int,
-    features: npt.NDArray[np.float32] | None,
+    features: npt.NDArray[np.float32],
     on_candidate: OnCandidate | None,
 ) -> list[float]:
     if on_candidate is not None:
@@ -113,7 +115,7 @@ def _in_pool(
     problem: Problem,
     cv: InnerCV,
     seed: int,
-    features: npt.NDArray[np.float32] | None,
+    features: npt.NDArray[np.float32],
     workers: int,
     on_candidate: OnCandidate | None,
 ) -> list[list[float]]:
