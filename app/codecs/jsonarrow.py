@@ -18,6 +18,7 @@ the cells as before. Values are read as float64 and rounded to float32 by numpy,
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,24 @@ _MATRIX = pa.schema([("genes", _NAMES), ("sample_ids", _NAMES), ("values", pa.li
 _RECORDS = pa.schema(
     [("genes", _NAMES), ("samples", pa.list_(pa.struct([("id", pa.string()), ("values", _ROWS)])))]
 )
+
+
+def _v2(data: pa.DataType) -> pa.Schema:
+    """A KServe v2 request with one input whose `data` is `data`. Only fields whose absence and
+    null mean the same to `app.codecs.v2` (an output's parameters do not: declined)."""
+    tensor = [("name", pa.string()), ("shape", pa.list_(pa.int64())), ("datatype", pa.string())]
+    params = [("input_scale", pa.string()), ("binary_data_output", pa.bool_())]
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("inputs", pa.list_(pa.struct([*tensor, ("data", data)]))),
+            ("outputs", pa.list_(pa.struct([("name", pa.string())]))),
+            ("parameters", pa.struct(params)),
+        ]
+    )
+
+
+_V2_NESTED, _V2_FLAT = _v2(pa.list_(_ROWS)), _v2(_ROWS)
 
 
 def read(
@@ -70,8 +89,47 @@ def read(
     return ids.to_pylist(), genes.to_pylist(), values
 
 
-def _table(body: bytes, schema: pa.Schema) -> pa.Table | None:
-    """The body as one row of `schema`, or None (not JSON, another shape, a null field)."""
+def read_v2(body: bytes) -> dict[str, Any] | None:
+    """A v2 JSON request with one input whose data are numbers (nested by row or flat), its
+    data as a float32 array, or None (`app.codecs.v2` then decides)."""
+    table = _table(body, _V2_NESTED, nulls=True)
+    if table is None:
+        table = _table(body, _V2_FLAT, nulls=True)
+        if table is None:
+            return None
+    inputs = _only(table, "inputs")
+    if len(inputs) != 1 or inputs.null_count:
+        return None
+    name, shape, datatype, data = inputs.flatten()
+    data = data.flatten()  # the one input's data
+    if pa.types.is_list(data.type):  # nested by row: rows of one length, else declined
+        lengths = pc.list_value_length(data)
+        if data.null_count or pc.min(lengths).as_py() != pc.max(lengths).as_py():
+            return None
+        data = data.flatten()
+    if data.null_count:
+        return None
+    with np.errstate(over="ignore"):
+        values = data.to_numpy().astype(np.float32)
+    if not np.isfinite(values).all():
+        return None
+    spec = {"name": name[0].as_py(), "shape": shape[0].as_py(), "datatype": datatype[0].as_py()}
+    request = _present({k: table.column(k)[0].as_py() for k in ("id", "outputs", "parameters")})
+    return {**request, "inputs": [{**spec, "data": values}]}
+
+
+def _present(item: Any) -> Any:
+    """`item` without the keys Arrow filled with null for fields the body did not have."""
+    if isinstance(item, dict):
+        return {k: _present(v) for k, v in item.items() if v is not None}
+    if isinstance(item, list):
+        return [_present(v) for v in item]
+    return item
+
+
+def _table(body: bytes, schema: pa.Schema, *, nulls: bool = False) -> pa.Table | None:
+    """The body as one row of `schema`, or None (not JSON, another shape; a null field unless
+    `nulls`)."""
     try:
         table = pajson.read_json(
             io.BytesIO(body),
@@ -82,7 +140,9 @@ def _table(body: bytes, schema: pa.Schema) -> pa.Table | None:
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != 1 or any(c.null_count or c.num_chunks != 1 for c in table.columns):
+    if table.num_rows != 1 or any(c.num_chunks != 1 for c in table.columns):
+        return None
+    if not nulls and any(c.null_count for c in table.columns):
         return None
     return table
 

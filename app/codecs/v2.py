@@ -16,6 +16,7 @@ import numpy.typing as npt
 import orjson
 import pydantic_core
 
+from app.codecs import jsonarrow
 from app.codecs.multiomics import v2_modalities
 from app.codecs.payloads import check_count, marks_match
 from app.errors import InvalidExpressionData, InvalidRequest
@@ -60,7 +61,10 @@ def parse(
     header, binary = (
         (body, memoryview(b"")) if header_length is None else _split(body, header_length)
     )
-    request = _json(header)
+    # a large JSON body through Arrow's parser, which releases the GIL (app.codecs.jsonarrow)
+    large = header_length is None and len(header) >= jsonarrow.MIN_BYTES
+    arrow = jsonarrow.read_v2(header) if large else None
+    request = _json(header) if arrow is None else arrow
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InvalidRequest("the inference request needs an 'inputs' list")
     inputs = request["inputs"]
@@ -72,7 +76,9 @@ def parse(
         raise InvalidRequest(f"this model takes one input named {expected!r}, got {names}")
     # JSON data whose every '"', 'u' and 'a' the rest of the request accounts for holds only
     # numbers (see app.codecs.payloads.marks_match): one float32 conversion, no type inference
-    plain = header_length is None and _only_numbers(header, request, inputs[0])
+    plain = arrow is not None or (
+        header_length is None and _only_numbers(header, request, inputs[0])
+    )
     x = _tensor(inputs[0], binary, n_genes, plain)
     check_count(x.shape[0], max_samples)
     outputs, binary_out = _outputs(request, card)

@@ -4,14 +4,17 @@ path gives for every body it takes; every other body declined, for the other pat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
-from app.codecs import jsonarrow, payloads
+from app.codecs import jsonarrow, payloads, v2
 from app.codecs.payloads import decode_json
-from app.errors import InvalidExpressionData, PayloadTooLarge
+from app.errors import InvalidExpressionData, InvalidRequest, PayloadTooLarge
+from contract.card import ModelCard
+from tests.factories import write_model
 
 GENES = ["CD3E", "CD14", "MS4A1"]
 
@@ -112,3 +115,77 @@ def test_large_bodies_take_arrow_and_bad_cells_are_still_named(
         decode_json(bad, max_samples=n)
     assert err.value.extra["samples"] == [f"s{n - 1}"]
     assert err.value.extra["genes"] == [genes[-1]]
+
+
+def v2_body(data: str = "[1, 2, 3, 4]", tensor: str = "", extra: str = "") -> str:
+    return (
+        '{"inputs": [{"name": "expression", "shape": [2, 2], "datatype": "FP32", '
+        f'"data": {data}{tensor}}}]{extra}}}'
+    )
+
+
+V2_BODIES = {
+    "nested": v2_body("[[1, 2.5], [3e2, -0.0]]"),
+    "flat, id, parameters, outputs": v2_body(
+        extra=', "id": "r1", "outputs": [{"name": "probabilities"}], '
+        '"parameters": {"binary_data_output": false, "input_scale": "counts"}'
+    ),
+}
+
+
+@pytest.mark.parametrize("text", V2_BODIES.values(), ids=list(V2_BODIES))
+def test_v2_requests_read_as_orjson_reads_them(text: str) -> None:
+    request = jsonarrow.read_v2(text.encode())
+    assert request is not None
+    expected = orjson.loads(text)
+    data = request["inputs"][0].pop("data")
+    assert data.dtype == np.float32
+    cells = np.asarray(expected["inputs"][0].pop("data"), np.float32).ravel()
+    assert data.tolist() == cells.tolist()
+    assert request == expected
+
+
+@pytest.mark.parametrize(
+    "declined",
+    [
+        v2_body("[[1, 2], [3]]"),  # ragged
+        v2_body("[1, null, 3, 4]"),
+        v2_body('[1, "2", 3, 4]'),
+        v2_body("[1, NaN, 3, 4]"),
+        v2_body(extra=', "outputs": [{"name": "p", "parameters": {"binary_data": true}}]'),
+        v2_body(tensor=', "parameters": {"binary_data_size": 16}'),
+        v2_body(extra=', "x": 1'),
+        v2_body().replace("}]", '}, {"name": "b", "shape": [1], "datatype": "FP32", "data": [1]}]'),
+        '{"inputs": []}',
+    ],
+)
+def test_v2_requests_not_plainly_numbers_are_declined(declined: str) -> None:
+    assert jsonarrow.read_v2(declined.encode()) is None
+
+
+def test_large_v2_bodies_take_arrow_and_bad_cells_are_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    genes = [f"G{i}" for i in range(400)]
+    card = ModelCard.read(write_model(root=tmp_path, name="m", genes=genes, latent=2))
+    x = np.random.default_rng(2).random((400, 400), dtype=np.float32)
+    tensor = {"name": "expression", "shape": [400, 400], "datatype": "FP32", "data": x}
+    good = orjson.dumps({"id": "big", "inputs": [tensor]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert len(good) >= jsonarrow.MIN_BYTES
+    taken: list[bool] = []
+    real = jsonarrow.read_v2
+    monkeypatch.setattr(jsonarrow, "read_v2", lambda b: taken.append(True) or real(b))  # type: ignore[func-returns-value]
+    parsed = v2.parse(good, None, card, 1000)
+    assert taken == [True]
+    assert parsed.id == "big"
+    assert np.array_equal(parsed.x, x)
+    with pytest.raises(PayloadTooLarge):
+        v2.parse(good, None, card, 399)
+    last = good.rindex(b",")
+    bad = good[:last] + b',"7"' + good[good.index(b"]", last) :]
+    with pytest.raises(InvalidRequest, match="numbers only"):
+        v2.parse(bad, None, card, 1000)
+    nan = good[:last] + b",NaN" + good[good.index(b"]", last) :]
+    with pytest.raises(InvalidExpressionData) as err:
+        v2.parse(nan, None, card, 1000)
+    assert err.value.extra["samples"] == ["399"]
