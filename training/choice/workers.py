@@ -2,10 +2,10 @@
 
 `score_all` gives every candidate's score on every inner fold, the same numbers whether the
 fits run one after another in this process or in a pool: each fit is seeded by its fold
-(`training.choice.inner.fold_score`), and each worker is a process of its own. Threads were measured
-(1.9× on two cores for whole-network fits) and not used: torch's global random generator
-(weight initialisation, dropout) is shared by a process's threads, so two fits side by side
-would draw from one stream and their scores would depend on timing.
+(`training.choice.inner.fold_score`), and each worker is a process of its own. Threads were
+tried and not used: torch's global random generator (weight initialisation, dropout) is shared
+by a process's threads, so two fits side by side drew from one stream and their scores depended
+on timing.
 
 Why a `multiprocessing` pool: a cancelled job must stop its fits at once, and `Pool.terminate`
 kills the workers; `concurrent.futures` can cancel only fits not yet started, and loky's
@@ -15,9 +15,11 @@ processes fork from a server process that has already imported torch and the tra
 in a fraction of a second. Each worker watches a pipe only the caller can write to and exits
 when it closes, so a killed service leaves no fit running.
 
-The workers report each fit's start and every epoch through a queue; the caller's thread relays
+The workers report each fit's start and its epochs through a queue; the caller's thread relays
 them to the training hook in effect (a job's progress) and checks it for cancellation between
-waits.
+waits. As in every `multiprocessing` program, a script that calls `score_all` (through
+`choose`) guards its entry point with ``if __name__ == "__main__"``: workers import the
+caller's main module.
 """
 
 from __future__ import annotations
