@@ -39,12 +39,12 @@ from training.evaluation.multitask import HEADLINE, score_tasks
 from training.evaluation.splits import hold_out
 from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
+from training.nn.device import cpu_threads_for
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.publish.parent import load_autoencoder
 from training.train import defaults
 from training.train.apply import labelled_rows, predict_proba, predict_values
 from training.train.finetune import finetune_classifier, finetune_regressor
-from training.train.loop import cpu_threads_for
 from training.train.multitask import TaskSpec, finetune_multitask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,12 +7,13 @@ of the request before, not the answer after. Arrow's parser (C++) lets them run 
 core, and two bodies parse side by side (tests/perf/RESULTS.md, issue 15 point 1). Small bodies
 keep orjson: their parse is shorter than a thread switch.
 
-Only a body Arrow reads exactly as the schema says is taken here: one JSON object, no other key,
-no null, every row as long as the gene list, names within their lengths, every value finite once
-float32. Anything else (a text or boolean cell, NaN, ragged rows, a duplicate key, `\\u` escapes
-are fine) returns None, and the orjson and strict paths of `app.codecs.payloads` decide and name
-the cells as before. Values are read as float64 and rounded to float32 by numpy, exactly as
-`np.asarray(orjson.loads(...), float32)` does.
+Only a body Arrow reads exactly as the schema says is taken here: one JSON object in UTF-8
+without a byte-order mark, no other key, no null, every row as long as the gene list, names
+within their lengths, every value finite once float32. Anything else (a text or boolean cell,
+NaN, ragged rows, a duplicate key, invalid UTF-8) returns None, and the orjson and strict paths
+of `app.codecs.payloads` and `app.codecs.v2` decide and name the cells as before. The names are
+then checked as on those paths (`payloads.check_finite`: no NUL). Values are read as float64 and
+rounded to float32 by numpy, exactly as `np.asarray(orjson.loads(...), float32)` does.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ MIN_BYTES = 1 << 20
 
 _NAMES = pa.list_(pa.string())
 _ROWS = pa.list_(pa.float64())
-_MATRIX = pa.schema([("genes", _NAMES), ("sample_ids", _NAMES), ("values", pa.list_(_ROWS))])
-_RECORDS = pa.schema(
-    [("genes", _NAMES), ("samples", pa.list_(pa.struct([("id", pa.string()), ("values", _ROWS)])))]
+# /v1: the matrix form's keys and the records form's, all optional; which are present decides
+_V1 = pa.schema(
+    [
+        ("genes", _NAMES),
+        ("sample_ids", _NAMES),
+        ("values", pa.list_(_ROWS)),
+        ("samples", pa.list_(pa.struct([("id", pa.string()), ("values", _ROWS)]))),
+    ]
 )
 
 
@@ -59,17 +65,19 @@ def read(
 ) -> tuple[list[str], list[str], np.ndarray] | None:
     """(sample ids, genes, float32 samples × genes) of a matrix or records body, or None when
     the body is not plainly one (the other paths then decide)."""
-    table = _table(body, _MATRIX)
-    if table is not None:
+    table = _table(body, _V1)
+    if table is None:
+        return None
+    matrix = [table.column(k).null_count == 0 for k in ("sample_ids", "values", "samples")]
+    if matrix == [True, True, False]:
         ids, rows = _only(table, "sample_ids"), _only(table, "values")
-    else:
-        table = _table(body, _RECORDS)
-        if table is None:
-            return None
+    elif matrix == [False, False, True]:
         samples = _only(table, "samples")
         if samples.null_count:
             return None
         ids, rows = samples.flatten()
+    else:
+        return None
     genes = _only(table, "genes")
     if not (_names(genes, gene_length) and _names(ids, id_length)):
         return None
@@ -92,15 +100,17 @@ def read(
 def read_v2(body: bytes) -> dict[str, Any] | None:
     """A v2 JSON request with one input whose data are numbers (nested by row or flat), its
     data as a float32 array, or None (`app.codecs.v2` then decides)."""
-    table = _table(body, _V2_NESTED, nulls=True)
+    table = _table(body, _V2_NESTED)
     if table is None:
-        table = _table(body, _V2_FLAT, nulls=True)
+        table = _table(body, _V2_FLAT)
         if table is None:
             return None
     inputs = _only(table, "inputs")
     if len(inputs) != 1 or inputs.null_count:
         return None
     name, shape, datatype, data = inputs.flatten()
+    if data.null_count:  # no data (a binary input, or none): v2 says which
+        return None
     data = data.flatten()  # the one input's data
     if pa.types.is_list(data.type):  # nested by row: rows of one length, else declined
         lengths = pc.list_value_length(data)
@@ -113,8 +123,11 @@ def read_v2(body: bytes) -> dict[str, Any] | None:
         values = data.to_numpy().astype(np.float32)
     if not np.isfinite(values).all():
         return None
-    spec = {"name": name[0].as_py(), "shape": shape[0].as_py(), "datatype": datatype[0].as_py()}
-    request = _present({k: table.column(k)[0].as_py() for k in ("id", "outputs", "parameters")})
+    try:
+        spec = {"name": name[0].as_py(), "shape": shape[0].as_py(), "datatype": datatype[0].as_py()}
+        request = _present({k: table.column(k)[0].as_py() for k in ("id", "outputs", "parameters")})
+    except UnicodeDecodeError:  # Arrow reads invalid UTF-8 without a word; orjson refuses it
+        return None
     return {**request, "inputs": [{**spec, "data": values}]}
 
 
@@ -127,9 +140,11 @@ def _present(item: Any) -> Any:
     return item
 
 
-def _table(body: bytes, schema: pa.Schema, *, nulls: bool = False) -> pa.Table | None:
-    """The body as one row of `schema`, or None (not JSON, another shape; a null field unless
-    `nulls`)."""
+def _table(body: bytes, schema: pa.Schema) -> pa.Table | None:
+    """The body as one row of `schema` (absent fields null), or None: not one JSON object in
+    UTF-8, another shape."""
+    if body.startswith(b"\xef\xbb\xbf"):  # a BOM: Arrow skips it, orjson and pydantic refuse
+        return None
     try:
         table = pajson.read_json(
             io.BytesIO(body),
@@ -142,8 +157,6 @@ def _table(body: bytes, schema: pa.Schema, *, nulls: bool = False) -> pa.Table |
         return None
     if table.num_rows != 1 or any(c.num_chunks != 1 for c in table.columns):
         return None
-    if not nulls and any(c.null_count for c in table.columns):
-        return None
     return table
 
 
@@ -153,8 +166,13 @@ def _only(table: pa.Table, column: str) -> pa.Array:
 
 
 def _names(names: pa.Array, longest: int) -> bool:
-    """Non-empty, no null, every name 1 to `longest` characters."""
+    """Non-empty, no null, valid UTF-8 (Arrow does not check it; orjson refuses it), every name 1
+    to `longest` characters."""
     if len(names) == 0 or names.null_count:
+        return False
+    try:
+        names.validate(full=True)
+    except pa.ArrowInvalid:
         return False
     lengths = pc.utf8_length(names)
     return bool(pc.min(lengths).as_py() >= 1 and pc.max(lengths).as_py() <= longest)

@@ -124,7 +124,7 @@ def _arrow_json(body: bytes, max_samples: int) -> Expression | None:
     ids, genes, values = read
     check_count(len(ids), max_samples)
     check_ids(ids)
-    return Expression(ids, genes, values)
+    return check_finite(Expression(ids, genes, values))  # and the names' text, as below
 
 
 def _fast_json(body: bytes, max_samples: int) -> Expression | None:

@@ -22,11 +22,11 @@ from training.methods.options import FinetuneOptions
 from training.multiomics.data import MultiOmics
 from training.multiomics.publish import multiomics_and_export
 from training.nn.config import TrainConfig
+from training.nn.device import resolve_device
 from training.publish.chosen import choose_and_export
 from training.publish.multitask import multitask_and_export
 from training.train import progress
 from training.train.apply import labelled_rows, split_unlabelled
-from training.train.loop import resolve_device
 from training.train.multitask import TaskSpec
 from training.train.progress import TrainingHook
 

@@ -29,9 +29,9 @@ from contract.vocab import STRATEGIES
 from training.choice.candidates import TUNED, Candidate, Problem, fit_proba
 from training.choice.inner import InnerCV, inner_folds
 from training.choice.workers import score_all
+from training.nn.device import cpu_threads_for
 from training.train import progress
 from training.train.apply import stack_rows
-from training.train.loop import cpu_threads_for
 
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "r2": "R²"}
 

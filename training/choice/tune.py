@@ -38,8 +38,8 @@ from training.choice.space import (
     suggest,
 )
 from training.methods.options import FinetuneOptions
+from training.nn.device import cpu_threads_for
 from training.train import progress
-from training.train.loop import cpu_threads_for
 
 # The search scores trials on a shuffle of its own, not on the choice's folds: the tuned
 # settings are the best of many tries, so on the folds they were picked on their score would

@@ -29,12 +29,14 @@ import math
 import multiprocessing
 import os
 import pickle
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.pool import AsyncResult
 from multiprocessing.queues import SimpleQueue
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ from contract import defaults
 from contract.allocator import keep_freed_memory
 from training.choice.candidates import Candidate, Problem
 from training.choice.inner import InnerCV, fold_score, fold_scores
+from training.nn.device import SMALL_MODEL_GENES
 from training.train import progress
 
 OnCandidate = Callable[[str, int, int], None]
@@ -65,12 +68,13 @@ WORKER_TRIM_THRESHOLD_MB = 1024
 def workers_for(candidates: Sequence[Candidate], problem: Problem, n_fits: int) -> int:
     """How many processes fit side by side: one per core this process may use, at most
     `defaults.INNER_WORKERS` and one per fit; one (no pool) for a problem too small to pay for
-    the pool (`POOL_MIN_VALUES`), or when a candidate trains on a GPU, where the fits would share
-    the device rather than the cores."""
+    the pool (`POOL_MIN_VALUES`); for a model too large for one thread a fit (`SMALL_MODEL_GENES`:
+    it trains on every core here, and a worker's one thread would sum in another order); and
+    when a candidate trains on a GPU, where the fits would share the device, not the cores."""
     devices = {c.options.device for c in candidates if c.options is not None}
     if "cuda" in devices or ("auto" in devices and torch.cuda.is_available()):
         return 1
-    if problem.matrix.X.size < POOL_MIN_VALUES:
+    if problem.matrix.X.size < POOL_MIN_VALUES or problem.pipeline.n_genes > SMALL_MODEL_GENES:
         return 1
     return max(1, min(len(os.sched_getaffinity(0)), defaults.INNER_WORKERS, n_fits))
 
@@ -123,42 +127,66 @@ def _in_pool(
 ) -> list[list[float]]:
     context = _context()
     events: SimpleQueue[tuple[Any, ...]] = context.SimpleQueue()
-    # plain pickle, not the pool's: torch's reducer would move the caller's encoder into shared
-    # memory; by value, every worker trains copies of its own
-    state = pickle.dumps((problem, cv, features))
     hook = progress.current()
     started: set[int] = set()
+    fitting: dict[tuple[int, int], int] = {}  # (candidate, fold) → the worker's pid
 
     def relay() -> None:
         while not events.empty():
             kind, *rest = events.get()
-            if kind == "start" and rest[0] not in started:
-                started.add(rest[0])
-                if on_candidate is not None:
-                    on_candidate(candidates[rest[0]].name, rest[0], len(candidates))
+            if kind == "failed":
+                raise RuntimeError(
+                    f"a worker of the inner cross-validation failed to start: {rest[0]}"
+                )
+            if kind == "start":
+                index, fold, pid = rest
+                fitting[(index, fold)] = pid
+                if index not in started:
+                    started.add(index)
+                    if on_candidate is not None:
+                        on_candidate(candidates[index].name, index, len(candidates))
             elif kind == "epoch" and hook is not None:
                 hook.epoch(*rest)
 
+    def check_workers(fits: list[list[AsyncResult[float]]]) -> None:
+        """A worker killed mid-fit (out of memory, a signal) never answers: the pool starts
+        another, and the fit would be waited for for ever."""
+        alive = {p.pid for p in multiprocessing.active_children()}
+        for (index, fold), pid in fitting.items():
+            if pid not in alive and not fits[index][fold].ready():
+                raise RuntimeError(
+                    f"the worker fitting {candidates[index].name} on inner fold {fold} stopped "
+                    f"before it answered (killed, or out of memory?)"
+                )
+
     # only this process holds `alive`: if it dies, the workers see `lifeline` close and exit
     lifeline, alive = context.Pipe(duplex=False)
-    # leaving the block terminates the workers: at once on cancellation or a failed fit
-    with alive, lifeline, context.Pool(workers, _start_worker, (state, events, lifeline)) as pool:
-        fits: list[list[AsyncResult[float]]] = [
-            [pool.apply_async(_worker_fit, (i, c, fold, seed)) for fold in range(len(cv.folds))]
-            for i, c in enumerate(candidates)
-        ]
-        waiting = [f for row in fits for f in row]
-        while waiting:
+    with tempfile.TemporaryDirectory(prefix="genexfer-choice-") as tmp, alive, lifeline:
+        # a file, not the pool's arguments: a worker keeps those for its life, a second copy of
+        # the data beside the one it loads; plain pickle: by value, every worker trains copies
+        # of its own (torch's reducer would move the caller's encoder into shared memory)
+        state = Path(tmp) / "problem.pickle"
+        with state.open("wb") as out:
+            pickle.dump((problem, cv, features), out, protocol=pickle.HIGHEST_PROTOCOL)
+        # leaving the block terminates the workers: at once on cancellation or a failed fit
+        with context.Pool(workers, _start_worker, (str(state), events, lifeline)) as pool:
+            fits = [
+                [pool.apply_async(_worker_fit, (i, c, f, seed)) for f in range(len(cv.folds))]
+                for i, c in enumerate(candidates)
+            ]
+            waiting = [f for row in fits for f in row]
+            while waiting:
+                relay()
+                if hook is not None:
+                    hook.batch()  # raises if the job was cancelled
+                waiting[0].wait(POLL_S)
+                for f in waiting:
+                    if f.ready():
+                        f.get()  # a failed fit raises its error here, at once
+                waiting = [f for f in waiting if not f.ready()]
+                check_workers(fits)
             relay()
-            if hook is not None:
-                hook.batch()  # raises if the job was cancelled
-            waiting[0].wait(POLL_S)
-            for f in waiting:
-                if f.ready():
-                    f.get()  # a failed fit raises its error here, at once
-            waiting = [f for f in waiting if not f.ready()]
-        relay()
-        return [[f.get() for f in row] for row in fits]
+            return [[f.get() for f in row] for row in fits]
 
 
 def _context() -> Any:
@@ -172,22 +200,27 @@ def _context() -> Any:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(state: bytes, events: SimpleQueue[tuple[Any, ...]], lifeline: Connection) -> None:
-    threading.Thread(target=_exit_with_caller, args=(lifeline,), daemon=True).start()
-    # a fresh process with glibc's defaults maps and unmaps every large tensor it frees: a
-    # whole-network fit took 1.3-1.5x as long as in the long-running service process
-    keep_freed_memory(WORKER_TRIM_THRESHOLD_MB)
-    # one core each, for torch and for the BLAS under numpy and scikit-learn (as
-    # `training.train.loop.cpu_threads_for` in the caller): the pool is the parallelism
-    torch.set_num_threads(1)
-    threadpool_limits(limits=1)
-    problem, cv, features = pickle.loads(state)  # noqa: S301 (our own bytes, from the caller)
+def _start_worker(path: str, events: SimpleQueue[tuple[Any, ...]], lifeline: Connection) -> None:
+    try:
+        threading.Thread(target=_exit_with_caller, args=(lifeline,), daemon=True).start()
+        # a fresh process with glibc's defaults maps and unmaps every large tensor it frees: a
+        # whole-network fit took 1.3-1.5x as long as in the long-running service process
+        keep_freed_memory(WORKER_TRIM_THRESHOLD_MB)
+        # one core each, for torch and for the BLAS under numpy and scikit-learn (as
+        # `training.nn.device.cpu_threads_for` in the caller): the pool is the parallelism
+        torch.set_num_threads(1)
+        threadpool_limits(limits=1)
+        with open(path, "rb") as state:
+            problem, cv, features = pickle.load(state)  # noqa: S301 (the caller's own file)
+    except BaseException as exc:  # the pool would start another worker, which fails the same way
+        events.put(("failed", f"{type(exc).__name__}: {exc}"))
+        raise
     _worker.update(problem=problem, cv=cv, features=features, events=events)
 
 
 def _worker_fit(index: int, candidate: Candidate, fold: int, seed: int) -> float:
     events = _worker["events"]
-    events.put(("start", index))
+    events.put(("start", index, fold, os.getpid()))
     with progress.watching(_Relay(events)):
         return fold_score(
             candidate,

@@ -183,11 +183,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> Path:
+    from training.nn.device import cpu_threads_for
     from training.preprocess.select import GeneSelection
     from training.protocol.config import ProtocolConfig
     from training.protocol.run import run_external, run_protocol
     from training.reporting.report import write_report
-    from training.train.loop import cpu_threads_for
 
     start = time.perf_counter()
     _check(args)

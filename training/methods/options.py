@@ -20,8 +20,8 @@ from contract.vocab import (
     SemiSupervision,
     Strategy,
 )
+from training.nn.device import DEVICES
 from training.train import defaults
-from training.train.loop import DEVICES
 
 __all__ = ["FinetuneOptions"]
 

@@ -31,10 +31,11 @@ from training.multiomics.network import (
 )
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
+from training.nn.device import resolve_device
 from training.nn.heads import ClassifierHeadConfig
 from training.nn.variants import encoder_layers
 from training.preprocess.fused import pipeline_module
-from training.train.loop import History, resolve_device, seeded, train_loop
+from training.train.loop import History, seeded, train_loop
 from training.train.validation import chance_cross_entropy, class_split
 
 

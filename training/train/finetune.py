@@ -28,16 +28,10 @@ from training.methods.options import FinetuneOptions
 from training.methods.staged import Unlabelled, fit_encoder
 from training.nn.checkpoint import build_module
 from training.nn.config import TrainConfig
+from training.nn.device import cpu_threads_for, resolve_device
 from training.nn.heads import ClassifierHeadConfig, MultiTaskHeadConfig, RegressorHeadConfig
 from training.train.apply import embed, labelled_rows, numeric_target
-from training.train.loop import (
-    History,
-    LossFn,
-    cpu_threads_for,
-    resolve_device,
-    seeded,
-    train_loop,
-)
+from training.train.loop import History, LossFn, seeded, train_loop
 from training.train.validation import (
     ValidationSplit,
     chance_cross_entropy,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -27,7 +26,6 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
 # an extra loss term computed once per optimiser step from the training progress in [0, 1]
 # (domain adaptation, unlabelled rows); it draws its own rows and is left out of validation
 Regulariser = Callable[[float], torch.Tensor]
-DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass
@@ -127,42 +125,6 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-# up to this many input genes a model's CPU ops are small (a minibatch of ≤ 64 rows through a few
-# hundred units): one intra-op thread is then as fast on a quiet machine, and on a busy one far
-# faster, as OpenMP's waiting threads contend for the cores. Measured on the 2-core machine at
-# load 10: a frozen head on 28 pbmc68k cells took 17.9 s with 2 threads and 1.1 s with one. The
-# same holds for the BLAS under numpy and scikit-learn: a logistic regression on 128 samples ×
-# 2,000 genes took 0.27 s with OpenBLAS's two threads and 0.022 s with one (quiet machine).
-SMALL_MODEL_GENES = 5_000
-
-
-@contextlib.contextmanager
-def cpu_threads_for(n_genes: int) -> Iterator[None]:
-    """One torch CPU thread and one BLAS/OpenMP thread (threadpoolctl) inside this block when
-    the model is small (`SMALL_MODEL_GENES`); the settings are restored after."""
-    if n_genes > SMALL_MODEL_GENES:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when present) as a device; ValueError otherwise."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in DEVICES:
-        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def train_loop(

@@ -20,6 +20,7 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.data.stream import ArraySource, Block, RowSource
 from training.nn.config import TrainConfig
+from training.nn.device import resolve_device
 from training.nn.variants import (
     AnyAutoencoderConfig,
     Autoencoder,
@@ -27,7 +28,7 @@ from training.nn.variants import (
     build_autoencoder,
 )
 from training.train.apply import check_panel
-from training.train.loop import EarlyStopping, History, resolve_device, seeded
+from training.train.loop import EarlyStopping, History, seeded
 
 __all__ = ["TrainConfig", "pretrain", "pretrain_stream", "reconstruction_mse"]
 Chunks = Sequence[tuple[int, int]]

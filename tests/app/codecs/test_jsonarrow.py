@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -52,7 +53,8 @@ def test_matrix_and_records_read_as_orjson_and_numpy_read_them() -> None:
 def body(values: str = "[[1, 2.5, 0], [3e2, -0.0, 7]]", **fields: str) -> bytes:
     parts = {"genes": json.dumps(GENES), "sample_ids": '["S1", "S2"]', "values": values}
     parts.update(fields)
-    return ("{" + ", ".join(f'"{k}": {v}' for k, v in parts.items()) + "}").encode()
+    # latin-1 keeps a lone "\xff" a lone byte: invalid UTF-8 on purpose
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in parts.items()) + "}").encode("latin-1")
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,10 @@ def body(values: str = "[[1, 2.5, 0], [3e2, -0.0, 7]]", **fields: str) -> bytes:
         b"[[1, 2]]",
         b"",
         b"{not json",
+        b"\xef\xbb\xbf" + body(),  # a byte-order mark: orjson and pydantic refuse it
+        body(sample_ids='["S1", "S\xff"]'),  # not UTF-8
+        body(genes='["CD3E", "CD14", "\xc3"]'),
+        body(sample_ids='["S1", "S2"]', samples="[]"),  # both forms at once
     ],
 )
 def test_anything_not_plainly_a_matrix_is_declined(declined: bytes) -> None:
@@ -98,16 +104,20 @@ def test_large_bodies_take_arrow_and_bad_cells_are_still_named(
     assert len(good) >= jsonarrow.MIN_BYTES
     taken: list[bool] = []
     real = jsonarrow.read
-    monkeypatch.setattr(
-        jsonarrow,
-        "read",
-        lambda *a, **k: taken.append(True) or real(*a, **k),  # type: ignore[func-returns-value]
-    )
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        taken.append(real(*args, **kwargs) is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jsonarrow, "read", spy)
     got = decode_json(good, max_samples=n)
-    assert taken == [True]
+    assert taken == [True]  # Arrow read it, not a fallback
     assert np.array_equal(got.values, x)
     with pytest.raises(PayloadTooLarge):
         decode_json(good, max_samples=n - 1)
+    # a NUL in an id: refused by name, as a small body's would be
+    with pytest.raises(InvalidExpressionData, match="sample_ids"):
+        decode_json(good.replace(b'"s7"', b'"s\\u0000"', 1), max_samples=n)
     # one text cell deep in the body: Arrow declines, the strict path names sample and gene
     last = good.rindex(b",")
     bad = good[:last] + b',"7"' + good[good.index(b"]", last) :]
@@ -154,13 +164,15 @@ def test_v2_requests_read_as_orjson_reads_them(text: str) -> None:
         v2_body("[1, NaN, 3, 4]"),
         v2_body(extra=', "outputs": [{"name": "p", "parameters": {"binary_data": true}}]'),
         v2_body(tensor=', "parameters": {"binary_data_size": 16}'),
+        v2_body().replace(', "data": [1, 2, 3, 4]', ""),  # no data at all
+        v2_body(extra=', "id": "r\xff"').encode("latin-1").decode("utf-8", "surrogateescape"),
         v2_body(extra=', "x": 1'),
         v2_body().replace("}]", '}, {"name": "b", "shape": [1], "datatype": "FP32", "data": [1]}]'),
         '{"inputs": []}',
     ],
 )
 def test_v2_requests_not_plainly_numbers_are_declined(declined: str) -> None:
-    assert jsonarrow.read_v2(declined.encode()) is None
+    assert jsonarrow.read_v2(declined.encode("utf-8", "surrogateescape")) is None
 
 
 def test_large_v2_bodies_take_arrow_and_bad_cells_are_still_refused(
@@ -174,9 +186,14 @@ def test_large_v2_bodies_take_arrow_and_bad_cells_are_still_refused(
     assert len(good) >= jsonarrow.MIN_BYTES
     taken: list[bool] = []
     real = jsonarrow.read_v2
-    monkeypatch.setattr(jsonarrow, "read_v2", lambda b: taken.append(True) or real(b))  # type: ignore[func-returns-value]
+
+    def spy(body: bytes) -> Any:
+        taken.append(real(body) is not None)
+        return real(body)
+
+    monkeypatch.setattr(jsonarrow, "read_v2", spy)
     parsed = v2.parse(good, None, card, 1000)
-    assert taken == [True]
+    assert taken == [True]  # Arrow read it, not a fallback
     assert parsed.id == "big"
     assert np.array_equal(parsed.x, x)
     with pytest.raises(PayloadTooLarge):

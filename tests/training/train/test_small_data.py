@@ -14,11 +14,12 @@ from contract.matrix import ExpressionMatrix
 from contract.preprocess.pipeline import PreprocessPipeline
 from training.methods.options import FinetuneOptions
 from training.nn.config import TrainConfig
+from training.nn.device import resolve_device
 from training.nn.heads import ClassifierHeadConfig, RegressorHeadConfig
 from training.nn.variants import DenoisingAutoencoderConfig, build_autoencoder
 from training.train.apply import predict_labels, predict_proba
 from training.train.finetune import finetune_classifier, finetune_regressor
-from training.train.loop import EarlyStopping, History, resolve_device, seeded, train_loop
+from training.train.loop import EarlyStopping, History, seeded, train_loop
 from training.train.validation import class_split, random_split
 
 
