@@ -61,12 +61,14 @@ POLL_S = 0.05
 POOL_MIN_VALUES = 100_000
 # a worker reports an epoch at most this often (the job's progress is written every few seconds)
 EPOCH_EVERY_S = 0.2
+# this process's CPU quota, where a container has one
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 # the serving process's default (`GENEXFER_MALLOC_TRIM_THRESHOLD_MB`)
 WORKER_TRIM_THRESHOLD_MB = 1024
 
 
 def workers_for(candidates: Sequence[Candidate], problem: Problem, n_fits: int) -> int:
-    """How many processes fit side by side: one per core this process may use, at most
+    """How many processes fit side by side: one per core this process may use (`cores`), at most
     `defaults.INNER_WORKERS` and one per fit; one (no pool) for a problem too small to pay for
     the pool (`POOL_MIN_VALUES`); for a model too large for one thread a fit (`SMALL_MODEL_GENES`:
     it trains on every core here, and a worker's one thread would sum in another order); and
@@ -76,7 +78,20 @@ def workers_for(candidates: Sequence[Candidate], problem: Problem, n_fits: int) 
         return 1
     if problem.matrix.X.size < POOL_MIN_VALUES or problem.pipeline.n_genes > SMALL_MODEL_GENES:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), defaults.INNER_WORKERS, n_fits))
+    return max(1, min(cores(), defaults.INNER_WORKERS, n_fits))
+
+
+def cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    container's `cpus:`), which the affinity does not show."""
+    n = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()
+        if quota != "max":
+            n = min(n, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 here, or a format not known
+        pass
+    return n
 
 
 def score_all(

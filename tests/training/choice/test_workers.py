@@ -161,8 +161,23 @@ def test_workers_that_cannot_start_fail_the_choice(
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", None), ("100000 100000", 1), ("150000 100000", 1), ("garbage", None)],
+)
+def test_a_cgroup_cpu_quota_caps_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str, expected: int | None
+) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
+    assert workers.cores() == (affinity if expected is None else min(affinity, expected))
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", tmp_path / "absent")
+    assert workers.cores() == affinity
+
+
 def test_one_process_per_core_and_none_for_a_gpu_or_a_small_problem(encoder: Path) -> None:
-    cores = len(os.sched_getaffinity(0))
+    cores = workers.cores()
     plain = _candidates("frozen", "full", "logistic")
     big = problem_on(encoder, make_synthetic(POOL_MIN_VALUES // 40, 40, n_classes=3, seed=3))
     assert workers_for(plain, big, 50) == max(1, min(cores, 4))
