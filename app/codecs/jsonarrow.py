@@ -87,14 +87,10 @@ def read(
     lengths = pc.list_value_length(rows)
     if pc.min(lengths).as_py() != width or pc.max(lengths).as_py() != width:
         return None
-    cells = rows.flatten()
-    if cells.null_count:
+    values = _finite_float32(rows.flatten())
+    if values is None:
         return None
-    with np.errstate(over="ignore"):
-        values = cells.to_numpy().astype(np.float32).reshape(n, width)
-    if not np.isfinite(values).all():
-        return None
-    return ids.to_pylist(), genes.to_pylist(), values
+    return ids.to_pylist(), genes.to_pylist(), values.reshape(n, width)
 
 
 def read_v2(body: bytes) -> dict[str, Any] | None:
@@ -117,11 +113,8 @@ def read_v2(body: bytes) -> dict[str, Any] | None:
         if data.null_count or pc.min(lengths).as_py() != pc.max(lengths).as_py():
             return None
         data = data.flatten()
-    if data.null_count:
-        return None
-    with np.errstate(over="ignore"):
-        values = data.to_numpy().astype(np.float32)
-    if not np.isfinite(values).all():
+    values = _finite_float32(data)
+    if values is None:
         return None
     try:
         spec = {"name": name[0].as_py(), "shape": shape[0].as_py(), "datatype": datatype[0].as_py()}
@@ -129,6 +122,16 @@ def read_v2(body: bytes) -> dict[str, Any] | None:
     except UnicodeDecodeError:  # Arrow reads invalid UTF-8 without a word; orjson refuses it
         return None
     return {**request, "inputs": [{**spec, "data": values}]}
+
+
+def _finite_float32(cells: pa.Array) -> np.ndarray | None:
+    """The float64 cells rounded to float32 by numpy, or None when one is null or not finite
+    as float32 (NaN, or beyond float32's range)."""
+    if cells.null_count:
+        return None
+    with np.errstate(over="ignore"):
+        values = cells.to_numpy().astype(np.float32)
+    return values if np.isfinite(values).all() else None
 
 
 def _present(item: Any) -> Any:

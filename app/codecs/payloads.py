@@ -124,7 +124,11 @@ def _arrow_json(body: bytes, max_samples: int) -> Expression | None:
     ids, genes, values = read
     check_count(len(ids), max_samples)
     check_ids(ids)
-    return check_finite(Expression(ids, genes, values))  # and the names' text, as below
+    # Arrow's path vouches for non-empty names and finite values; their text is checked here,
+    # as `check_finite` does on the other paths
+    check_text("sample_ids", ids)
+    check_text("genes", genes)
+    return Expression(ids, genes, values)
 
 
 def _fast_json(body: bytes, max_samples: int) -> Expression | None:
